@@ -1,0 +1,30 @@
+# Two commands on a fresh machine:
+#   make train   set up .venv and train the default model (mlp preset) on MNIST
+#   make test    set up .venv and the test data, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+ARGS ?=
+
+.PHONY: train test install test-data
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+train: install
+	$(BIN)/mnist-classifier train $(ARGS)
+
+# Fashion-MNIST for the tests comes from Debian's package (no internet needed).
+test-data:
+	@test -d /usr/share/datasets/fashion-mnist || { \
+		SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist; }
+
+test: install test-data
+	$(BIN)/python -m pytest

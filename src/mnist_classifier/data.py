@@ -1,0 +1,320 @@
+"""Find, download, verify and parse MNIST and Fashion-MNIST.
+
+Sources are tried in this order: an explicit path (or ``$MNIST_CLASSIFIER_DATA``),
+the Keras cache (``$KERAS_HOME/datasets``, default ``~/.keras/datasets``), Debian's
+``/usr/share/datasets``, and finally a download from the mirror into the Keras cache.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import math
+import os
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mnist_classifier.download import Progress, RemoteFile, download_files
+from mnist_classifier.errors import DataError, DownloadError
+
+DATA_ENV = "MNIST_CLASSIFIER_DATA"
+MIRROR_ENV = "MNIST_CLASSIFIER_MIRROR"
+DEFAULT_MIRROR = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte",
+    "y_train": "train-labels-idx1-ubyte",
+    "x_test": "t10k-images-idx3-ubyte",
+    "y_test": "t10k-labels-idx1-ubyte",
+}
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What the package knows of one data set: classes, cache layout, mirror files."""
+
+    name: str
+    classes: tuple[str, ...]
+    cache_entry: str  # name of the file or folder in the Keras cache
+    remote: tuple[RemoteFile, ...]
+    debian_dir: Path | None
+    # sha256 of the decompressed test labels: tells the two data sets apart,
+    # since both use the same file names.
+    test_labels_sha256: str
+
+
+DATASETS = {
+    "mnist": DatasetSpec(
+        name="mnist",
+        classes=tuple(str(digit) for digit in range(10)),
+        cache_entry="mnist.npz",
+        remote=(
+            RemoteFile(
+                "mnist.npz", "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+            ),
+        ),
+        debian_dir=None,
+        test_labels_sha256="ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+    ),
+    "fashion_mnist": DatasetSpec(
+        name="fashion_mnist",
+        classes=(
+            "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+        ),  # fmt: skip
+        cache_entry="fashion-mnist",
+        remote=(
+            RemoteFile(
+                "train-labels-idx1-ubyte.gz",
+                "b0197879cbda89f3dc7b894f9fd52b858e68ea4182b6947c9d8c2b67e5f18dcc",
+            ),
+            RemoteFile(
+                "train-images-idx3-ubyte.gz",
+                "08dc20ab1689590a0bcd66e874647b6ee8464e2d501b5a3f1f78831db19a3fdc",
+            ),
+            RemoteFile(
+                "t10k-labels-idx1-ubyte.gz",
+                "42bd18137a62d5998cdeae52bf3a0676ac6b706f5cf8439b47bb5b151ae3dccf",
+            ),
+            RemoteFile(
+                "t10k-images-idx3-ubyte.gz",
+                "78dcbbfb5a27efaf1b6c1d616caca68560be8766c5bffcb2791df9273a534229",
+            ),
+        ),
+        debian_dir=Path("/usr/share/datasets/fashion-mnist"),
+        test_labels_sha256="3d0e6c6ea990b53b6f8f500a41cac93881d981b315f84578b7d915342ade01e9",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded data set and where it came from."""
+
+    name: str
+    source: str  # a human description, e.g. "path /data/mnist (IDX files)"
+    train: Split
+    test: Split
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names, indexed by label."""
+        return DATASETS[self.name].classes
+
+
+def load_dataset(
+    name: str = "mnist",
+    path: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    mirror: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[Split, Split]:
+    """Load MNIST or Fashion-MNIST as ``keras.datasets`` does.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion_mnist"``.
+        path: a folder of the four IDX files (gzipped or not) or a Keras-layout
+            ``.npz``; defaults to ``$MNIST_CLASSIFIER_DATA``, then the usual places.
+        download: whether to download into the Keras cache when nothing is found.
+        mirror: base URL to download from (default ``$MNIST_CLASSIFIER_MIRROR``,
+            then the Keras mirror).
+        progress: called with (file name, bytes done, bytes total) while downloading.
+
+    Returns:
+        ``(x_train, y_train), (x_test, y_test)``: uint8 arrays shaped N×28×28 and N.
+
+    Example:
+        >>> (x_train, y_train), (x_test, y_test) = load_dataset("mnist")
+    """
+    dataset = read_dataset(name, path, download=download, mirror=mirror, progress=progress)
+    return dataset.train, dataset.test
+
+
+def read_dataset(
+    name: str = "mnist",
+    path: str | os.PathLike | None = None,
+    *,
+    download: bool = True,
+    mirror: str | None = None,
+    progress: Progress | None = None,
+) -> Dataset:
+    """Like :func:`load_dataset`, but also says where the data came from."""
+    spec = dataset_spec(name)
+    candidates = _candidates(spec, path)
+    for location, origin in candidates:
+        if location.exists():
+            return _read(spec, location, origin)
+    looked = f"{name} not found in {', '.join(str(location) for location, _ in candidates)}"
+    hint = f"pass --data PATH (a folder of the four IDX files or a .npz) or set {DATA_ENV}"
+    if path is not None or os.environ.get(DATA_ENV) or not download:
+        raise DataError(f"{looked}; {hint}")
+    base = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
+    cache = keras_cache_dir()
+    target = cache if spec.cache_entry.endswith(".npz") else cache / spec.cache_entry
+    try:
+        download_files(base, spec.remote, target, progress=progress)
+    except DownloadError as exc:
+        raise DownloadError(f"{looked}, and the download failed ({exc}); {hint}") from None
+    return _read(spec, cache / spec.cache_entry, f"downloaded from {base}")
+
+
+def dataset_spec(name: str) -> DatasetSpec:
+    """The spec of a known data set, or a DataError naming the known ones."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(
+            f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}"
+        ) from None
+
+
+def keras_cache_dir() -> Path:
+    """Keras's data set cache: ``$KERAS_HOME/datasets`` or ``~/.keras/datasets``."""
+    home = os.environ.get("KERAS_HOME") or Path.home() / ".keras"
+    return Path(home) / "datasets"
+
+
+def _candidates(spec: DatasetSpec, path: str | os.PathLike | None) -> list[tuple[Path, str]]:
+    """Places to look, in order, each with a description of where it is."""
+    explicit = path if path is not None else os.environ.get(DATA_ENV) or None
+    if explicit is not None:
+        origin = "path" if path is not None else f"${DATA_ENV}"
+        root = Path(explicit).expanduser()
+        # A folder may hold the files themselves or one sub-folder per data set.
+        return [(root / spec.name, origin), (root, origin)]
+    found = [(keras_cache_dir() / spec.cache_entry, "Keras cache")]
+    if spec.debian_dir is not None:
+        found.append((spec.debian_dir, "Debian package"))
+    return found
+
+
+def _read(spec: DatasetSpec, location: Path, origin: str) -> Dataset:
+    """Parse and validate a folder of IDX files or an ``.npz``."""
+    if location.is_dir():
+        arrays = {
+            key: read_idx(_idx_path(location, stem), _kind(key)) for key, stem in IDX_FILES.items()
+        }
+        kind = "IDX files"
+    else:
+        arrays = read_npz(location)
+        kind = "npz"
+    _check_pairs(arrays, location)
+    _check_identity(spec, arrays["y_test"], location)
+    return Dataset(
+        name=spec.name,
+        source=f"{location} ({origin}, {kind})",
+        train=(arrays["x_train"], arrays["y_train"]),
+        test=(arrays["x_test"], arrays["y_test"]),
+    )
+
+
+def _idx_path(folder: Path, stem: str) -> Path:
+    """The IDX file ``stem`` in ``folder``, gzipped or not."""
+    for candidate in (folder / f"{stem}.gz", folder / stem):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{folder}: missing {stem}.gz (or {stem})")
+
+
+def _kind(key: str) -> str:
+    """What an array named x_* or y_* must hold."""
+    return "images" if key.startswith("x") else "labels"
+
+
+def read_idx(path: Path, kind: str | None = None) -> np.ndarray:
+    """Read one IDX file (gzipped or not): uint8 images N×28×28 or labels N in 0–9.
+
+    ``kind`` ("images" or "labels"), when given, is what the file must hold.
+    """
+    raw = _read_bytes(path)
+    if len(raw) < 4 or raw[0:2] != b"\x00\x00":
+        raise DataError(f"{path}: not an IDX file (bad magic number)")
+    dtype_code, ndim = raw[2], raw[3]
+    if dtype_code != 0x08:
+        raise DataError(f"{path}: IDX data type 0x{dtype_code:02x}, expected 0x08 (unsigned byte)")
+    if ndim not in (1, 3):
+        raise DataError(f"{path}: IDX with {ndim} dimensions, expected 1 (labels) or 3 (images)")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise DataError(f"{path}: truncated IDX header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    expected = header + math.prod(shape)
+    if len(raw) != expected:
+        problem = "truncated" if len(raw) < expected else "trailing data"
+        raise DataError(f"{path}: {problem}: {len(raw)} bytes, expected {expected} for {shape}")
+    held = "images" if ndim == 3 else "labels"
+    if kind is not None and held != kind:
+        raise DataError(f"{path}: holds {held}, expected {kind}")
+    array = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    _check_array(array, path, held)
+    return array
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """Read a Keras-layout ``.npz`` with x_train, y_train, x_test and y_test."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a readable .npz (not a zip archive)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in IDX_FILES if key not in archive.files]
+            if missing:
+                raise DataError(f"{path}: npz without {', '.join(missing)}")
+            arrays = {key: archive[key] for key in IDX_FILES}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise DataError(f"{path}: not a readable .npz ({exc})") from None
+    for key, array in arrays.items():
+        if array.dtype != np.uint8:
+            raise DataError(f"{path}: {key} has dtype {array.dtype}, expected uint8")
+        _check_array(array, path, _kind(key), key)
+    return arrays
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of a file, decompressed when it is gzipped."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+        if raw[:2] == b"\x1f\x8b":
+            return gzip.decompress(raw)
+        return raw
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(f"{path}: truncated or corrupt gzip ({exc})") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def _check_array(array: np.ndarray, path: Path, kind: str, key: str | None = None) -> None:
+    """Images must be N×28×28; labels N values in 0–9."""
+    where = f"{path}: {key}" if key else str(path)
+    if kind == "images" and (array.ndim != 3 or array.shape[1:] != (28, 28)):
+        raise DataError(f"{where}: images of shape {array.shape}, expected N×28×28")
+    if kind == "labels":
+        if array.ndim != 1:
+            raise DataError(f"{where}: labels of shape {array.shape}, expected a vector")
+        if array.size and array.max() > 9:
+            raise DataError(f"{where}: label {int(array.max())} out of range, expected 0–9")
+
+
+def _check_pairs(arrays: dict[str, np.ndarray], location: Path) -> None:
+    """Each split needs as many labels as images."""
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if len(images) != len(labels):
+            raise DataError(
+                f"{location}: {len(images)} {split} images but {len(labels)} labels"
+            )
+
+
+def _check_identity(spec: DatasetSpec, y_test: np.ndarray, location: Path) -> None:
+    """Refuse the other data set's files (both use the same file names)."""
+    digest = hashlib.sha256(y_test.tobytes()).hexdigest()
+    for other in DATASETS.values():
+        if other.name != spec.name and digest == other.test_labels_sha256:
+            raise DataError(f"{location}: holds {other.name}, not {spec.name}")

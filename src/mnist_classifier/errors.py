@@ -1,0 +1,25 @@
+"""The errors this package raises: one base class, one subclass per stage."""
+
+
+class MnistClassifierError(Exception):
+    """Base class of every error the package raises on bad input or bad files."""
+
+
+class DataError(MnistClassifierError):
+    """A data set could not be found, read or validated."""
+
+
+class DownloadError(DataError):
+    """A download failed, was cut off or did not match its checksum."""
+
+
+class ConfigError(MnistClassifierError, ValueError):
+    """A setting has a bad value; a ValueError too, as scikit-learn does."""
+
+
+class ModelFileError(MnistClassifierError):
+    """A model file is missing, unreadable or does not fit the data."""
+
+
+class TrainingError(MnistClassifierError):
+    """Training was asked for something it cannot do (e.g. early stopping without validation)."""

@@ -1,0 +1,109 @@
+"""Turn uint8 images and labels into what a network eats: normalize, reshape, one-hot, split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mnist_classifier.errors import ConfigError
+
+NORMALIZE_MODES = ("scale", "l2", "standardize")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How pixels become inputs; ``mean``/``std`` are the training set's for ``standardize``."""
+
+    mode: str = "scale"
+    mean: float = 0.0
+    std: float = 1.0
+
+    @classmethod
+    def fit(cls, mode: str, x_train: np.ndarray) -> Normalization:
+        """The normalization ``mode`` with statistics taken from the training images."""
+        check_normalize_mode(mode)
+        if mode != "standardize":
+            return cls(mode)
+        pixels = x_train.astype(np.float64) / 255.0
+        return cls(mode, float(pixels.mean()), float(pixels.std()))
+
+
+def check_normalize_mode(mode: str) -> None:
+    """Raise a ConfigError unless ``mode`` is a known normalization."""
+    if mode not in NORMALIZE_MODES:
+        raise ConfigError(f"normalize={mode!r}: expected one of {', '.join(NORMALIZE_MODES)}")
+
+
+def normalize(x: np.ndarray, norm: Normalization) -> np.ndarray:
+    """Scale uint8 images (N×28×28) to float32 as ``norm`` says.
+
+    ``scale`` divides by 255; ``l2`` is the notebook's ``keras.utils.normalize(x, axis=1)``
+    (each image column to unit L2 norm), kept for exact reproduction; ``standardize``
+    subtracts the training mean and divides by its standard deviation.
+    """
+    x = x.astype(np.float32)
+    if norm.mode == "scale":
+        return x / np.float32(255.0)
+    if norm.mode == "l2":
+        from keras.utils import normalize as keras_normalize
+
+        return keras_normalize(x, axis=1).astype(np.float32)
+    if norm.mode == "standardize":
+        return (x / np.float32(255.0) - np.float32(norm.mean)) / np.float32(norm.std)
+    check_normalize_mode(norm.mode)
+    raise AssertionError("unreachable")
+
+
+def preprocess(x: np.ndarray, norm: Normalization, input_shape: Sequence[int]) -> np.ndarray:
+    """Normalize images and reshape them to a model's ``input_shape`` (784 or 28×28×1)."""
+    shape = tuple(input_shape)
+    if int(np.prod(shape)) != 28 * 28:
+        raise ConfigError(f"input shape {shape} does not hold a 28×28 image")
+    return normalize(x, norm).reshape((len(x), *shape))
+
+
+def one_hot(labels: np.ndarray, classes: int | None = None) -> np.ndarray:
+    """Convert a label vector into a one-hot matrix of shape (len(labels), classes).
+
+    As in the notebook (``keras.utils.to_categorical``): ``classes=None`` means
+    ``max(labels) + 1``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ConfigError(f"labels of shape {labels.shape} and dtype {labels.dtype}: expected a vector of integers")
+    if labels.size and labels.min() < 0:
+        raise ConfigError(f"label {int(labels.min())} is negative")
+    if classes is not None and labels.size and labels.max() >= classes:
+        raise ConfigError(f"label {int(labels.max())} does not fit classes={classes}")
+    from keras.utils import to_categorical
+
+    return to_categorical(labels, classes).astype(np.float32)
+
+
+def validation_split(
+    x: np.ndarray, y: np.ndarray, size: int = 5000, seed: int = 0
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Hold out ``size`` images, stratified by class, the same ones for the same ``seed``.
+
+    Each class gives its share of ``size`` (largest remainders round it to an exact
+    total); order inside both parts follows the original order.
+
+    Returns:
+        ``(x_train, y_train), (x_val, y_val)``.
+    """
+    if not 0 < size < len(y):
+        raise ConfigError(f"validation size {size}: expected between 1 and {len(y) - 1}")
+    classes, counts = np.unique(y, return_counts=True)
+    exact = counts * size / len(y)
+    take = np.floor(exact).astype(int)
+    extra = np.argsort(-(exact - take), kind="stable")[: size - take.sum()]
+    take[extra] += 1
+    rng = np.random.default_rng(seed)
+    held = np.concatenate(
+        [rng.permutation(np.flatnonzero(y == label))[:n] for label, n in zip(classes, take)]
+    )
+    mask = np.zeros(len(y), dtype=bool)
+    mask[held] = True
+    return (x[~mask], y[~mask]), (x[mask], y[mask])

@@ -1,0 +1,65 @@
+"""Shared fixtures: the real data sets in ../shared/data and Debian's Fashion-MNIST."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+ROOT = Path(__file__).resolve().parents[1]
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory, monkeypatch):
+    """No test sees the user's data variables or Keras cache; downloads go nowhere real."""
+    monkeypatch.delenv("MNIST_CLASSIFIER_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
+    monkeypatch.setenv("MNIST_CLASSIFIER_MIRROR", "http://127.0.0.1:9/unreachable/")
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The real MNIST IDX files."""
+    if not MNIST_DIR.is_dir():
+        pytest.fail(f"{MNIST_DIR} is missing: tests need ../shared/data/mnist")
+    return MNIST_DIR
+
+
+@pytest.fixture(scope="session")
+def fashion_dir() -> Path:
+    """Debian's Fashion-MNIST (package dataset-fashion-mnist, installed by .ci/run)."""
+    if not FASHION_DIR.is_dir():
+        pytest.fail(f"{FASHION_DIR} is missing: apt-get install dataset-fashion-mnist")
+    return FASHION_DIR
+
+
+@pytest.fixture(scope="session")
+def small_mnist(mnist_dir):
+    """Flattened, scaled slices of real MNIST with one-hot labels: 2000 train, 500 val, 500 test."""
+    from mnist_classifier import Normalization, load_dataset, one_hot, preprocess
+
+    (x_train, y_train), (x_test, y_test) = load_dataset("mnist", mnist_dir)
+    prep = lambda x: preprocess(x, Normalization("scale"), (784,))  # noqa: E731
+    return {
+        "train": (prep(x_train[:2000]), one_hot(y_train[:2000], 10)),
+        "val": (prep(x_train[-500:]), one_hot(y_train[-500:], 10)),
+        "test": (prep(x_test[:500]), one_hot(y_test[:500], 10)),
+        "test_labels": y_test[:500],
+    }
+
+
+@pytest.fixture
+def tiny_model():
+    """A compiled 784-32-10 network (a fresh one per test)."""
+    import keras
+
+    from mnist_classifier import build_model, optimize_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model(784, [32, 10], ["relu", "softmax"], 0.0001, 0.9)
+    optimize_model(model, 0.001, 0.9, 0.999)
+    return model
