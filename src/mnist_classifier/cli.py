@@ -1,0 +1,214 @@
+"""The ``mnist-classifier`` command: parse flags, build one config, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mnist_classifier.errors import MnistClassifierError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train, evaluate and inspect Keras classifiers for MNIST and Fashion-MNIST.",
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DatasetOpt = Annotated[
+    Optional[str], typer.Option("--dataset", help="mnist or fashion_mnist.", show_default=False)
+]
+DataOpt = Annotated[
+    Optional[str],
+    typer.Option("--data", help="Folder of IDX files or a .npz (default: $MNIST_CLASSIFIER_DATA, caches, download)."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@app.command()
+def info(
+    dataset: DatasetOpt = "mnist",
+    data: DataOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Where the data came from, shapes, dtypes, class counts and pixel statistics."""
+    from mnist_classifier.data import read_dataset
+
+    loaded = read_dataset(dataset or "mnist", data, progress=_download_progress())
+    splits = {"train": loaded.train, "test": loaded.test}
+    summary = {
+        "dataset": loaded.name,
+        "source": loaded.source,
+        "classes": list(loaded.classes),
+        "splits": {name: _split_summary(x, y, len(loaded.classes)) for name, (x, y) in splits.items()},
+    }
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    out.print(f"[bold]{loaded.name}[/] from {loaded.source}")
+    for name, split in summary["splits"].items():
+        out.print(
+            f"{name}: x {split['x_shape']} {split['x_dtype']}, y {split['y_shape']} {split['y_dtype']}\n"
+            f"  pixels min {split['pixels']['min']} max {split['pixels']['max']} "
+            f"mean {split['pixels']['mean']:.2f} std {split['pixels']['std']:.2f}"
+        )
+    table = Table("label", "class", "train", "test", title="Images per class")
+    for label, name in enumerate(loaded.classes):
+        table.add_row(str(label), name, *(str(summary["splits"][s]["class_counts"][label]) for s in splits))
+    out.print(table)
+
+
+def _split_summary(x: np.ndarray, y: np.ndarray, n_classes: int) -> dict:
+    """Shapes, dtypes, class counts and pixel statistics of one split."""
+    return {
+        "x_shape": list(x.shape),
+        "x_dtype": str(x.dtype),
+        "y_shape": list(y.shape),
+        "y_dtype": str(y.dtype),
+        "class_counts": np.bincount(y, minlength=n_classes).tolist(),
+        "pixels": {
+            "min": int(x.min()),
+            "max": int(x.max()),
+            "mean": float(x.mean()),
+            "std": float(x.std()),
+        },
+    }
+
+
+@app.command()
+def train(
+    preset: Annotated[Optional[str], typer.Option(help="notebook or mlp (default mlp).")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file.")] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a setting: section.key=value (repeatable).")
+    ] = None,
+    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Number of epochs.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same weights).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for run directories.")] = Path("runs"),
+    resume: Annotated[
+        Optional[Path], typer.Option(help="Continue an interrupted run directory from its last finished epoch (--epochs: new total).")
+    ] = None,
+) -> None:
+    """Train a model and record the run (config, history, checkpoints, metrics)."""
+    from mnist_classifier.config import parse_assignment, resolve_config
+    from mnist_classifier.pipeline import resume_run, train_run
+
+    reporter = _EpochReporter()
+    try:
+        if resume is not None:
+            result = resume_run(resume, [reporter.callback()], reporter.start, epochs)
+        else:
+            overrides = dict(parse_assignment(item) for item in set_ or [])
+            flags = {"data.dataset": dataset, "data.path": data, "training.epochs": epochs, "training.seed": seed}
+            overrides.update({key: value for key, value in flags.items() if value is not None})
+            settings = resolve_config(preset, config, overrides)
+            result = train_run(settings, out_dir, [reporter.callback()], reporter.start)
+    except KeyboardInterrupt:
+        if reporter.run_dir is not None:
+            err.print(
+                f"interrupted; best checkpoint and history kept in {reporter.run_dir}. "
+                f"Continue with: mnist-classifier train --resume {reporter.run_dir}"
+            )
+        raise typer.Exit(130) from None
+    metrics = result.metrics
+    out.print(
+        f"[bold]test accuracy {metrics['test_accuracy']:.4f}[/], loss {metrics['test_loss']:.4f} "
+        f"after {metrics['epochs']} epochs (best {metrics['best_epoch']}) "
+        f"in {metrics['timings']['total_s']:.1f} s; run saved in {result.run_dir}"
+    )
+
+
+class _EpochReporter:
+    """Prints where a run goes and one line per finished epoch."""
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+
+    def start(self, run_dir: Path, data) -> None:
+        """Announce the run."""
+        self.run_dir = run_dir
+        val = "none" if data.validation is None else str(len(data.validation[1]))
+        out.print(f"data: {data.source}")
+        out.print(f"train {len(data.train[1])}, validation {val}, test {len(data.test[1])}; run directory {run_dir}")
+
+    def callback(self):
+        """A Keras callback printing each epoch's figures."""
+        import keras
+
+        reporter = self
+
+        class _Print(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                reporter.epoch(epoch, self.params.get("epochs"), logs or {})
+
+        return _Print()
+
+    def epoch(self, epoch: int, total: int | None, logs: dict) -> None:
+        """One line of figures for a finished epoch."""
+        names = [("loss", "loss {:.4f}"), ("accuracy", "acc {:.4f}"), ("val_loss", "val_loss {:.4f}"),
+                 ("val_accuracy", "val_acc {:.4f}"), ("learning_rate", "lr {:.2e}")]  # fmt: skip
+        figures = "  ".join(fmt.format(logs[key]) for key, fmt in names if key in logs)
+        out.print(f"epoch {epoch + 1}/{total}  {figures}")
+
+
+@app.command()
+def evaluate(
+    model: Annotated[Path, typer.Argument(help="A .keras model file.")],
+    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    normalize: Annotated[
+        Optional[str],
+        typer.Option(help="scale, l2 or standardize: for models not written by this tool (e.g. the notebook's: l2)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on the test set."""
+    from mnist_classifier.pipeline import evaluate_file
+
+    result, record = evaluate_file(model, dataset, data, normalize)
+    if as_json:
+        out.print_json(json.dumps({"model": str(model), "dataset": record.dataset, **result.to_dict()}))
+        return
+    out.print(f"[bold]{model}[/] on {record.dataset} test set ({record.normalization.mode} normalization)")
+    out.print(f"loss {result.loss:.4f}  accuracy {result.accuracy:.4f}")
+    scores = Table("class", "precision", "recall", "f1", "support", title="Per class")
+    for row in result.to_dict()["per_class"]:
+        scores.add_row(row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+    out.print(scores)
+    confusion = Table("true \\ predicted", *[str(i) for i in range(len(result.classes))], title="Confusion matrix")
+    for label, row in enumerate(result.confusion):
+        confusion.add_row(f"{label} {result.classes[label]}", *(str(n) for n in row))
+    out.print(confusion)
+
+
+def _download_progress():
+    """A progress printer for downloads (one line per 10%)."""
+    shown: dict[str, int] = {}
+
+    def progress(name: str, done: int, total: int | None) -> None:
+        step = done * 10 // total if total else done >> 20
+        if shown.get(name) != step:
+            shown[name] = step
+            size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
+            err.print(f"downloading {name}: {size}")
+
+    return progress
+
+
+def main() -> None:
+    """Entry point: run the app; the package's errors become one line on stderr and exit 1."""
+    try:
+        app()
+    except MnistClassifierError as exc:
+        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        sys.exit(1)

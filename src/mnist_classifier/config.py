@@ -1,0 +1,317 @@
+"""One config object for data, model, optimizer and training; presets; TOML in and out."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from mnist_classifier.errors import ConfigError
+from mnist_classifier.preprocessing import check_normalize_mode
+
+VALIDATION_MODES = ("holdout", "test", "none")
+SCHEDULES = ("constant", "inverse_time")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which data, where from, and how it is prepared."""
+
+    dataset: str = "mnist"
+    path: str | None = None
+    normalize: str = "scale"
+    validation: str = "holdout"  # holdout from train, "test" (the notebook's way), or "none"
+    validation_size: int = 5000
+    train_limit: int | None = None  # use only the first N training images (quick runs)
+    test_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        from mnist_classifier.data import dataset_spec
+
+        try:
+            dataset_spec(self.dataset)
+        except Exception as exc:
+            raise ConfigError(f"data.dataset: {exc}") from None
+        check_normalize_mode(self.normalize)
+        _check_choice("data.validation", self.validation, VALIDATION_MODES)
+        _check_positive("data.validation_size", self.validation_size)
+        for name in ("train_limit", "test_limit"):
+            if getattr(self, name) is not None:
+                _check_positive(f"data.{name}", getattr(self, name))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The notebook's ``build_model`` arguments (``nx`` comes from the data)."""
+
+    layers: tuple[int, ...] = (128, 64, 10)
+    activations: tuple[str, ...] = ("relu", "relu", "softmax")
+    lambtha: float = 0.01
+    keep_prob: float = 0.8
+
+    def __post_init__(self) -> None:
+        check_layers(self.layers, self.activations, self.lambtha, self.keep_prob)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Adam's settings, named as in the notebook's ``optimize_model``."""
+
+    alpha: float = 0.001
+    beta1: float = 0.9
+    beta2: float = 0.999
+
+    def __post_init__(self) -> None:
+        _check_positive("optimizer.alpha", self.alpha)
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"optimizer.{name}={getattr(self, name)}: expected 0 <= value < 1")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Mini-batch training: the notebook's ``train_model`` knobs plus the seed."""
+
+    batch_size: int = 32
+    epochs: int = 5
+    shuffle: bool = True
+    early_stopping: bool = False
+    patience: int = 0
+    schedule: str = "constant"  # "inverse_time": lr = alpha / (1 + decay_rate * epoch)
+    decay_rate: float = 1.0
+    save_best: bool = True
+    restore_best: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_positive("training.batch_size", self.batch_size)
+        _check_positive("training.epochs", self.epochs)
+        if self.patience < 0:
+            raise ConfigError(f"training.patience={self.patience}: expected >= 0")
+        _check_choice("training.schedule", self.schedule, SCHEDULES)
+        if self.decay_rate < 0:
+            raise ConfigError(f"training.decay_rate={self.decay_rate}: expected >= 0")
+        if self.seed < 0:
+            raise ConfigError(f"training.seed={self.seed}: expected >= 0")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of a run; ``preset`` names what it started from."""
+
+    preset: str = "mlp"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (lists for tuples, no None values): TOML- and JSON-ready."""
+        return _strip_none(dataclasses.asdict(self))
+
+
+
+
+def preset(name: str) -> Config:
+    """A named preset, or a ConfigError listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}") from None
+
+
+def resolve_config(
+    preset_name: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Build the run's config: a preset, then a TOML file, then ``section.key`` overrides.
+
+    The file may name its own base with a top-level ``preset = "..."``; an explicit
+    ``preset_name`` wins over it.
+    """
+    settings = read_config_file(config_file) if config_file is not None else {}
+    base = preset(preset_name or settings.pop("preset", None) or DEFAULT_PRESET)
+    settings.pop("preset", None)
+    flat = {
+        f"{section}.{key}": value
+        for section, values in settings.items()
+        for key, value in _section(section, values, config_file).items()
+    }
+    flat.update(overrides or {})
+    return apply_overrides(base, flat)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The settings of a TOML config file, or a ConfigError naming the file."""
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+def write_config(config: Config, path: Path) -> None:
+    """Write ``config`` as TOML (read back by :func:`resolve_config`)."""
+    path.write_text(tomli_w.dumps(config.to_dict()))
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """Parse ``section.key=value`` (value in TOML syntax, bare strings allowed)."""
+    key, sep, raw = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. training.epochs=10")
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
+    """A copy of ``config`` with ``{"section.key": value}`` applied and validated."""
+    sections: dict[str, dict[str, Any]] = {}
+    for dotted, value in overrides.items():
+        section, _, key = dotted.partition(".")
+        sub = getattr(config, section, None) if section in _SECTIONS else None
+        if sub is None or key not in _field_types(type(sub)):
+            raise ConfigError(f"unknown setting {dotted!r}: expected one of {', '.join(known_settings())}")
+        sections.setdefault(section, {})[key] = _coerce(dotted, value, _field_types(type(sub))[key])
+    return dataclasses.replace(
+        config,
+        **{name: dataclasses.replace(getattr(config, name), **vals) for name, vals in sections.items()},
+    )
+
+
+def known_settings() -> list[str]:
+    """Every ``section.key`` a config accepts."""
+    return [f"{name}.{key}" for name, cls in _SECTIONS.items() for key in _field_types(cls)]
+
+
+def check_layers(
+    layers: typing.Sequence[int],
+    activations: typing.Sequence[str],
+    lambtha: float,
+    keep_prob: float | None,
+) -> None:
+    """Validate ``build_model``'s arguments; a ConfigError (a ValueError) names the bad one."""
+    if len(layers) == 0:
+        raise ConfigError("layers is empty: expected at least one layer width")
+    if len(layers) != len(activations):
+        raise ConfigError(
+            f"{len(layers)} layers but {len(activations)} activations: expected one activation per layer"
+        )
+    for width in layers:
+        if isinstance(width, bool) or not isinstance(width, int) or width <= 0:
+            raise ConfigError(f"layer width {width!r}: expected a positive integer")
+    for name in activations:
+        _check_activation(name)
+    if not isinstance(lambtha, (int, float)) or lambtha < 0:
+        raise ConfigError(f"lambtha={lambtha!r}: expected a number >= 0")
+    if keep_prob is not None and not 0 < keep_prob <= 1:
+        raise ConfigError(f"keep_prob={keep_prob!r}: expected 0 < keep_prob <= 1 (or None)")
+
+
+def _check_activation(name: str) -> None:
+    """Unknown activation names are refused, using Keras's own registry."""
+    from keras import activations
+
+    try:
+        activations.get(name)
+    except (ValueError, TypeError):
+        raise ConfigError(f"unknown activation {name!r}: expected a Keras activation such as relu or softmax") from None
+
+
+_SECTIONS = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "optimizer": OptimizerConfig,
+    "training": TrainingConfig,
+}
+
+
+def _section(name: str, values: Any, source: Any) -> dict[str, Any]:
+    """A TOML table of the config file, checked to be a known section."""
+    if name not in _SECTIONS or not isinstance(values, dict):
+        raise ConfigError(f"{source}: unknown section [{name}]: expected {', '.join(_SECTIONS)}")
+    return values
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    """Field name → resolved type hint of a config dataclass."""
+    return typing.get_type_hints(cls)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Convert a TOML/CLI value to a field's type, or raise a ConfigError naming it."""
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType):  # X | None
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        hint = next(arg for arg in args if arg is not type(None))
+        args = typing.get_args(hint)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}={value!r}: expected a list, e.g. [512, 512, 10]")
+        return tuple(_coerce(name, item, args[0]) for item in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is not bool and isinstance(value, bool) or not isinstance(value, hint):
+        raise ConfigError(f"{name}={value!r}: expected {hint.__name__}")
+    return value
+
+
+def _check_positive(name: str, value: float) -> None:
+    """Raise a ConfigError unless ``value`` > 0."""
+    if value <= 0:
+        raise ConfigError(f"{name}={value}: expected a value > 0")
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """Raise a ConfigError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: expected one of {', '.join(choices)}")
+
+
+def _strip_none(value: Any) -> Any:
+    """Drop None values (TOML has no null) and turn tuples into lists."""
+    if isinstance(value, dict):
+        return {key: _strip_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [_strip_none(item) for item in value]
+    return value
+
+
+PRESETS: dict[str, Config] = {
+    "notebook": Config(
+        preset="notebook",
+        data=DataConfig(normalize="l2", validation="test"),
+        model=ModelConfig((128, 64, 10), ("relu", "relu", "softmax"), 0.01, 0.8),
+        optimizer=OptimizerConfig(0.001, 0.9, 0.999),
+        training=TrainingConfig(
+            batch_size=32, epochs=5, shuffle=False, early_stopping=True, patience=3,
+            save_best=True,
+        ),  # fmt: skip
+    ),
+    "mlp": Config(
+        preset="mlp",
+        data=DataConfig(normalize="scale", validation="holdout"),
+        model=ModelConfig((1024, 1024, 10), ("relu", "relu", "softmax"), 1e-5, 0.7),
+        optimizer=OptimizerConfig(0.001, 0.9, 0.999),
+        training=TrainingConfig(
+            batch_size=128, epochs=40, early_stopping=True, patience=8,
+            schedule="inverse_time", decay_rate=0.1, save_best=True, restore_best=True,
+        ),  # fmt: skip
+    ),
+}
+DEFAULT_PRESET = "mlp"

@@ -1,0 +1,360 @@
+"""The whole run, as the CLI drives it: config → data → model → training → evaluation → run directory.
+
+A run directory is the complete record of a run:
+
+- ``config.toml``: the resolved config (``train --config`` it to repeat the run)
+- ``run.json``: status (running, completed, interrupted), epochs done, best epoch
+- ``history.csv`` / ``history.json``: per-epoch loss, accuracy, validation, learning rate, time
+- ``best.keras``: the best-``val_loss`` checkpoint; ``model.keras``: the final model
+- ``last.keras``: the state after the last finished epoch, for ``train --resume``
+- ``metrics.json``: test loss and accuracy, per-class scores, timings, versions, backend, seed
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import io
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mnist_classifier import __version__
+from mnist_classifier.config import Config, DataConfig, resolve_config, write_config
+from mnist_classifier.data import read_dataset
+from mnist_classifier.errors import ModelFileError, TrainingError
+from mnist_classifier.evaluation import Evaluation, evaluate
+from mnist_classifier.models import build_from_config
+from mnist_classifier.persistence import ModelInfo, load_model, read_model_info, save_model
+from mnist_classifier.preprocessing import Normalization, one_hot, preprocess, validation_split
+from mnist_classifier.training import inverse_time_decay, optimize_model, train_model
+
+Split = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Model-ready arrays (labels as integers) and what produced them."""
+
+    source: str
+    classes: tuple[str, ...]
+    normalization: Normalization
+    train: Split
+    validation: Split | None
+    test: Split
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a finished run produced."""
+
+    run_dir: Path
+    evaluation: Evaluation
+    metrics: dict[str, Any]
+
+
+def prepare_data(config: DataConfig, input_shape: Sequence[int]) -> PreparedData:
+    """Load, split and normalize the data set a data config names."""
+    dataset = read_dataset(config.dataset, config.path)
+    (x_train, y_train), (x_test, y_test) = dataset.train, dataset.test
+    x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
+    x_test, y_test = x_test[: config.test_limit], y_test[: config.test_limit]
+    validation = None
+    if config.validation == "holdout":
+        (x_train, y_train), validation = validation_split(x_train, y_train, config.validation_size)
+    elif config.validation == "test":
+        validation = (x_test, y_test)
+    norm = Normalization.fit(config.normalize, x_train)
+    prep = lambda split: (preprocess(split[0], norm, input_shape), split[1])  # noqa: E731
+    return PreparedData(
+        source=dataset.source,
+        classes=dataset.classes,
+        normalization=norm,
+        train=prep((x_train, y_train)),
+        validation=None if validation is None else prep(validation),
+        test=prep((x_test, y_test)),
+    )
+
+
+def new_run_dir(out: Path, config: Config) -> Path:
+    """A fresh, uniquely named run directory under ``out``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = out / f"{stamp}-{config.preset}-{config.data.dataset}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def train_run(
+    config: Config,
+    out: Path,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    on_start: Callable[[Path, PreparedData], None] | None = None,
+) -> RunResult:
+    """Train from scratch as ``config`` says, recording everything in a new run directory."""
+    started = time.perf_counter()
+    keras.utils.set_random_seed(config.training.seed)
+    network = build_from_config(config.model)
+    data = prepare_data(config.data, network.input_shape[1:])
+    optimize_model(network, config.optimizer.alpha, config.optimizer.beta1, config.optimizer.beta2)
+    run_dir = new_run_dir(out, config)
+    write_config(config, run_dir / "config.toml")
+    if on_start:
+        on_start(run_dir, data)
+    return _fit_and_record(config, run_dir, network, data, [], callbacks, started)
+
+
+def resume_run(
+    run_dir: Path,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    on_start: Callable[[Path, PreparedData], None] | None = None,
+    epochs: int | None = None,
+) -> RunResult:
+    """Continue an interrupted run from its last finished epoch (up to ``epochs`` in all)."""
+    started = time.perf_counter()
+    status = _read_json(run_dir / "run.json", "run record")
+    if status.get("status") == "completed":
+        raise TrainingError(f"{run_dir}: run already completed, nothing to resume")
+    overrides = {} if epochs is None else {"training.epochs": epochs}
+    config = resolve_config(config_file=run_dir / "config.toml", overrides=overrides)
+    if epochs is not None:
+        write_config(config, run_dir / "config.toml")
+    history = _read_json(run_dir / "history.json", "history") if (run_dir / "history.json").exists() else []
+    if not history:
+        raise TrainingError(f"{run_dir}: no finished epoch to resume from; start a new run")
+    if len(history) >= config.training.epochs:
+        raise TrainingError(
+            f"{run_dir}: {len(history)} of {config.training.epochs} epochs already done; pass --epochs N to train longer"
+        )
+    keras.utils.set_random_seed(config.training.seed + len(history))
+    network = load_model(run_dir / "last.keras")
+    data = prepare_data(config.data, network.input_shape[1:])
+    if on_start:
+        on_start(run_dir, data)
+    return _fit_and_record(config, run_dir, network, data, history, callbacks, started)
+
+
+def _fit_and_record(
+    config: Config,
+    run_dir: Path,
+    network: keras.Model,
+    data: PreparedData,
+    history: list[dict[str, Any]],
+    callbacks: Sequence[keras.callbacks.Callback],
+    started: float,
+) -> RunResult:
+    """Train (from ``len(history)`` epochs on), evaluate on the test set, write the record."""
+    info = ModelInfo(
+        dataset=config.data.dataset,
+        classes=data.classes,
+        normalization=data.normalization,
+        input_shape=tuple(network.input_shape[1:]),
+        package_version=__version__,
+    )
+    recorder = _RunRecorder(run_dir, history, info)
+    training = config.training
+    n_classes = len(data.classes)
+    validation = None
+    if data.validation is not None:
+        validation = (data.validation[0], one_hot(data.validation[1], n_classes))
+    schedule = None
+    if training.schedule == "inverse_time":
+        schedule = inverse_time_decay(config.optimizer.alpha, training.decay_rate)
+    recorder.write_status("running")
+    try:
+        train_model(
+            network, data.train[0], one_hot(data.train[1], n_classes),
+            training.batch_size, training.epochs, validation_data=validation,
+            early_stopping=training.early_stopping and validation is not None,
+            patience=training.patience, save_best=training.save_best and validation is not None,
+            filepath=run_dir / "best.keras", verbose=False, shuffle=training.shuffle,
+            restore_best=training.restore_best and validation is not None,
+            initial_epoch=len(history), schedule=schedule, model_info=info,
+            callbacks=[recorder, *callbacks], resume_state=_resume_state(history),
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        recorder.write_status("interrupted")
+        raise
+    train_seconds = time.perf_counter() - recorder.started
+    evaluated = evaluate(network, *data.test, data.classes)
+    metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
+    save_model(network, run_dir / "model.keras", _with_metrics(info, metrics))
+    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    recorder.write_status("completed")
+    return RunResult(run_dir, evaluated, metrics)
+
+
+def evaluate_file(
+    path: Path,
+    dataset: str | None = None,
+    data_path: str | None = None,
+    normalize: str | None = None,
+    test_limit: int | None = None,
+) -> tuple[Evaluation, ModelInfo]:
+    """Evaluate a ``.keras`` file on its data set's test images.
+
+    The preprocessing comes from the record stored in the file; for a model we did
+    not write, ``dataset`` and ``normalize`` supply it (defaults: mnist, scale).
+    """
+    network = load_model(path)
+    shape = tuple(network.input_shape[1:])
+    if None in shape or int(np.prod(shape)) != 28 * 28:
+        raise ModelFileError(f"{path}: model takes inputs of shape {shape}, which do not fit 28×28 images")
+    info = read_model_info(path)
+    name = dataset or (info.dataset if info else "mnist")
+    loaded = read_dataset(name, data_path)
+    if normalize is not None or info is None:
+        norm = Normalization.fit(normalize or "scale", loaded.train[0])
+    else:
+        norm = info.normalization
+    record = ModelInfo(name, loaded.classes, norm, shape, info.package_version if info else "")
+    x_test, y_test = loaded.test[0][:test_limit], loaded.test[1][:test_limit]
+    outputs = network.output_shape[-1]
+    if outputs != len(loaded.classes):
+        raise ModelFileError(f"{path}: model has {outputs} outputs but {name} has {len(loaded.classes)} classes")
+    return evaluate(network, preprocess(x_test, norm, shape), y_test, loaded.classes), record
+
+
+class _RunRecorder(keras.callbacks.Callback):
+    """After every epoch: history (CSV and JSON), ``last.keras`` and ``run.json``."""
+
+    def __init__(self, run_dir: Path, history: list[dict[str, Any]], info: ModelInfo) -> None:
+        super().__init__()
+        self.run_dir, self.history, self.info = run_dir, history, info
+        self.started = time.perf_counter()
+        self.epoch_seconds: list[float] = []
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs=None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        seconds = time.perf_counter() - self._epoch_start
+        self.epoch_seconds.append(seconds)
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "time_s": seconds}
+        self.history.append(row)
+        save_model(self.model, self.run_dir / "last.keras", self.info)
+        write_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=2))
+        write_atomic(self.run_dir / "history.csv", _to_csv(self.history))
+        self.write_status("running")
+
+    def write_status(self, status: str) -> None:
+        """Record the run's state in ``run.json``."""
+        val = [row["val_loss"] for row in self.history if "val_loss" in row]
+        record = {
+            "status": status,
+            "epochs_completed": len(self.history),
+            "best_epoch": int(np.argmin(val)) + 1 if val else None,
+            "best_val_loss": min(val) if val else None,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_atomic(self.run_dir / "run.json", json.dumps(record, indent=2))
+
+
+def _resume_state(history: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Best ``val_loss`` so far and epochs since it, for early stopping and checkpointing."""
+    val = [row["val_loss"] for row in history if "val_loss" in row]
+    if not val:
+        return None
+    best = int(np.argmin(val))
+    return {"best": float(val[best]), "wait": len(val) - 1 - best}
+
+
+def _metrics(
+    config: Config,
+    data: PreparedData,
+    recorder: _RunRecorder,
+    evaluated: Evaluation,
+    train_seconds: float,
+    total_seconds: float,
+) -> dict[str, Any]:
+    """The content of ``metrics.json``."""
+    epochs = recorder.epoch_seconds
+    return {
+        "dataset": config.data.dataset,
+        "data_source": data.source,
+        "preset": config.preset,
+        "seed": config.training.seed,
+        "test_loss": evaluated.loss,
+        "test_accuracy": evaluated.accuracy,
+        "epochs": len(recorder.history),
+        "best_epoch": int(np.argmin([r["val_loss"] for r in recorder.history])) + 1
+        if recorder.history and "val_loss" in recorder.history[0]
+        else None,
+        "timings": {
+            "total_s": total_seconds,
+            "train_s": train_seconds,
+            "first_epoch_s": epochs[0] if epochs else None,
+            "mean_epoch_s_after_first": float(np.mean(epochs[1:])) if len(epochs) > 1 else None,
+        },
+        "backend": keras.backend.backend(),
+        "versions": {
+            "mnist_classifier": __version__,
+            "keras": keras.__version__,
+            "jax": _version("jax"),
+            "numpy": np.__version__,
+            "python": platform.python_version(),
+        },
+        "evaluation": evaluated.to_dict(),
+    }
+
+
+def _version(package: str) -> str | None:
+    """The installed version of ``package``, or None."""
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _with_metrics(info: ModelInfo, metrics: dict[str, Any]) -> ModelInfo:
+    """The model record with its test results, as stored in ``model.keras``."""
+    return replace(info, metrics={"test_loss": metrics["test_loss"], "test_accuracy": metrics["test_accuracy"]})
+
+
+def _to_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV text, columns in first-seen order."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def _read_json(path: Path, what: str) -> Any:
+    """A JSON file of a run directory, or a TrainingError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TrainingError(f"{path}: no {what} here; is {path.parent} a run directory?") from None
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{path}: unreadable {what} ({exc})") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,160 @@
+"""Compile and train: Adam, early stopping, inverse-time decay, best checkpoint."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+
+import keras
+import numpy as np
+
+from mnist_classifier.errors import TrainingError
+from mnist_classifier.persistence import ModelInfo, save_model
+
+
+def optimize_model(network: keras.Model, alpha: float, beta1: float, beta2: float) -> None:
+    """Compile ``network`` with Adam, categorical cross-entropy and accuracy.
+
+    Args:
+        network: the model to compile, in place.
+        alpha: learning rate.
+        beta1: Adam's first-moment decay (momentum), typically 0.9.
+        beta2: Adam's second-moment decay, typically 0.999.
+    """
+    optimizer = keras.optimizers.Adam(learning_rate=alpha, beta_1=beta1, beta_2=beta2)
+    network.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+
+
+def inverse_time_decay(alpha: float, decay_rate: float) -> Callable[[int], float]:
+    """The notebook's schedule: ``lr = alpha / (1 + decay_rate * epoch)``, epoch from 0."""
+    return lambda epoch: alpha / (1 + decay_rate * epoch)
+
+
+def train_model(
+    network: keras.Model,
+    data: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    epochs: int,
+    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+    early_stopping: bool = False,
+    patience: int = 0,
+    learning_rate_decay: bool = False,
+    alpha: float = 0.1,
+    decay_rate: float = 1,
+    save_best: bool = False,
+    filepath: str | os.PathLike | None = None,
+    verbose: bool = True,
+    shuffle: bool = False,
+    *,
+    restore_best: bool = False,
+    initial_epoch: int = 0,
+    schedule: Callable[[int], float] | None = None,
+    model_info: ModelInfo | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    resume_state: dict[str, float] | None = None,
+) -> keras.callbacks.History:
+    """Train ``network`` with mini-batch gradient descent, as the notebook does.
+
+    Args:
+        network: a compiled model.
+        data, labels: training inputs and one-hot labels.
+        batch_size, epochs: mini-batch size and number of passes over the data.
+        validation_data: ``(inputs, one-hot labels)`` to monitor ``val_loss`` on.
+        early_stopping: stop once ``val_loss`` has not improved for ``patience`` epochs.
+        learning_rate_decay: inverse-time decay, ``alpha / (1 + decay_rate * epoch)``.
+        save_best: save the model with the best ``val_loss`` to ``filepath``
+            (atomically, with ``model_info`` inside).
+        verbose, shuffle: passed to ``fit``.
+        restore_best: end with the weights of the best ``val_loss`` epoch.
+        initial_epoch: epoch to start from when resuming.
+        schedule: any per-epoch learning-rate function (overrides the decay flags).
+        callbacks: more Keras callbacks.
+        resume_state: ``best`` val_loss and ``wait`` epochs of an interrupted run.
+
+    Returns:
+        The Keras ``History``; ``history.history["learning_rate"]`` holds the rate
+        of every epoch.
+    """
+    monitored = early_stopping or save_best or restore_best
+    if monitored and validation_data is None:
+        raise TrainingError("early stopping, save_best and restore_best need validation_data")
+    if save_best and filepath is None:
+        raise TrainingError("save_best needs a filepath for the checkpoint")
+    if schedule is None and learning_rate_decay:
+        schedule = inverse_time_decay(alpha, decay_rate)
+    state = resume_state or {}
+    chain: list[keras.callbacks.Callback] = [_LearningRate(schedule)]
+    if early_stopping:
+        chain.append(_ResumableEarlyStopping(patience, state.get("best"), int(state.get("wait", 0))))
+    if save_best or restore_best:
+        chain.append(
+            BestModel(filepath if save_best else None, restore_best, model_info, state.get("best"))
+        )
+    return network.fit(
+        x=data,
+        y=labels,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=validation_data,
+        callbacks=[*chain, *callbacks],
+        verbose=verbose,
+        shuffle=shuffle,
+        initial_epoch=initial_epoch,
+    )
+
+
+class _LearningRate(keras.callbacks.LearningRateScheduler):
+    """Applies ``schedule`` (if any) and records the rate of every epoch in the logs."""
+
+    def __init__(self, schedule: Callable[[int], float] | None) -> None:
+        super().__init__(lambda epoch, lr: lr if schedule is None else schedule(epoch))
+
+
+class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras's early stopping on ``val_loss`` that can pick up an interrupted run's count."""
+
+    def __init__(self, patience: int, best: float | None, wait: int) -> None:
+        super().__init__(monitor="val_loss", patience=patience)
+        self._resume = (best, wait)
+
+    def on_train_begin(self, logs=None) -> None:
+        super().on_train_begin(logs)
+        self.best, self.wait = self._resume
+
+
+class BestModel(keras.callbacks.Callback):
+    """Tracks the best ``val_loss``: saves it atomically and/or restores its weights at the end."""
+
+    def __init__(
+        self,
+        filepath: str | os.PathLike | None,
+        restore: bool,
+        info: ModelInfo | None,
+        best: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.filepath = filepath
+        self.restore = restore
+        self.info = info
+        self.best = math.inf if best is None else best
+        self.best_epoch: int | None = None
+        self._weights: list[np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        current = (logs or {}).get("val_loss")
+        if current is None or not current < self.best:
+            return
+        self.best, self.best_epoch = float(current), epoch
+        if self.filepath is not None:
+            save_model(self.model, self.filepath, self.info)
+        if self.restore:
+            self._weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None) -> None:
+        if self._weights is not None:
+            self.model.set_weights(self._weights)
+        elif self.restore and self.filepath is not None and os.path.exists(self.filepath):
+            # Resumed run whose best epoch came before the interruption.
+            self.model.set_weights(keras.models.load_model(self.filepath).get_weights())

@@ -1,0 +1,134 @@
+"""The mnist-classifier command, run as a user runs it: exit codes, one-line errors, real runs."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnist_classifier import build_model, save_model
+from tests.conftest import FIXTURES
+
+SMALL = ["--set", "data.train_limit=2000", "--set", "data.test_limit=500", "--set", "data.validation_size=500", "--set", "training.batch_size=32"]
+TINY = ["--set", "model.layers=[32, 10]", "--set", "model.activations=['relu', 'softmax']"]
+
+
+def cli(*args, env=None, check=True):
+    """Run the installed command; returns the completed process."""
+    exe = shutil.which("mnist-classifier", path=str(Path(sys.executable).parent)) or "mnist-classifier"
+    result = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}: {result.stderr}")
+    return result
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_info_reports_source_shapes_and_class_counts(mnist_dir):
+    result = cli("info", "--data", mnist_dir, "--json")
+    summary = json.loads(result.stdout)
+    assert str(mnist_dir) in summary["source"]
+    assert summary["splits"]["train"]["x_shape"] == [60000, 28, 28]
+    assert summary["splits"]["test"]["class_counts"][1] == 1135
+    assert summary["splits"]["train"]["pixels"]["max"] == 255
+    table = cli("info", "--data", mnist_dir).stdout
+    assert "Images per class" in table and "5923" in table
+
+
+def test_info_finds_debians_fashion_mnist(fashion_dir):
+    summary = json.loads(cli("info", "--dataset", "fashion_mnist", "--json").stdout)
+    assert "Debian" in summary["source"] and summary["classes"][9] == "Ankle boot"
+    assert summary["splits"]["train"]["class_counts"] == [6000] * 10
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (["info", "--dataset", "cifar"], ["unknown dataset 'cifar'"]),
+        (["info", "--data", "/nonexistent/mnist"], ["/nonexistent/mnist", "MNIST_CLASSIFIER_DATA"]),
+        (["info"], ["mnist not found", "download failed", "--data PATH"]),
+        (["train", "--preset", "huge"], ["unknown preset 'huge'"]),
+        (["train", "--set", "training.epochz=3"], ["unknown setting 'training.epochz'"]),
+        (["train", "--set", "model.keep_prob=0"], ["keep_prob=0"]),
+        (["train", "--config", "/nonexistent.toml"], ["/nonexistent.toml: config file not found"]),
+        (["evaluate", "/nonexistent.keras"], ["/nonexistent.keras: model file not found"]),
+        (["train", "--resume", "/nonexistent-run"], ["/nonexistent-run", "run directory"]),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_1(args, fragments):
+    assert_one_line_error(cli(*args, check=False), *fragments)
+
+
+def test_train_then_evaluate(tmp_path, mnist_dir):
+    result = cli("train", "--data", mnist_dir, "--epochs", 3, "--seed", 1, "--out", tmp_path, *SMALL, *TINY)
+    assert "epoch 1/3" in result.stdout and "epoch 3/3" in result.stdout and "test accuracy" in result.stdout
+    run = next(tmp_path.iterdir())
+    assert json.loads((run / "metrics.json").read_text())["seed"] == 1
+    report = json.loads(cli("evaluate", run / "model.keras", "--data", mnist_dir, "--json").stdout)
+    assert report["accuracy"] > 0.8 and len(report["confusion_matrix"]) == 10
+    assert {"precision", "recall", "f1", "support"} <= set(report["per_class"][0])
+    table = cli("evaluate", run / "model.keras", "--data", mnist_dir).stdout
+    assert "Confusion matrix" in table and "Per class" in table
+
+
+def test_evaluate_the_notebooks_own_tf_keras_file(mnist_dir):
+    expected = json.loads((FIXTURES / "notebook_model.json").read_text())
+    args = ["evaluate", FIXTURES / "notebook_model.keras", "--data", mnist_dir, "--normalize", "l2", "--json"]
+    report = json.loads(cli(*args).stdout)
+    assert report["accuracy"] == pytest.approx(expected["test_accuracy"], abs=2e-4)
+    assert report["loss"] == pytest.approx(expected["test_loss"], rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [(b"", ["empty.keras", "empty"]), (b"not a zip", ["empty.keras", "not a zip archive"])],
+)
+def test_evaluate_bad_files(tmp_path, content, fragments):
+    (tmp_path / "empty.keras").write_bytes(content)
+    assert_one_line_error(cli("evaluate", tmp_path / "empty.keras", check=False), *fragments)
+
+
+def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path, mnist_dir):
+    save_model(build_model(100, [10], ["softmax"], 0.0, None), tmp_path / "wide.keras")
+    result = cli("evaluate", tmp_path / "wide.keras", "--data", mnist_dir, check=False)
+    assert_one_line_error(result, "wide.keras", "(100,)", "28×28")
+
+
+def test_ctrl_c_keeps_the_checkpoint_and_resume_finishes(tmp_path, mnist_dir):
+    exe = shutil.which("mnist-classifier", path=str(Path(sys.executable).parent))
+    args = [exe, "train", "--data", mnist_dir, "--epochs", 200, "--out", tmp_path, *SMALL, *TINY]
+    process = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    history = None
+    while time.monotonic() < deadline:
+        runs = list(tmp_path.iterdir())
+        history = runs and runs[0] / "history.json"
+        if history and history.exists() and len(json.loads(history.read_text())) >= 2:
+            break
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr
+    run = history.parent
+    status = json.loads((run / "run.json").read_text())
+    assert status["status"] == "interrupted"
+    done = status["epochs_completed"]
+    report = json.loads(cli("evaluate", run / "best.keras", "--data", mnist_dir, "--json").stdout)
+    assert report["accuracy"] > 0.7
+    resumed = cli("train", "--resume", run, "--epochs", done + 1, env={"MNIST_CLASSIFIER_DATA": str(mnist_dir)})
+    assert f"epoch {done + 1}/{done + 1}" in resumed.stdout
+    assert json.loads((run / "run.json").read_text())["status"] == "completed"
+    assert len(json.loads((run / "history.json").read_text())) == done + 1

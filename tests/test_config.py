@@ -1,0 +1,115 @@
+"""The config object: presets, TOML files, --set overrides and their validation."""
+
+import pytest
+
+from mnist_classifier.config import (
+    PRESETS,
+    Config,
+    apply_overrides,
+    known_settings,
+    parse_assignment,
+    resolve_config,
+    write_config,
+)
+from mnist_classifier.errors import ConfigError
+
+
+def test_notebook_preset_is_the_notebook():
+    config = PRESETS["notebook"]
+    assert config.data.normalize == "l2" and config.data.validation == "test"
+    assert config.model.layers == (128, 64, 10)
+    assert config.model.activations == ("relu", "relu", "softmax")
+    assert (config.model.lambtha, config.model.keep_prob) == (0.01, 0.8)
+    assert (config.optimizer.alpha, config.optimizer.beta1, config.optimizer.beta2) == (0.001, 0.9, 0.999)
+    training = config.training
+    assert (training.batch_size, training.epochs, training.patience) == (32, 5, 3)
+    assert training.early_stopping and training.save_best and not training.shuffle
+    assert training.schedule == "constant"
+
+
+def test_default_preset_is_mlp_with_holdout_validation():
+    config = resolve_config()
+    assert config.preset == "mlp" and config.data.validation == "holdout"
+
+
+def test_file_then_overrides_are_applied_in_order(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('preset = "notebook"\n[training]\nepochs = 7\nbatch_size = 64\n[model]\nlayers = [20, 10]\nactivations = ["relu", "softmax"]\n')
+    config = resolve_config(None, path, {"training.epochs": 9, "optimizer.alpha": 1})
+    assert config.preset == "notebook" and config.data.normalize == "l2"
+    assert config.training.epochs == 9 and config.training.batch_size == 64
+    assert config.model.layers == (20, 10)
+    assert config.optimizer.alpha == 1.0 and isinstance(config.optimizer.alpha, float)
+
+
+def test_written_config_reads_back_identical(tmp_path):
+    original = apply_overrides(PRESETS["mlp"], {"data.train_limit": 100, "training.seed": 3})
+    write_config(original, tmp_path / "config.toml")
+    assert resolve_config(config_file=tmp_path / "config.toml") == original
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("training.epochs=3", ("training.epochs", 3)),
+        ("model.layers=[64, 10]", ("model.layers", [64, 10])),
+        ("data.dataset=fashion_mnist", ("data.dataset", "fashion_mnist")),
+        ("training.shuffle=false", ("training.shuffle", False)),
+        ("optimizer.alpha=1e-3", ("optimizer.alpha", 0.001)),
+    ],
+)
+def test_set_values_parse_as_toml_or_bare_strings(text, expected):
+    assert parse_assignment(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"training.epochz": 3}, "unknown setting 'training.epochz'"),
+        ({"nosection.epochs": 3}, "unknown setting 'nosection.epochs'"),
+        ({"training.epochs": 0}, "training.epochs=0: expected a value > 0"),
+        ({"training.epochs": "ten"}, "training.epochs='ten': expected int"),
+        ({"training.epochs": True}, "expected int"),
+        ({"training.batch_size": -1}, "training.batch_size=-1"),
+        ({"model.keep_prob": 2.0}, "keep_prob=2.0"),
+        ({"model.layers": 5}, "expected a list"),
+        ({"data.normalize": "minmax"}, "normalize='minmax': expected one of scale, l2, standardize"),
+        ({"data.dataset": "cifar"}, "unknown dataset 'cifar'"),
+        ({"data.validation": "train"}, "data.validation='train'"),
+        ({"training.schedule": "cosin"}, "training.schedule='cosin'"),
+        ({"optimizer.beta1": 1.0}, "optimizer.beta1=1.0"),
+    ],
+)
+def test_bad_settings_name_the_setting_and_what_was_expected(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(Config(), overrides)
+
+
+def test_bad_assignment_syntax_is_refused():
+    with pytest.raises(ConfigError, match="expected section.key=value"):
+        parse_assignment("epochs")
+
+
+def test_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ConfigError, match="unknown preset 'big'.*notebook, mlp"):
+        resolve_config("big")
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [("[training\nepochs=1", "invalid TOML"), ("[trainer]\nepochs = 1\n", r"unknown section \[trainer\]")],
+)
+def test_bad_config_files_are_named(tmp_path, content, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(content)
+    with pytest.raises(ConfigError, match=f"bad.toml.*{message}|{message}"):
+        resolve_config(config_file=path)
+
+
+def test_missing_config_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.toml: config file not found"):
+        resolve_config(config_file=tmp_path / "nope.toml")
+
+
+def test_every_known_setting_is_settable():
+    assert "training.epochs" in known_settings() and "model.lambtha" in known_settings()

@@ -1,0 +1,131 @@
+"""save_model / load_model: round trips, the stored record, plain Keras, bad files."""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from mnist_classifier import ModelFileError, Normalization, build_model, load_model, save_model
+from mnist_classifier.persistence import ModelInfo, read_model_info
+from tests.conftest import FIXTURES
+
+INFO = ModelInfo("mnist", tuple("0123456789"), Normalization("scale"), (784,), "0.1.0", {"test_accuracy": 0.9})
+
+
+def test_round_trip_predicts_identically_and_keeps_the_record(tiny_model, small_mnist, tmp_path):
+    x = small_mnist["test"][0]
+    path = tmp_path / "m.keras"
+    save_model(tiny_model, path, INFO)
+    loaded = load_model(path)
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), tiny_model.predict(x, verbose=0))
+    assert read_model_info(path) == INFO
+    assert os.listdir(tmp_path) == ["m.keras"]  # no temporary file left behind
+
+
+def test_fresh_process_predicts_bit_identically(tiny_model, small_mnist, tmp_path):
+    x = small_mnist["test"][0][:64]
+    save_model(tiny_model, tmp_path / "m.keras", INFO)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", tiny_model.predict(x, verbose=0))
+    script = (
+        "import sys, numpy as np\n"
+        "from mnist_classifier import load_model\n"
+        "d = sys.argv[1]\n"
+        "got = load_model(d + '/m.keras').predict(np.load(d + '/x.npy'), verbose=0)\n"
+        "assert np.array_equal(got, np.load(d + '/expected.npy')), 'predictions differ'\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
+
+
+def test_plain_keras_loads_our_file_without_the_package(tiny_model, small_mnist, tmp_path):
+    x = small_mnist["test"][0][:16]
+    save_model(tiny_model, tmp_path / "m.keras", INFO)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "expected.npy", tiny_model.predict(x, verbose=0))
+    script = (
+        "import sys, numpy as np, keras\n"
+        "assert 'mnist_classifier' not in sys.modules\n"
+        "d = sys.argv[1]\n"
+        "model = keras.models.load_model(d + '/m.keras')\n"
+        "assert np.array_equal(model.predict(np.load(d + '/x.npy'), verbose=0), np.load(d + '/expected.npy'))\n"
+    )
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, env=env, cwd=tmp_path)
+
+
+def test_the_notebooks_tf_keras_file_loads():
+    model = load_model(FIXTURES / "notebook_model.keras")
+    assert model.input_shape == (None, 784) and model.output_shape == (None, 10)
+    assert read_model_info(FIXTURES / "notebook_model.keras") is None
+
+
+def test_a_file_saved_by_plain_keras_has_no_record(tiny_model, tmp_path):
+    tiny_model.save(tmp_path / "plain.keras")
+    assert read_model_info(tmp_path / "plain.keras") is None
+
+
+def _write(path, data):
+    path.write_bytes(data)
+    return path
+
+
+def _zip(path, entries):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: d / "missing.keras", "model file not found"),
+        (lambda d: _write(d / "empty.keras", b""), "model file is empty"),
+        (lambda d: _write(d / "text.keras", b"hello"), r"not a .keras model \(not a zip archive\)"),
+        (lambda d: _zip(d / "other.keras", {"readme.txt": "x"}), "zip archive without config.json"),
+        (lambda d: _zip(d / "broken.keras", {"config.json": "{not json", "metadata.json": "{}"}), "cannot load the model"),
+        (lambda d: d, "is a folder"),
+    ],
+)
+def test_bad_model_files_raise_one_clear_error(tmp_path, make, message):
+    path = make(tmp_path)
+    with pytest.raises(ModelFileError, match=message) as raised:
+        load_model(path)
+    assert str(path) in str(raised.value) and "\n" not in str(raised.value)
+
+
+def test_truncated_model_file_is_refused(tiny_model, tmp_path):
+    save_model(tiny_model, tmp_path / "m.keras")
+    data = (tmp_path / "m.keras").read_bytes()
+    (tmp_path / "cut.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="cut.keras"):
+        load_model(tmp_path / "cut.keras")
+
+
+def test_unreadable_record_is_refused(tiny_model, tmp_path):
+    save_model(tiny_model, tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras", "a") as archive:
+        archive.writestr("mnist_classifier.json", json.dumps({"dataset": "mnist"}))
+    with pytest.raises(ModelFileError, match="unreadable mnist_classifier.json"):
+        read_model_info(tmp_path / "m.keras")
+
+
+@pytest.mark.parametrize(("name", "message"), [("m.h5", "must end in .keras"), ("nodir/m.keras", "does not exist")])
+def test_save_refuses_bad_destinations(tiny_model, tmp_path, name, message):
+    with pytest.raises(ModelFileError, match=message):
+        save_model(tiny_model, tmp_path / name)
+
+
+def test_failed_save_leaves_the_old_file_intact(tmp_path, tiny_model):
+    path = tmp_path / "m.keras"
+    save_model(tiny_model, path, INFO)
+    before = path.read_bytes()
+    unsaveable = build_model(784, [8, 10], ["relu", "softmax"], 0.0, None)
+    unsaveable.save = lambda *_: (_ for _ in ()).throw(KeyboardInterrupt())  # interrupted mid-save
+    with pytest.raises(KeyboardInterrupt):
+        save_model(unsaveable, path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.keras"]

@@ -1,0 +1,99 @@
+"""optimize_model and train_model: Adam, decay, early stopping, best checkpoint, determinism."""
+
+import keras
+import numpy as np
+import pytest
+
+from mnist_classifier import TrainingError, build_model, load_model, optimize_model, train_model
+from mnist_classifier.training import inverse_time_decay
+
+
+def test_optimize_model_compiles_with_adam_and_cross_entropy():
+    model = build_model(784, [10], ["softmax"], 0.0, None)
+    optimize_model(model, 0.002, 0.8, 0.99)
+    assert isinstance(model.optimizer, keras.optimizers.Adam)
+    assert float(model.optimizer.learning_rate) == pytest.approx(0.002)
+    assert (model.optimizer.beta_1, model.optimizer.beta_2) == (0.8, 0.99)
+    assert model.loss == "categorical_crossentropy"
+
+
+def test_training_learns_and_records_the_learning_rate(tiny_model, small_mnist):
+    history = train_model(tiny_model, *small_mnist["train"], 64, 3, validation_data=small_mnist["val"], verbose=False)
+    logs = history.history
+    assert len(logs["loss"]) == 3 and logs["loss"][-1] < logs["loss"][0]
+    assert logs["val_accuracy"][-1] > 0.8
+    assert logs["learning_rate"] == pytest.approx([0.001] * 3)
+
+
+def test_inverse_time_decay_sets_the_rate_of_every_epoch(tiny_model, small_mnist):
+    history = train_model(
+        tiny_model, *small_mnist["train"], 128, 4, learning_rate_decay=True, alpha=0.01, decay_rate=1, verbose=False
+    )
+    assert history.history["learning_rate"] == pytest.approx([0.01 / (1 + e) for e in range(4)])
+    assert inverse_time_decay(0.1, 0.5)(2) == pytest.approx(0.05)
+
+
+def test_decay_works_without_validation_data(tiny_model, small_mnist):
+    history = train_model(tiny_model, *small_mnist["train"], 256, 2, learning_rate_decay=True, alpha=0.5, verbose=False)
+    assert history.history["learning_rate"] == pytest.approx([0.5, 0.25])
+
+
+@pytest.mark.parametrize("flag", ["early_stopping", "save_best", "restore_best"])
+def test_monitoring_without_validation_data_is_refused(tiny_model, small_mnist, flag, tmp_path):
+    with pytest.raises(TrainingError, match="need validation_data"):
+        train_model(tiny_model, *small_mnist["train"], 64, 1, filepath=tmp_path / "b.keras", **{flag: True})
+
+
+def test_save_best_needs_a_filepath(tiny_model, small_mnist):
+    with pytest.raises(TrainingError, match="save_best needs a filepath"):
+        train_model(tiny_model, *small_mnist["train"], 64, 1, validation_data=small_mnist["val"], save_best=True)
+
+
+def test_early_stopping_stops_when_validation_loss_stalls(tiny_model, small_mnist):
+    x_val, y_val = small_mnist["val"]
+    shuffled = np.random.default_rng(0).permutation(y_val)  # labels it cannot learn
+    history = train_model(
+        tiny_model, *small_mnist["train"], 32, 40, validation_data=(x_val, shuffled),
+        early_stopping=True, patience=1, verbose=False,
+    )  # fmt: skip
+    assert len(history.history["loss"]) < 40
+
+
+def test_save_best_keeps_the_lowest_validation_loss_model(tiny_model, small_mnist, tmp_path):
+    path = tmp_path / "best.keras"
+    history = train_model(
+        tiny_model, *small_mnist["train"], 64, 4, validation_data=small_mnist["val"],
+        save_best=True, filepath=path, verbose=False,
+    )  # fmt: skip
+    best = load_model(path)
+    loss = best.evaluate(*small_mnist["val"], verbose=0)[0]
+    assert loss == pytest.approx(min(history.history["val_loss"]), rel=1e-4)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras"]
+
+
+def test_restore_best_ends_with_the_best_epochs_weights(tiny_model, small_mnist, tmp_path):
+    x_val, y_val = small_mnist["val"]
+    history = train_model(
+        tiny_model, *small_mnist["train"], 32, 6, validation_data=(x_val, y_val),
+        save_best=True, filepath=tmp_path / "best.keras", restore_best=True, verbose=False,
+    )  # fmt: skip
+    best = load_model(tmp_path / "best.keras")
+    for ours, theirs in zip(tiny_model.get_weights(), best.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+    assert tiny_model.evaluate(x_val, y_val, verbose=0)[0] == pytest.approx(min(history.history["val_loss"]), rel=1e-4)
+
+
+def _train_weights(seed, small_mnist):
+    keras.utils.set_random_seed(seed)
+    model = build_model(784, [32, 10], ["relu", "softmax"], 0.001, 0.8)
+    optimize_model(model, 0.001, 0.9, 0.999)
+    train_model(model, *small_mnist["train"], 64, 2, verbose=False, shuffle=True)
+    return model.get_weights()
+
+
+def test_same_seed_gives_the_same_weights(small_mnist):
+    first, second = _train_weights(7, small_mnist), _train_weights(7, small_mnist)
+    for a, b in zip(first, second):
+        np.testing.assert_array_equal(a, b)
+    other = _train_weights(8, small_mnist)
+    assert not np.array_equal(first[0], other[0])
