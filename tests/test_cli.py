@@ -15,7 +15,7 @@ from mnist_classifier import build_model, save_model
 from tests.conftest import FIXTURES
 
 SMALL = ["--set", "data.train_limit=2000", "--set", "data.test_limit=500", "--set", "data.validation_size=500", "--set", "training.batch_size=32"]
-TINY = ["--set", "model.layers=[32, 10]", "--set", "model.activations=['relu', 'softmax']"]
+TINY = ["--set", "model.layers=[32, 10]", "--set", "model.activations=['relu', 'softmax']", "--set", "model.input_keep_prob=1", "--set", "model.keep_prob=1"]
 
 
 def cli(*args, env=None, check=True):

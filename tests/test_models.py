@@ -58,3 +58,11 @@ def test_bad_arguments_raise_a_clear_value_error(args, message):
 def test_build_from_config_takes_flat_images():
     model = build_from_config(ModelConfig((16, 10), ("relu", "softmax"), 0.0, 1.0))
     assert model.input_shape == (None, 784) and model.output_shape == (None, 10)
+
+
+def test_input_dropout_is_optional_and_checked():
+    model = build_model(784, [32, 10], ["relu", "softmax"], 0.0, None, input_keep_prob=0.8)
+    dropouts = _layers(model, keras.layers.Dropout)
+    assert [d.rate for d in dropouts] == [pytest.approx(0.2)] and model.layers[1] is dropouts[0]
+    with pytest.raises(ValueError, match="input_keep_prob=0"):
+        build_model(784, [32, 10], ["relu", "softmax"], 0.0, None, input_keep_prob=0)

@@ -9,7 +9,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from mnist_classifier import ModelFileError, Normalization, build_model, load_model, save_model
+from mnist_classifier import (
+    ModelFileError,
+    Normalization,
+    build_model,
+    load_model,
+    save_model,
+)
 from mnist_classifier.persistence import ModelInfo, read_model_info
 from tests.conftest import FIXTURES
 
@@ -26,35 +32,30 @@ def test_round_trip_predicts_identically_and_keeps_the_record(tiny_model, small_
     assert os.listdir(tmp_path) == ["m.keras"]  # no temporary file left behind
 
 
-def test_fresh_process_predicts_bit_identically(tiny_model, small_mnist, tmp_path):
-    x = small_mnist["test"][0][:64]
-    save_model(tiny_model, tmp_path / "m.keras", INFO)
+def _predict_in_a_fresh_process(model, x, tmp_path, loader):
+    """Save ``model``, load it in a new Python with ``loader`` and check identical predictions."""
+    save_model(model, tmp_path / "m.keras", INFO)
     np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "expected.npy", tiny_model.predict(x, verbose=0))
+    np.save(tmp_path / "expected.npy", model.predict(x, verbose=0))
     script = (
-        "import sys, numpy as np\n"
-        "from mnist_classifier import load_model\n"
+        f"import sys, numpy as np\n{loader}\n"
         "d = sys.argv[1]\n"
-        "got = load_model(d + '/m.keras').predict(np.load(d + '/x.npy'), verbose=0)\n"
+        "got = load(d + '/m.keras').predict(np.load(d + '/x.npy'), verbose=0)\n"
         "assert np.array_equal(got, np.load(d + '/expected.npy')), 'predictions differ'\n"
-    )
-    subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True)
-
-
-def test_plain_keras_loads_our_file_without_the_package(tiny_model, small_mnist, tmp_path):
-    x = small_mnist["test"][0][:16]
-    save_model(tiny_model, tmp_path / "m.keras", INFO)
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "expected.npy", tiny_model.predict(x, verbose=0))
-    script = (
-        "import sys, numpy as np, keras\n"
-        "assert 'mnist_classifier' not in sys.modules\n"
-        "d = sys.argv[1]\n"
-        "model = keras.models.load_model(d + '/m.keras')\n"
-        "assert np.array_equal(model.predict(np.load(d + '/x.npy'), verbose=0), np.load(d + '/expected.npy'))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax"}
     subprocess.run([sys.executable, "-c", script, str(tmp_path)], check=True, env=env, cwd=tmp_path)
+
+
+def test_fresh_process_predicts_bit_identically(tiny_model, small_mnist, tmp_path):
+    _predict_in_a_fresh_process(
+        tiny_model, small_mnist["test"][0][:64], tmp_path, "from mnist_classifier import load_model as load"
+    )
+
+
+def test_plain_keras_loads_our_file_without_the_package(tiny_model, small_mnist, tmp_path):
+    loader = "import keras\nassert 'mnist_classifier' not in sys.modules\nload = keras.models.load_model"
+    _predict_in_a_fresh_process(tiny_model, small_mnist["test"][0][:16], tmp_path, loader)
 
 
 def test_the_notebooks_tf_keras_file_loads():

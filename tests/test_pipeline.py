@@ -33,7 +33,7 @@ def test_a_run_directory_is_a_complete_record(tmp_path, data_env):
     history = json.loads((run / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3]
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "time_s"} <= set(history[0])
-    assert history[1]["learning_rate"] == pytest.approx(0.001 / (1 + 0.1))  # mlp: inverse-time decay
+    assert history[1]["learning_rate"] == pytest.approx(0.001 / (1 + 0.2))  # mlp: inverse-time decay
     with open(run / "history.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 3
     metrics = json.loads((run / "metrics.json").read_text())
@@ -88,7 +88,7 @@ def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, data_env):
     result = resume_run(run)
     history = json.loads((run / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
-    assert history[3]["learning_rate"] == pytest.approx(0.001 / (1 + 0.1 * 3))
+    assert history[3]["learning_rate"] == pytest.approx(0.001 / (1 + 0.2 * 3))
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
     assert result.metrics["epochs"] == 4 and result.metrics["test_accuracy"] > 0.85
 

@@ -4,7 +4,13 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_classifier import TrainingError, build_model, load_model, optimize_model, train_model
+from mnist_classifier import (
+    TrainingError,
+    build_model,
+    load_model,
+    optimize_model,
+    train_model,
+)
 from mnist_classifier.training import inverse_time_decay
 
 

@@ -10,6 +10,14 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 from mnist_classifier.errors import MnistClassifierError
@@ -42,7 +50,8 @@ def info(
     """Where the data came from, shapes, dtypes, class counts and pixel statistics."""
     from mnist_classifier.data import read_dataset
 
-    loaded = read_dataset(dataset or "mnist", data, progress=_download_progress())
+    with _DownloadBars() as bars:
+        loaded = read_dataset(dataset or "mnist", data, progress=bars)
     splits = {"train": loaded.train, "test": loaded.test}
     summary = {
         "dataset": loaded.name,
@@ -105,14 +114,15 @@ def train(
 
     reporter = _EpochReporter()
     try:
-        if resume is not None:
-            result = resume_run(resume, [reporter.callback()], reporter.start, epochs)
-        else:
-            overrides = dict(parse_assignment(item) for item in set_ or [])
-            flags = {"data.dataset": dataset, "data.path": data, "training.epochs": epochs, "training.seed": seed}
-            overrides.update({key: value for key, value in flags.items() if value is not None})
-            settings = resolve_config(preset, config, overrides)
-            result = train_run(settings, out_dir, [reporter.callback()], reporter.start)
+        with _DownloadBars() as bars:
+            if resume is not None:
+                result = resume_run(resume, [reporter.callback()], reporter.start, epochs, bars)
+            else:
+                overrides = dict(parse_assignment(item) for item in set_ or [])
+                flags = {"data.dataset": dataset, "data.path": data, "training.epochs": epochs, "training.seed": seed}
+                overrides.update({key: value for key, value in flags.items() if value is not None})
+                settings = resolve_config(preset, config, overrides)
+                result = train_run(settings, out_dir, [reporter.callback()], reporter.start, bars)
     except KeyboardInterrupt:
         if reporter.run_dir is not None:
             err.print(
@@ -175,7 +185,8 @@ def evaluate(
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on the test set."""
     from mnist_classifier.pipeline import evaluate_file
 
-    result, record = evaluate_file(model, dataset, data, normalize)
+    with _DownloadBars() as bars:
+        result, record = evaluate_file(model, dataset, data, normalize, progress=bars)
     if as_json:
         out.print_json(json.dumps({"model": str(model), "dataset": record.dataset, **result.to_dict()}))
         return
@@ -191,18 +202,30 @@ def evaluate(
     out.print(confusion)
 
 
-def _download_progress():
-    """A progress printer for downloads (one line per 10%)."""
-    shown: dict[str, int] = {}
+class _DownloadBars:
+    """Rich progress bars for data set downloads, one per file, shown only if one starts."""
 
-    def progress(name: str, done: int, total: int | None) -> None:
-        step = done * 10 // total if total else done >> 20
-        if shown.get(name) != step:
-            shown[name] = step
-            size = f"{done / 1e6:.1f}/{total / 1e6:.1f} MB" if total else f"{done / 1e6:.1f} MB"
-            err.print(f"downloading {name}: {size}")
+    def __init__(self) -> None:
+        self.bars: Progress | None = None
+        self.tasks: dict[str, TaskID] = {}
 
-    return progress
+    def __enter__(self) -> _DownloadBars:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.bars is not None:
+            self.bars.stop()
+
+    def __call__(self, name: str, done: int, total: int | None) -> None:
+        if self.bars is None:
+            self.bars = Progress(
+                TextColumn("downloading {task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), console=err,
+            )  # fmt: skip
+            self.bars.start()
+        if name not in self.tasks:
+            self.tasks[name] = self.bars.add_task(name, total=total)
+        self.bars.update(self.tasks[name], completed=done)
 
 
 def main() -> None:

@@ -1,28 +1,13 @@
-"""The whole run, as the CLI drives it: config → data → model → training → evaluation → run directory.
-
-A run directory is the complete record of a run:
-
-- ``config.toml``: the resolved config (``train --config`` it to repeat the run)
-- ``run.json``: status (running, completed, interrupted), epochs done, best epoch
-- ``history.csv`` / ``history.json``: per-epoch loss, accuracy, validation, learning rate, time
-- ``best.keras``: the best-``val_loss`` checkpoint; ``model.keras``: the final model
-- ``last.keras``: the state after the last finished epoch, for ``train --resume``
-- ``metrics.json``: test loss and accuracy, per-class scores, timings, versions, backend, seed
-"""
+"""The whole run, as the CLI drives it: config → data → model → training → evaluation → run directory."""
 
 from __future__ import annotations
 
-import csv
 import importlib.metadata
-import io
 import json
-import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +17,29 @@ import numpy as np
 from mnist_classifier import __version__
 from mnist_classifier.config import Config, DataConfig, resolve_config, write_config
 from mnist_classifier.data import read_dataset
+from mnist_classifier.download import Progress
 from mnist_classifier.errors import ModelFileError, TrainingError
 from mnist_classifier.evaluation import Evaluation, evaluate
 from mnist_classifier.models import build_from_config
-from mnist_classifier.persistence import ModelInfo, load_model, read_model_info, save_model
-from mnist_classifier.preprocessing import Normalization, one_hot, preprocess, validation_split
+from mnist_classifier.persistence import (
+    ModelInfo,
+    load_model,
+    read_model_info,
+    save_model,
+)
+from mnist_classifier.preprocessing import (
+    Normalization,
+    one_hot,
+    preprocess,
+    validation_split,
+)
+from mnist_classifier.runs import (
+    RunRecorder,
+    new_run_dir,
+    read_json,
+    resume_state,
+    write_atomic,
+)
 from mnist_classifier.training import inverse_time_decay, optimize_model, train_model
 
 Split = tuple[np.ndarray, np.ndarray]
@@ -63,9 +66,11 @@ class RunResult:
     metrics: dict[str, Any]
 
 
-def prepare_data(config: DataConfig, input_shape: Sequence[int]) -> PreparedData:
+def prepare_data(
+    config: DataConfig, input_shape: Sequence[int], progress: Progress | None = None
+) -> PreparedData:
     """Load, split and normalize the data set a data config names."""
-    dataset = read_dataset(config.dataset, config.path)
+    dataset = read_dataset(config.dataset, config.path, progress=progress)
     (x_train, y_train), (x_test, y_test) = dataset.train, dataset.test
     x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     x_test, y_test = x_test[: config.test_limit], y_test[: config.test_limit]
@@ -86,29 +91,18 @@ def prepare_data(config: DataConfig, input_shape: Sequence[int]) -> PreparedData
     )
 
 
-def new_run_dir(out: Path, config: Config) -> Path:
-    """A fresh, uniquely named run directory under ``out``."""
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = out / f"{stamp}-{config.preset}-{config.data.dataset}"
-    run_dir, n = base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
 def train_run(
     config: Config,
     out: Path,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     on_start: Callable[[Path, PreparedData], None] | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Train from scratch as ``config`` says, recording everything in a new run directory."""
     started = time.perf_counter()
     keras.utils.set_random_seed(config.training.seed)
     network = build_from_config(config.model)
-    data = prepare_data(config.data, network.input_shape[1:])
+    data = prepare_data(config.data, network.input_shape[1:], progress)
     optimize_model(network, config.optimizer.alpha, config.optimizer.beta1, config.optimizer.beta2)
     run_dir = new_run_dir(out, config)
     write_config(config, run_dir / "config.toml")
@@ -122,17 +116,18 @@ def resume_run(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     on_start: Callable[[Path, PreparedData], None] | None = None,
     epochs: int | None = None,
+    progress: Progress | None = None,
 ) -> RunResult:
     """Continue an interrupted run from its last finished epoch (up to ``epochs`` in all)."""
     started = time.perf_counter()
-    status = _read_json(run_dir / "run.json", "run record")
+    status = read_json(run_dir / "run.json", "run record")
     if status.get("status") == "completed":
         raise TrainingError(f"{run_dir}: run already completed, nothing to resume")
     overrides = {} if epochs is None else {"training.epochs": epochs}
     config = resolve_config(config_file=run_dir / "config.toml", overrides=overrides)
     if epochs is not None:
         write_config(config, run_dir / "config.toml")
-    history = _read_json(run_dir / "history.json", "history") if (run_dir / "history.json").exists() else []
+    history = read_json(run_dir / "history.json", "history") if (run_dir / "history.json").exists() else []
     if not history:
         raise TrainingError(f"{run_dir}: no finished epoch to resume from; start a new run")
     if len(history) >= config.training.epochs:
@@ -141,7 +136,7 @@ def resume_run(
         )
     keras.utils.set_random_seed(config.training.seed + len(history))
     network = load_model(run_dir / "last.keras")
-    data = prepare_data(config.data, network.input_shape[1:])
+    data = prepare_data(config.data, network.input_shape[1:], progress)
     if on_start:
         on_start(run_dir, data)
     return _fit_and_record(config, run_dir, network, data, history, callbacks, started)
@@ -164,7 +159,7 @@ def _fit_and_record(
         input_shape=tuple(network.input_shape[1:]),
         package_version=__version__,
     )
-    recorder = _RunRecorder(run_dir, history, info)
+    recorder = RunRecorder(run_dir, history, info)
     training = config.training
     n_classes = len(data.classes)
     validation = None
@@ -183,7 +178,7 @@ def _fit_and_record(
             filepath=run_dir / "best.keras", verbose=False, shuffle=training.shuffle,
             restore_best=training.restore_best and validation is not None,
             initial_epoch=len(history), schedule=schedule, model_info=info,
-            callbacks=[recorder, *callbacks], resume_state=_resume_state(history),
+            callbacks=[recorder, *callbacks], resume_state=resume_state(history),
         )  # fmt: skip
     except KeyboardInterrupt:
         recorder.write_status("interrupted")
@@ -203,6 +198,7 @@ def evaluate_file(
     data_path: str | None = None,
     normalize: str | None = None,
     test_limit: int | None = None,
+    progress: Progress | None = None,
 ) -> tuple[Evaluation, ModelInfo]:
     """Evaluate a ``.keras`` file on its data set's test images.
 
@@ -215,7 +211,7 @@ def evaluate_file(
         raise ModelFileError(f"{path}: model takes inputs of shape {shape}, which do not fit 28×28 images")
     info = read_model_info(path)
     name = dataset or (info.dataset if info else "mnist")
-    loaded = read_dataset(name, data_path)
+    loaded = read_dataset(name, data_path, progress=progress)
     if normalize is not None or info is None:
         norm = Normalization.fit(normalize or "scale", loaded.train[0])
     else:
@@ -228,58 +224,10 @@ def evaluate_file(
     return evaluate(network, preprocess(x_test, norm, shape), y_test, loaded.classes), record
 
 
-class _RunRecorder(keras.callbacks.Callback):
-    """After every epoch: history (CSV and JSON), ``last.keras`` and ``run.json``."""
-
-    def __init__(self, run_dir: Path, history: list[dict[str, Any]], info: ModelInfo) -> None:
-        super().__init__()
-        self.run_dir, self.history, self.info = run_dir, history, info
-        self.started = time.perf_counter()
-        self.epoch_seconds: list[float] = []
-        self._epoch_start = 0.0
-
-    def on_train_begin(self, logs=None) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self._epoch_start = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        seconds = time.perf_counter() - self._epoch_start
-        self.epoch_seconds.append(seconds)
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "time_s": seconds}
-        self.history.append(row)
-        save_model(self.model, self.run_dir / "last.keras", self.info)
-        write_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=2))
-        write_atomic(self.run_dir / "history.csv", _to_csv(self.history))
-        self.write_status("running")
-
-    def write_status(self, status: str) -> None:
-        """Record the run's state in ``run.json``."""
-        val = [row["val_loss"] for row in self.history if "val_loss" in row]
-        record = {
-            "status": status,
-            "epochs_completed": len(self.history),
-            "best_epoch": int(np.argmin(val)) + 1 if val else None,
-            "best_val_loss": min(val) if val else None,
-            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_atomic(self.run_dir / "run.json", json.dumps(record, indent=2))
-
-
-def _resume_state(history: list[dict[str, Any]]) -> dict[str, float] | None:
-    """Best ``val_loss`` so far and epochs since it, for early stopping and checkpointing."""
-    val = [row["val_loss"] for row in history if "val_loss" in row]
-    if not val:
-        return None
-    best = int(np.argmin(val))
-    return {"best": float(val[best]), "wait": len(val) - 1 - best}
-
-
 def _metrics(
     config: Config,
     data: PreparedData,
-    recorder: _RunRecorder,
+    recorder: RunRecorder,
     evaluated: Evaluation,
     train_seconds: float,
     total_seconds: float,
@@ -328,33 +276,3 @@ def _with_metrics(info: ModelInfo, metrics: dict[str, Any]) -> ModelInfo:
     return replace(info, metrics={"test_loss": metrics["test_loss"], "test_accuracy": metrics["test_accuracy"]})
 
 
-def _to_csv(rows: list[dict[str, Any]]) -> str:
-    """Rows of dicts as CSV text, columns in first-seen order."""
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _read_json(path: Path, what: str) -> Any:
-    """A JSON file of a run directory, or a TrainingError naming it."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TrainingError(f"{path}: no {what} here; is {path.parent} a run directory?") from None
-    except (OSError, ValueError) as exc:
-        raise TrainingError(f"{path}: unreadable {what} ({exc})") from None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise

@@ -105,11 +105,24 @@ def train_model(
     )
 
 
-class _LearningRate(keras.callbacks.LearningRateScheduler):
-    """Applies ``schedule`` (if any) and records the rate of every epoch in the logs."""
+class _LearningRate(keras.callbacks.Callback):
+    """Sets each epoch's rate from ``schedule`` (if any) and records the rate in the logs.
+
+    A rate that the optimizer computes per step (a Keras ``LearningRateSchedule``) is
+    left alone and recorded as it stands at the end of the epoch.
+    """
 
     def __init__(self, schedule: Callable[[int], float] | None) -> None:
-        super().__init__(lambda epoch, lr: lr if schedule is None else schedule(epoch))
+        super().__init__()
+        self.schedule = schedule
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        if self.schedule is not None:
+            self.model.optimizer.learning_rate = self.schedule(epoch)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):

@@ -1,0 +1,122 @@
+"""Run directories: the complete, reproducible record of a training run.
+
+- ``config.toml``: the resolved config (``train --config`` it to repeat the run)
+- ``run.json``: status (running, completed, interrupted), epochs done, best epoch
+- ``history.csv`` / ``history.json``: per-epoch loss, accuracy, validation, learning rate, time
+- ``best.keras``: the best-``val_loss`` checkpoint; ``model.keras``: the final model
+- ``last.keras``: the state after the last finished epoch, for ``train --resume``
+- ``metrics.json``: test loss and accuracy, per-class scores, timings, versions, backend, seed
+
+Every file is written atomically, so an interrupted run leaves each one intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from mnist_classifier.config import Config
+from mnist_classifier.errors import TrainingError
+from mnist_classifier.persistence import ModelInfo, save_model
+
+
+def new_run_dir(out: Path, config: Config) -> Path:
+    """A fresh, uniquely named run directory under ``out``."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = out / f"{stamp}-{config.preset}-{config.data.dataset}"
+    run_dir, n = base, 1
+    while run_dir.exists():
+        n += 1
+        run_dir = base.with_name(f"{base.name}-{n}")
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """After every epoch: history (CSV and JSON), ``last.keras`` and ``run.json``."""
+
+    def __init__(self, run_dir: Path, history: list[dict[str, Any]], info: ModelInfo) -> None:
+        super().__init__()
+        self.run_dir, self.history, self.info = run_dir, history, info
+        self.started = time.perf_counter()
+        self.epoch_seconds: list[float] = []
+        self._epoch_start = 0.0
+
+    def on_train_begin(self, logs=None) -> None:
+        self.started = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        seconds = time.perf_counter() - self._epoch_start
+        self.epoch_seconds.append(seconds)
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "time_s": seconds}
+        self.history.append(row)
+        save_model(self.model, self.run_dir / "last.keras", self.info)
+        write_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=2))
+        write_atomic(self.run_dir / "history.csv", _to_csv(self.history))
+        self.write_status("running")
+
+    def write_status(self, status: str) -> None:
+        """Record the run's state in ``run.json``."""
+        val = [row["val_loss"] for row in self.history if "val_loss" in row]
+        record = {
+            "status": status,
+            "epochs_completed": len(self.history),
+            "best_epoch": int(np.argmin(val)) + 1 if val else None,
+            "best_val_loss": min(val) if val else None,
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_atomic(self.run_dir / "run.json", json.dumps(record, indent=2))
+
+
+def resume_state(history: list[dict[str, Any]]) -> dict[str, float] | None:
+    """Best ``val_loss`` so far and epochs since it, for early stopping and checkpointing."""
+    val = [row["val_loss"] for row in history if "val_loss" in row]
+    if not val:
+        return None
+    best = int(np.argmin(val))
+    return {"best": float(val[best]), "wait": len(val) - 1 - best}
+
+
+def _to_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV text, columns in first-seen order."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_json(path: Path, what: str) -> Any:
+    """A JSON file of a run directory, or a TrainingError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TrainingError(f"{path}: no {what} here; is {path.parent} a run directory?") from None
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{path}: unreadable {what} ({exc})") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(name, path)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
