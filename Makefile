@@ -22,9 +22,9 @@ train: install
 # Fashion-MNIST for the tests comes from Debian's package (no internet needed).
 test-data:
 	@test -d /usr/share/datasets/fashion-mnist || { \
-		SUDO=$$(test "$$(id -u)" -eq 0 || echo sudo); \
+		SUDO=$$(test "$$(id -u)" -eq 0 || echo "sudo -n"); \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq dataset-fashion-mnist; }
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; }
 
 test: install test-data
 	$(BIN)/python -m pytest

@@ -65,10 +65,26 @@ def test_info_finds_debians_fashion_mnist(fashion_dir):
         (["train", "--config", "/nonexistent.toml"], ["/nonexistent.toml: config file not found"]),
         (["evaluate", "/nonexistent.keras"], ["/nonexistent.keras: model file not found"]),
         (["train", "--resume", "/nonexistent-run"], ["/nonexistent-run", "run directory"]),
+        (["train", "--resume", "/nonexistent-run", "--seed", "3"], ["only --epochs may be given"]),
+        (["train", "--out", "/etc/passwd", "--data", "/work"], ["/etc/passwd: cannot create the output folder"]),
+        (["train", "--set", "model.layers=[64,5]", "--set", "model.activations=[relu,softmax]"], ["expected 10 softmax units"]),
+        (["evaluate", "x.keras", "--dataset", "cifar"], ["x.keras: model file not found"]),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_1(args, fragments):
     assert_one_line_error(cli(*args, check=False), *fragments)
+
+
+@pytest.mark.parametrize("args", [["train", "--epochs", "abc"], ["bogus"], ["info", "--nope"]])
+def test_command_line_usage_errors_are_one_line_with_exit_2(args):
+    result = cli(*args, check=False)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("error: ") and "--help" in result.stderr
+
+
+def test_no_command_shows_the_help():
+    result = cli()
+    assert "Usage" in result.stdout and "train" in result.stdout and "evaluate" in result.stdout
 
 
 def test_train_then_evaluate(tmp_path, mnist_dir):

@@ -2,15 +2,8 @@
 
 import pytest
 
-from mnist_classifier.config import (
-    PRESETS,
-    Config,
-    apply_overrides,
-    known_settings,
-    parse_assignment,
-    resolve_config,
-    write_config,
-)
+from mnist_classifier.config import Config, apply_overrides, known_settings, parse_assignment, write_config
+from mnist_classifier.presets import PRESETS, resolve_config
 from mnist_classifier.errors import ConfigError
 
 
@@ -43,7 +36,7 @@ def test_file_then_overrides_are_applied_in_order(tmp_path):
 
 
 def test_written_config_reads_back_identical(tmp_path):
-    original = apply_overrides(PRESETS["mlp"], {"data.train_limit": 100, "training.seed": 3})
+    original = apply_overrides(PRESETS["mlp"], {"data.train_limit": 6000, "training.seed": 3})
     write_config(original, tmp_path / "config.toml")
     assert resolve_config(config_file=tmp_path / "config.toml") == original
 
@@ -56,6 +49,8 @@ def test_written_config_reads_back_identical(tmp_path):
         ("data.dataset=fashion_mnist", ("data.dataset", "fashion_mnist")),
         ("training.shuffle=false", ("training.shuffle", False)),
         ("optimizer.alpha=1e-3", ("optimizer.alpha", 0.001)),
+        ("model.activations=[relu,relu, softmax]", ("model.activations", ["relu", "relu", "softmax"])),
+        ("model.layers=[256,128,10]", ("model.layers", [256, 128, 10])),
     ],
 )
 def test_set_values_parse_as_toml_or_bare_strings(text, expected):
@@ -66,7 +61,7 @@ def test_set_values_parse_as_toml_or_bare_strings(text, expected):
     ("overrides", "message"),
     [
         ({"training.epochz": 3}, "unknown setting 'training.epochz'"),
-        ({"nosection.epochs": 3}, "unknown setting 'nosection.epochs'"),
+        ({"nosection.zzz": 3}, "unknown setting 'nosection.zzz': expected one of data.dataset"),
         ({"training.epochs": 0}, "training.epochs=0: expected a value > 0"),
         ({"training.epochs": "ten"}, "training.epochs='ten': expected int"),
         ({"training.epochs": True}, "expected int"),
@@ -74,10 +69,19 @@ def test_set_values_parse_as_toml_or_bare_strings(text, expected):
         ({"model.keep_prob": 2.0}, "keep_prob=2.0"),
         ({"model.layers": 5}, "expected a list"),
         ({"data.normalize": "minmax"}, "normalize='minmax': expected one of scale, l2, standardize"),
-        ({"data.dataset": "cifar"}, "unknown dataset 'cifar'"),
+        ({"data.dataset": "cifar"}, "data.dataset='cifar': expected one of mnist, fashion_mnist"),
         ({"data.validation": "train"}, "data.validation='train'"),
         ({"training.schedule": "cosin"}, "training.schedule='cosin'"),
         ({"optimizer.beta1": 1.0}, "optimizer.beta1=1.0"),
+        ({"optimizer.alpha": float("nan")}, "optimizer.alpha=nan: expected a finite number"),
+        ({"model.lambtha": float("inf")}, "model.lambtha=inf: expected a finite number"),
+        ({"model.layers": [64, 32, 5]}, "model.layers ends in 5 softmax units: expected 10 softmax units"),
+        ({"model.activations": ["relu", "relu", "relu"]}, "ends in 10 relu units"),
+        ({"data.validation": "none"}, "training.save_best needs validation data"),
+        ({"data.train_limit": 4000}, "data.validation_size=5000 leaves no training images"),
+        ({"model.architecture": "rnn"}, "model.architecture='rnn': expected one of mlp, cnn"),
+        ({"model.kernel_size": 4}, "kernel_size=4"),
+        ({"model.rotation": 400.0}, "model.rotation=400.0"),
     ],
 )
 def test_bad_settings_name_the_setting_and_what_was_expected(overrides, message):
@@ -97,11 +101,18 @@ def test_unknown_preset_lists_the_known_ones():
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [("[training\nepochs=1", "invalid TOML"), ("[trainer]\nepochs = 1\n", r"unknown section \[trainer\]")],
+    [
+        ("[training\nepochs=1", "invalid TOML"),
+        ("[trainer]\nepochs = 1\n", r"unknown section \[trainer\]"),
+        ("[[data]]\ndataset = 'mnist'\n", "data must be a table"),
+        ("data = 5\n", "data must be a table"),
+        ('preset = ["mlp"]\n', "expected a preset name"),
+        (b"\xff\xfe[data]", "invalid TOML"),
+    ],
 )
 def test_bad_config_files_are_named(tmp_path, content, message):
     path = tmp_path / "bad.toml"
-    path.write_text(content)
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
     with pytest.raises(ConfigError, match=f"bad.toml.*{message}|{message}"):
         resolve_config(config_file=path)
 
@@ -109,6 +120,11 @@ def test_bad_config_files_are_named(tmp_path, content, message):
 def test_missing_config_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="nope.toml: config file not found"):
         resolve_config(config_file=tmp_path / "nope.toml")
+
+
+def test_a_misspelt_setting_gets_a_suggestion():
+    with pytest.raises(ConfigError, match="did you mean training.epochs"):
+        apply_overrides(Config(), {"training.epochz": 3})
 
 
 def test_every_known_setting_is_settable():

@@ -392,3 +392,17 @@ def test_failed_download_leaves_no_folder_that_hides_other_sources(monkeypatch, 
     # Once the Debian package is there, it must be found, not an empty cache folder.
     monkeypatch.setitem(data.DATASETS, "fashion_mnist", spec)
     assert read_dataset("fashion_mnist").source.startswith(str(fashion_dir))
+
+
+def test_data_variable_holding_the_other_data_set_is_passed_over(monkeypatch, mnist_dir, fashion_dir):
+    monkeypatch.setenv("MNIST_CLASSIFIER_DATA", str(mnist_dir))
+    dataset = data.read_dataset("fashion_mnist")
+    assert "Debian" in dataset.source
+    monkeypatch.setenv("MNIST_CLASSIFIER_DATA", str(mnist_dir.parent))  # a root without fashion_mnist/
+    assert "Debian" in data.read_dataset("fashion_mnist").source
+
+
+def test_data_variable_naming_nothing_is_an_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("MNIST_CLASSIFIER_DATA", str(tmp_path / "typo"))
+    with pytest.raises(DataError, match="MNIST_CLASSIFIER_DATA=.*typo: no such file or folder"):
+        load_dataset("mnist")

@@ -268,3 +268,21 @@ def test_no_download_when_download_is_false(server, served_mnist):
         load_dataset("mnist", mirror=server.url, download=False)
     assert type(caught.value) is DataError
     assert server.requests == []
+
+
+def test_an_invalid_mirror_url_is_reported(tmp_path):
+    with pytest.raises(DownloadError, match="not a valid download URL"):
+        download_files("notaurl", [RemoteFile("a.bin", "0" * 64)], tmp_path / "deep" / "cache")
+    assert list(tmp_path.iterdir()) == []  # the folders it made are gone again
+
+
+def test_downloaded_files_get_the_usual_permissions(server, tmp_path):
+    import os
+    import stat
+
+    body = b"payload"
+    server.route("a.bin", serve(body))
+    (path,) = download_files(server.url, [RemoteFile("a.bin", sha(body))], tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

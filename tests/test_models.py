@@ -3,9 +3,11 @@
 import keras
 import pytest
 
+import numpy as np
+
 from mnist_classifier import ConfigError, build_model
 from mnist_classifier.config import ModelConfig
-from mnist_classifier.models import build_from_config
+from mnist_classifier.models import Augmentation, build_cnn, build_from_config
 
 
 def _layers(model, kind):
@@ -66,3 +68,59 @@ def test_input_dropout_is_optional_and_checked():
     assert [d.rate for d in dropouts] == [pytest.approx(0.2)] and model.layers[1] is dropouts[0]
     with pytest.raises(ValueError, match="input_keep_prob=0"):
         build_model(784, [32, 10], ["relu", "softmax"], 0.0, None, input_keep_prob=0)
+
+
+def test_cnn_has_the_configured_blocks_and_the_mlp_head():
+    model = build_cnn((64, 10), ("relu", "softmax"), 1e-4, 0.5, filters=(8, 16), convs_per_block=2, conv_keep_prob=0.75)
+    convs = _layers(model, keras.layers.Conv2D)
+    assert model.input_shape == (None, 28, 28, 1) and model.output_shape == (None, 10)
+    assert [c.filters for c in convs] == [8, 8, 16, 16]
+    assert len(_layers(model, keras.layers.BatchNormalization)) == 4
+    assert len(_layers(model, keras.layers.MaxPooling2D)) == 2
+    assert [round(d.rate, 2) for d in _layers(model, keras.layers.Dropout)] == [0.25, 0.25, 0.5]
+    assert [d.units for d in _layers(model, keras.layers.Dense)] == [64, 10]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"filters": ()}, "non-empty list of positive integers"),
+        ({"filters": (8, 0)}, "non-empty list of positive integers"),
+        ({"filters": (8, 8, 8, 8, 8)}, "at most 4 blocks"),
+        ({"kernel_size": 2}, "kernel_size=2: expected a positive odd integer"),
+        ({"convs_per_block": 0}, "convs_per_block=0"),
+        ({"conv_keep_prob": 0.0}, "conv_keep_prob=0.0"),
+    ],
+)
+def test_bad_cnn_arguments_raise_a_clear_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_cnn(**kwargs)
+
+
+def _digits():
+    from tests.conftest import MNIST_DIR
+
+    from mnist_classifier import load_dataset
+
+    (_, _), (x_test, _) = load_dataset("mnist", MNIST_DIR)
+    return (x_test[:32, :, :, None] / 255.0).astype("float32")
+
+
+def test_augmentation_acts_in_training_only():
+    keras.utils.set_random_seed(0)
+    settings = {"filters": (8,), "keep_prob": None, "batch_norm": False}
+    plain = build_cnn(**settings)
+    augmented = build_cnn(**settings, augmentation=Augmentation(shift=0.2, rotation=20, zoom=0.2))
+    for layer in plain.layers:
+        augmented.get_layer(layer.name).set_weights(layer.get_weights())
+    x = _digits()
+    np.testing.assert_array_equal(augmented.predict(x, verbose=0), plain.predict(x, verbose=0))
+    trained = keras.ops.convert_to_numpy(augmented(x, training=True))
+    assert not np.allclose(trained, plain.predict(x, verbose=0))
+
+
+def test_build_from_config_builds_a_cnn():
+    config = ModelConfig((16, 10), ("relu", "softmax"), 0.0, 1.0, architecture="cnn", filters=(4, 8), augment=True)
+    model = build_from_config(config)
+    assert model.name == "cnn" and model.input_shape == (None, 28, 28, 1)
+    assert {"random_rotation", "random_zoom", "random_translation"} <= {layer.name for layer in model.layers}

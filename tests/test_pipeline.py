@@ -2,13 +2,16 @@
 
 import csv
 import json
+import os
+import stat
 
 import keras
 import numpy as np
 import pytest
 
 from mnist_classifier import TrainingError, load_model, read_model_info
-from mnist_classifier.config import apply_overrides, preset
+from mnist_classifier.config import apply_overrides
+from mnist_classifier.presets import preset
 from mnist_classifier.pipeline import evaluate_file, resume_run, train_run
 
 SMALL = {"data.train_limit": 3000, "data.test_limit": 500, "data.validation_size": 500, "training.batch_size": 32}
@@ -45,6 +48,9 @@ def test_a_run_directory_is_a_complete_record(tmp_path, data_env):
     assert info.dataset == "mnist" and info.input_shape == (784,) and info.normalization.mode == "scale"
     assert info.metrics["test_accuracy"] == metrics["test_accuracy"]
     assert result.evaluation.accuracy == metrics["test_accuracy"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {stat.S_IMODE(p.stat().st_mode) for p in run.iterdir()} == {0o666 & ~umask}
 
 
 def test_the_notebook_preset_validates_on_the_test_set(tmp_path, data_env):
@@ -109,3 +115,20 @@ def test_evaluate_file_applies_the_stored_preprocessing(tmp_path, data_env):
     # full test set here, 500 images in the run: close, not equal
     assert evaluation.accuracy == pytest.approx(metrics["test_accuracy"], abs=0.05)
     assert evaluation.confusion.sum() == 10000
+
+
+@pytest.mark.parametrize("name", ["cnn", "cnn-augmented"])
+def test_cnn_presets_train_save_and_reload(tmp_path, data_env, name, small_mnist):
+    config = apply_overrides(preset(name), {**SMALL, "data.train_limit": 1024, "training.epochs": 1})
+    run = train_run(config, tmp_path).run_dir
+    info = read_model_info(run / "model.keras")
+    assert info.input_shape == (28, 28, 1)
+    model = load_model(run / "model.keras")
+    x = small_mnist["test"][0][:64].reshape(-1, 28, 28, 1)
+    first, second = model.predict(x, verbose=0), model.predict(x, verbose=0)
+    np.testing.assert_array_equal(first, second)  # augmentation and dropout are off
+    assert first.shape == (64, 10)
+    history = json.loads((run / "history.json").read_text())
+    assert history[0]["learning_rate"] == pytest.approx(0.0, abs=1e-9)  # one-cycle ends at 0
+    evaluation, record = evaluate_file(run / "model.keras", test_limit=256)
+    assert record.input_shape == (28, 28, 1) and evaluation.confusion.sum() == 256

@@ -11,7 +11,7 @@ from mnist_classifier import (
     optimize_model,
     train_model,
 )
-from mnist_classifier.training import inverse_time_decay
+from mnist_classifier.training import inverse_time_decay, step_schedule
 
 
 def test_optimize_model_compiles_with_adam_and_cross_entropy():
@@ -103,3 +103,49 @@ def test_same_seed_gives_the_same_weights(small_mnist):
         np.testing.assert_array_equal(a, b)
     other = _train_weights(8, small_mnist)
     assert not np.array_equal(first[0], other[0])
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "one_cycle"])
+def test_step_schedules_are_recorded_per_epoch(small_mnist, schedule):
+    import math
+
+    steps_per_epoch, epochs, alpha = math.ceil(2000 / 250), 4, 0.01
+    rate = step_schedule(alpha, schedule, steps_per_epoch * epochs)
+    keras.utils.set_random_seed(0)
+    model = build_model(784, [16, 10], ["relu", "softmax"], 0.0, None)
+    optimize_model(model, rate, 0.9, 0.999)
+    history = train_model(model, *small_mnist["train"], 250, epochs, verbose=False)
+    expected = [float(rate((epoch + 1) * steps_per_epoch)) for epoch in range(epochs)]
+    assert history.history["learning_rate"] == pytest.approx(expected, rel=1e-5)
+    assert expected[-1] == pytest.approx(0.0, abs=1e-9)
+    if schedule == "one_cycle":  # warm-up: rises to alpha first
+        assert float(rate(0)) == pytest.approx(alpha / 25) and max(expected) <= alpha
+        assert float(rate(int(0.3 * steps_per_epoch * epochs))) == pytest.approx(alpha, rel=1e-3)
+    else:
+        assert float(rate(0)) == pytest.approx(alpha)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size=0: expected an integer >= 1"),
+        ({"epochs": 0}, "epochs=0: expected an integer >= 1"),
+        ({"patience": -1}, "patience=-1: expected an integer >= 0"),
+    ],
+)
+def test_train_model_checks_its_arguments(tiny_model, small_mnist, kwargs, message):
+    args = {"batch_size": 32, "epochs": 1, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        train_model(tiny_model, *small_mnist["train"], **args)
+
+
+def test_save_best_needs_a_keras_file_name_up_front(tiny_model, small_mnist, tmp_path):
+    with pytest.raises(TrainingError, match="ending in .keras"):
+        train_model(tiny_model, *small_mnist["train"], 32, 1, validation_data=small_mnist["val"],
+                    save_best=True, filepath=tmp_path / "best.h5")  # fmt: skip
+
+
+@pytest.mark.parametrize(("args", "message"), [((0.0, 0.9, 0.999), "alpha=0.0"), ((0.001, 1.5, 0.999), "beta1=1.5")])
+def test_optimize_model_checks_its_arguments(args, message):
+    with pytest.raises(ValueError, match=message):
+        optimize_model(build_model(784, [10], ["softmax"], 0.0, None), *args)

@@ -36,7 +36,7 @@ __version__ = "0.1.0"
 # Public names whose modules import Keras, loaded on first use.
 _LAZY = {
     "Config": "config",
-    "resolve_config": "config",
+    "resolve_config": "presets",
     "build_model": "models",
     "optimize_model": "training",
     "train_model": "training",

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -20,11 +19,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from mnist_classifier.errors import MnistClassifierError
+from mnist_classifier.errors import ConfigError, MnistClassifierError
 
 app = typer.Typer(
     add_completion=False,
-    no_args_is_help=True,
     pretty_exceptions_enable=False,
     help="Train, evaluate and inspect Keras classifiers for MNIST and Fashion-MNIST.",
 )
@@ -41,6 +39,13 @@ DataOpt = Annotated[
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
 
+@app.callback(invoke_without_command=True)
+def _root(ctx: typer.Context) -> None:
+    """Train, evaluate and inspect Keras classifiers for MNIST and Fashion-MNIST."""
+    if ctx.invoked_subcommand is None:
+        out.print(ctx.get_help())
+
+
 @app.command()
 def info(
     dataset: DatasetOpt = "mnist",
@@ -48,17 +53,11 @@ def info(
     as_json: JsonOpt = False,
 ) -> None:
     """Where the data came from, shapes, dtypes, class counts and pixel statistics."""
-    from mnist_classifier.data import read_dataset
+    from mnist_classifier.data import read_dataset, summarize
 
     with _DownloadBars() as bars:
         loaded = read_dataset(dataset or "mnist", data, progress=bars)
-    splits = {"train": loaded.train, "test": loaded.test}
-    summary = {
-        "dataset": loaded.name,
-        "source": loaded.source,
-        "classes": list(loaded.classes),
-        "splits": {name: _split_summary(x, y, len(loaded.classes)) for name, (x, y) in splits.items()},
-    }
+    summary = summarize(loaded)
     if as_json:
         out.print_json(json.dumps(summary))
         return
@@ -71,30 +70,15 @@ def info(
         )
     table = Table("label", "class", "train", "test", title="Images per class")
     for label, name in enumerate(loaded.classes):
-        table.add_row(str(label), name, *(str(summary["splits"][s]["class_counts"][label]) for s in splits))
+        table.add_row(str(label), name, *(str(split["class_counts"][label]) for split in summary["splits"].values()))
     out.print(table)
-
-
-def _split_summary(x: np.ndarray, y: np.ndarray, n_classes: int) -> dict:
-    """Shapes, dtypes, class counts and pixel statistics of one split."""
-    return {
-        "x_shape": list(x.shape),
-        "x_dtype": str(x.dtype),
-        "y_shape": list(y.shape),
-        "y_dtype": str(y.dtype),
-        "class_counts": np.bincount(y, minlength=n_classes).tolist(),
-        "pixels": {
-            "min": int(x.min()),
-            "max": int(x.max()),
-            "mean": float(x.mean()),
-            "std": float(x.std()),
-        },
-    }
 
 
 @app.command()
 def train(
-    preset: Annotated[Optional[str], typer.Option(help="notebook or mlp (default mlp).")] = None,
+    preset: Annotated[
+        Optional[str], typer.Option(help="notebook, mlp (the default), cnn or cnn-augmented.")
+    ] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file.")] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Override a setting: section.key=value (repeatable).")
@@ -109,9 +93,12 @@ def train(
     ] = None,
 ) -> None:
     """Train a model and record the run (config, history, checkpoints, metrics)."""
-    from mnist_classifier.config import parse_assignment, resolve_config
+    from mnist_classifier.config import parse_assignment
+    from mnist_classifier.presets import resolve_config
     from mnist_classifier.pipeline import resume_run, train_run
 
+    if resume is not None and (preset or config or set_ or dataset or data or seed is not None):
+        raise ConfigError("--resume continues a run with its own config.toml: only --epochs may be given with it")
     reporter = _EpochReporter()
     try:
         with _DownloadBars() as bars:
@@ -119,7 +106,8 @@ def train(
                 result = resume_run(resume, [reporter.callback()], reporter.start, epochs, bars)
             else:
                 overrides = dict(parse_assignment(item) for item in set_ or [])
-                flags = {"data.dataset": dataset, "data.path": data, "training.epochs": epochs, "training.seed": seed}
+                data_path = str(Path(data).expanduser().absolute()) if data else None
+                flags = {"data.dataset": dataset, "data.path": data_path, "training.epochs": epochs, "training.seed": seed}
                 overrides.update({key: value for key, value in flags.items() if value is not None})
                 settings = resolve_config(preset, config, overrides)
                 result = train_run(settings, out_dir, [reporter.callback()], reporter.start, bars)
@@ -229,9 +217,16 @@ class _DownloadBars:
 
 
 def main() -> None:
-    """Entry point: run the app; the package's errors become one line on stderr and exit 1."""
+    """Entry point: errors become one line on stderr (exit 1; 2 for command-line usage)."""
     try:
-        app()
+        code = app(standalone_mode=False)
     except MnistClassifierError as exc:
-        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"error: {exc}", markup=False)
         sys.exit(1)
+    except typer.TyperException as exc:  # bad flags or values on the command line
+        err.print(f"error: {exc.format_message()} (see --help)", markup=False)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted")
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

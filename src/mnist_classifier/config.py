@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
 import tomllib
 import types
 import typing
@@ -13,10 +15,12 @@ from typing import Any
 import tomli_w
 
 from mnist_classifier.errors import ConfigError
+from mnist_classifier.files import write_text_atomic
 from mnist_classifier.preprocessing import check_normalize_mode
 
 VALIDATION_MODES = ("holdout", "test", "none")
-SCHEDULES = ("constant", "inverse_time")
+SCHEDULES = ("constant", "inverse_time", "cosine", "one_cycle")
+ARCHITECTURES = ("mlp", "cnn")
 
 
 @dataclass(frozen=True)
@@ -32,33 +36,55 @@ class DataConfig:
     test_limit: int | None = None
 
     def __post_init__(self) -> None:
-        from mnist_classifier.data import dataset_spec
+        from mnist_classifier.data import DATASETS
 
-        try:
-            dataset_spec(self.dataset)
-        except Exception as exc:
-            raise ConfigError(f"data.dataset: {exc}") from None
-        check_normalize_mode(self.normalize)
+        _check_choice("data.dataset", self.dataset, tuple(DATASETS))
+        check_normalize_mode(self.normalize, "data.normalize")
         _check_choice("data.validation", self.validation, VALIDATION_MODES)
         _check_positive("data.validation_size", self.validation_size)
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 _check_positive(f"data.{name}", getattr(self, name))
+        limit = self.train_limit
+        if self.validation == "holdout" and limit is not None and self.validation_size >= limit:
+            raise ConfigError(
+                f"data.validation_size={self.validation_size} leaves no training images of "
+                f"data.train_limit={limit}: expected validation_size < train_limit"
+            )
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The notebook's ``build_model`` arguments (``nx`` comes from the data)."""
+    """The network: the notebook's ``build_model`` arguments, or a CNN with that MLP as its head.
+
+    For a CNN, ``layers``/``activations``/``keep_prob`` describe the dense head that
+    follows the convolutional blocks, and ``lambtha`` applies to every kernel.
+    """
 
     layers: tuple[int, ...] = (128, 64, 10)
     activations: tuple[str, ...] = ("relu", "relu", "softmax")
     lambtha: float = 0.01
     keep_prob: float = 0.8
-    input_keep_prob: float = 1.0  # dropout on the pixels; 1 = none, as in the notebook
+    input_keep_prob: float = 1.0  # dropout on the pixels (mlp); 1 = none, as in the notebook
+    architecture: str = "mlp"  # or "cnn"; the fields below are the CNN's
+    filters: tuple[int, ...] = (32, 64, 128)  # cnn: one block per entry, each ending in 2×2 max-pooling
+    convs_per_block: int = 1
+    kernel_size: int = 3
+    batch_norm: bool = True
+    conv_keep_prob: float = 1.0  # dropout after each conv block
+    augment: bool = False  # random shifts, rotations and zoom, active in training only
+    shift: float = 0.1  # fraction of the image size
+    rotation: float = 10.0  # degrees
+    zoom: float = 0.1  # fraction
 
     def __post_init__(self) -> None:
+        _check_choice("model.architecture", self.architecture, ARCHITECTURES)
         check_layers(self.layers, self.activations, self.lambtha, self.keep_prob)
         check_keep_prob("model.input_keep_prob", self.input_keep_prob)
+        check_conv_blocks(self.filters, self.convs_per_block, self.kernel_size, self.conv_keep_prob)
+        for name, top in (("shift", 0.5), ("rotation", 180.0), ("zoom", 0.9)):
+            if not 0 <= getattr(self, name) <= top:
+                raise ConfigError(f"model.{name}={getattr(self, name)}: expected 0 <= {name} <= {top}")
 
 
 @dataclass(frozen=True)
@@ -85,7 +111,9 @@ class TrainingConfig:
     shuffle: bool = True
     early_stopping: bool = False
     patience: int = 0
-    schedule: str = "constant"  # "inverse_time": lr = alpha / (1 + decay_rate * epoch)
+    # constant | inverse_time (per epoch: alpha / (1 + decay_rate * epoch)) | cosine
+    # (per step, alpha down to 0) | one_cycle (per step: warm-up to alpha, then cosine to 0)
+    schedule: str = "constant"
     decay_rate: float = 1.0
     save_best: bool = True
     restore_best: bool = False
@@ -113,41 +141,28 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
+    def __post_init__(self) -> None:
+        from mnist_classifier.data import DATASETS
+
+        classes = len(DATASETS[self.data.dataset].classes)
+        if self.model.layers[-1] != classes or self.model.activations[-1] != "softmax":
+            raise ConfigError(
+                f"model.layers ends in {self.model.layers[-1]} {self.model.activations[-1]} units: "
+                f"expected {classes} softmax units, one per {self.data.dataset} class"
+            )
+        if self.data.validation == "none":
+            for name in ("early_stopping", "save_best", "restore_best"):
+                if getattr(self.training, name):
+                    raise ConfigError(
+                        f"training.{name} needs validation data, but data.validation is none: "
+                        f"set training.{name}=false or data.validation=holdout"
+                    )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists for tuples, no None values): TOML- and JSON-ready."""
         return _strip_none(dataclasses.asdict(self))
 
 
-
-
-def preset(name: str) -> Config:
-    """A named preset, or a ConfigError listing the known ones."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ConfigError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}") from None
-
-
-def resolve_config(
-    preset_name: str | None = None,
-    config_file: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-) -> Config:
-    """Build the run's config: a preset, then a TOML file, then ``section.key`` overrides.
-
-    The file may name its own base with a top-level ``preset = "..."``; an explicit
-    ``preset_name`` wins over it.
-    """
-    settings = read_config_file(config_file) if config_file is not None else {}
-    base = preset(preset_name or settings.pop("preset", None) or DEFAULT_PRESET)
-    settings.pop("preset", None)
-    flat = {
-        f"{section}.{key}": value
-        for section, values in settings.items()
-        for key, value in _section(section, values, config_file).items()
-    }
-    flat.update(overrides or {})
-    return apply_overrides(base, flat)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -157,7 +172,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             return tomllib.load(handle)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
@@ -165,19 +180,25 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def write_config(config: Config, path: Path) -> None:
     """Write ``config`` as TOML (read back by :func:`resolve_config`)."""
-    path.write_text(tomli_w.dumps(config.to_dict()))
+    write_text_atomic(path, tomli_w.dumps(config.to_dict()))
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """Parse ``section.key=value`` (value in TOML syntax, bare strings allowed)."""
+    """Parse ``section.key=value``: the value in TOML syntax, bare strings (also in lists) allowed."""
     key, sep, raw = text.partition("=")
     if not sep or "." not in key:
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. training.epochs=10")
+    return key.strip(), _parse_value(raw.strip())
+
+
+def _parse_value(raw: str) -> Any:
+    """A TOML value, or a bare string, or a list of either (``[relu, softmax]``)."""
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
-        value = raw
-    return key.strip(), value
+        if raw.startswith("[") and raw.endswith("]"):
+            return [_parse_value(item.strip()) for item in raw[1:-1].split(",") if item.strip()]
+        return raw
 
 
 def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
@@ -187,7 +208,9 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
         section, _, key = dotted.partition(".")
         sub = getattr(config, section, None) if section in _SECTIONS else None
         if sub is None or key not in _field_types(type(sub)):
-            raise ConfigError(f"unknown setting {dotted!r}: expected one of {', '.join(known_settings())}")
+            close = difflib.get_close_matches(dotted, known_settings(), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(known_settings())}"
+            raise ConfigError(f"unknown setting {dotted!r}: {hint}")
         sections.setdefault(section, {})[key] = _coerce(dotted, value, _field_types(type(sub))[key])
     return dataclasses.replace(
         config,
@@ -218,14 +241,28 @@ def check_layers(
             raise ConfigError(f"layer width {width!r}: expected a positive integer")
     for name in activations:
         _check_activation(name)
-    if not isinstance(lambtha, (int, float)) or lambtha < 0:
+    if isinstance(lambtha, bool) or not isinstance(lambtha, (int, float)) or not 0 <= lambtha < math.inf:
         raise ConfigError(f"lambtha={lambtha!r}: expected a number >= 0")
     check_keep_prob("keep_prob", keep_prob)
 
 
+def check_conv_blocks(filters: typing.Sequence[int], convs_per_block: int, kernel_size: int, conv_keep_prob: float) -> None:
+    """Validate the convolutional part of a CNN."""
+    if not filters or any(isinstance(f, bool) or not isinstance(f, int) or f <= 0 for f in filters):
+        raise ConfigError(f"filters={list(filters)}: expected a non-empty list of positive integers")
+    if len(filters) > 4:
+        raise ConfigError(f"filters={list(filters)}: at most 4 blocks fit a 28×28 image (each halves it)")
+    _check_positive("convs_per_block", convs_per_block)
+    if kernel_size <= 0 or kernel_size % 2 == 0:
+        raise ConfigError(f"kernel_size={kernel_size}: expected a positive odd integer")
+    check_keep_prob("conv_keep_prob", conv_keep_prob)
+
+
 def check_keep_prob(name: str, value: float | None) -> None:
     """A keep probability must be in (0, 1], or None for no dropout."""
-    if value is not None and not 0 < value <= 1:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1:
         raise ConfigError(f"{name}={value!r}: expected 0 < {name.split('.')[-1]} <= 1 (or None)")
 
 
@@ -233,6 +270,8 @@ def _check_activation(name: str) -> None:
     """Unknown activation names are refused, using Keras's own registry."""
     from keras import activations
 
+    if not isinstance(name, str):
+        raise ConfigError(f"activation {name!r}: expected a name such as relu or softmax")
     try:
         activations.get(name)
     except (ValueError, TypeError):
@@ -247,10 +286,12 @@ _SECTIONS = {
 }
 
 
-def _section(name: str, values: Any, source: Any) -> dict[str, Any]:
+def check_section(name: str, values: Any, source: Any) -> dict[str, Any]:
     """A TOML table of the config file, checked to be a known section."""
-    if name not in _SECTIONS or not isinstance(values, dict):
+    if name not in _SECTIONS:
         raise ConfigError(f"{source}: unknown section [{name}]: expected {', '.join(_SECTIONS)}")
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: {name} must be a table ([{name}] followed by key = value lines)")
     return values
 
 
@@ -275,7 +316,15 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         return float(value)
     if hint is not bool and isinstance(value, bool) or not isinstance(value, hint):
         raise ConfigError(f"{name}={value!r}: expected {hint.__name__}")
+    if hint is float and not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r}: expected a finite number")
     return value
+
+
+def check_count(name: str, value: int, minimum: int = 1) -> None:
+    """An integer argument of the API must be an int >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{name}={value!r}: expected an integer >= {minimum}")
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -297,30 +346,3 @@ def _strip_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_strip_none(item) for item in value]
     return value
-
-
-PRESETS: dict[str, Config] = {
-    "notebook": Config(
-        preset="notebook",
-        data=DataConfig(normalize="l2", validation="test"),
-        model=ModelConfig((128, 64, 10), ("relu", "relu", "softmax"), 0.01, 0.8),
-        optimizer=OptimizerConfig(0.001, 0.9, 0.999),
-        training=TrainingConfig(
-            batch_size=32, epochs=5, shuffle=False, early_stopping=True, patience=3,
-            save_best=True,
-        ),  # fmt: skip
-    ),
-    # Measured here: 98.75% MNIST test accuracy in 30 epochs (~3 min on 2 cores).
-    "mlp": Config(
-        preset="mlp",
-        data=DataConfig(normalize="scale", validation="holdout"),
-        model=ModelConfig(
-            (1024, 1024, 10), ("relu", "relu", "softmax"), lambtha=1e-5, keep_prob=0.5, input_keep_prob=0.8
-        ),
-        optimizer=OptimizerConfig(0.001, 0.9, 0.999),
-        training=TrainingConfig(
-            batch_size=128, epochs=30, schedule="inverse_time", decay_rate=0.2, save_best=True,
-        ),  # fmt: skip
-    ),
-}
-DEFAULT_PRESET = "mlp"

@@ -32,7 +32,11 @@ IDX_FILES = {
     "y_test": "t10k-labels-idx1-ubyte",
 }
 
+IMAGE_SIZE = 28  # MNIST and Fashion-MNIST images are 28×28 greyscale
+
 Split = tuple[np.ndarray, np.ndarray]
+
+_HINT = f"pass --data PATH (a folder of the four IDX files or a .npz) or set {DATA_ENV}"
 
 
 @dataclass(frozen=True)
@@ -147,22 +151,56 @@ def read_dataset(
 ) -> Dataset:
     """Like :func:`load_dataset`, but also says where the data came from."""
     spec = dataset_spec(name)
-    candidates = _candidates(spec, path)
-    for location, origin in candidates:
-        if location.exists():
+    places = _places(spec, path)
+    for location, origin, strict in places:
+        if not _holds_data(location):
+            continue
+        try:
             return _read(spec, location, origin)
-    looked = f"{name} not found in {', '.join(str(location) for location, _ in candidates)}"
-    hint = f"pass --data PATH (a folder of the four IDX files or a .npz) or set {DATA_ENV}"
-    if path is not None or os.environ.get(DATA_ENV) or not download:
-        raise DataError(f"{looked}; {hint}")
+        except _OtherDataset:
+            if strict:
+                raise
+    looked = f"{name} not found in {', '.join(str(location) for location, _, _ in places)}"
+    if path is not None or not download:
+        raise DataError(f"{looked}; {_HINT}")
     base = mirror or os.environ.get(MIRROR_ENV) or DEFAULT_MIRROR
     cache = keras_cache_dir()
     target = cache if spec.cache_entry.endswith(".npz") else cache / spec.cache_entry
     try:
         download_files(base, spec.remote, target, progress=progress)
     except DownloadError as exc:
-        raise DownloadError(f"{looked}, and the download failed ({exc}); {hint}") from None
+        raise DownloadError(f"{looked}, and the download failed ({exc}); {_HINT}") from None
     return _read(spec, cache / spec.cache_entry, f"downloaded from {base}")
+
+
+def summarize(dataset: Dataset) -> dict:
+    """Source, classes, and per split: shapes, dtypes, class counts and pixel statistics."""
+    n_classes = len(dataset.classes)
+    return {
+        "dataset": dataset.name,
+        "source": dataset.source,
+        "classes": list(dataset.classes),
+        "splits": {
+            name: _split_summary(x, y, n_classes) for name, (x, y) in (("train", dataset.train), ("test", dataset.test))
+        },
+    }
+
+
+def _split_summary(x: np.ndarray, y: np.ndarray, n_classes: int) -> dict:
+    """Shapes, dtypes, class counts and pixel statistics of one split."""
+    return {
+        "x_shape": list(x.shape),
+        "x_dtype": str(x.dtype),
+        "y_shape": list(y.shape),
+        "y_dtype": str(y.dtype),
+        "class_counts": np.bincount(y, minlength=n_classes).tolist(),
+        "pixels": {
+            "min": int(x.min()),
+            "max": int(x.max()),
+            "mean": float(x.mean()),
+            "std": float(x.std()),
+        },
+    }
 
 
 def dataset_spec(name: str) -> DatasetSpec:
@@ -181,18 +219,40 @@ def keras_cache_dir() -> Path:
     return Path(home) / "datasets"
 
 
-def _candidates(spec: DatasetSpec, path: str | os.PathLike | None) -> list[tuple[Path, str]]:
-    """Places to look, in order, each with a description of where it is."""
-    explicit = path if path is not None else os.environ.get(DATA_ENV) or None
-    if explicit is not None:
-        origin = "path" if path is not None else f"${DATA_ENV}"
-        root = Path(explicit).expanduser()
-        # A folder may hold the files themselves or one sub-folder per data set.
-        return [(root / spec.name, origin), (root, origin)]
-    found = [(keras_cache_dir() / spec.cache_entry, "Keras cache")]
+def _places(spec: DatasetSpec, path: str | os.PathLike | None) -> list[tuple[Path, str, bool]]:
+    """Where to look, in order: (location, description, strict).
+
+    An explicit ``path`` is strict: it is the only place, and holding the other data
+    set there is an error. ``$MNIST_CLASSIFIER_DATA`` is looked at first, but a
+    folder there that holds the other data set (or none) is passed over.
+    """
+    if path is not None:
+        return _under(Path(path).expanduser(), spec, "path", strict=True)
+    places = []
+    variable = os.environ.get(DATA_ENV)
+    if variable:
+        root = Path(variable).expanduser()
+        if not root.exists():  # a typo should not quietly fall back to a download
+            raise DataError(f"{DATA_ENV}={variable}: no such file or folder; {_HINT}")
+        places = _under(root, spec, f"${DATA_ENV}", strict=False)
+    places.append((keras_cache_dir() / spec.cache_entry, "Keras cache", False))
     if spec.debian_dir is not None:
-        found.append((spec.debian_dir, "Debian package"))
-    return found
+        places.append((spec.debian_dir, "Debian package", False))
+    return places
+
+
+def _under(root: Path, spec: DatasetSpec, origin: str, strict: bool) -> list[tuple[Path, str, bool]]:
+    """A folder may hold the files themselves or one sub-folder per data set."""
+    return [(root / spec.name, origin, strict), (root, origin, strict)]
+
+
+def _holds_data(location: Path) -> bool:
+    """A file (an .npz), or a folder with at least one of the IDX files."""
+    if location.is_file():
+        return True
+    return location.is_dir() and any(
+        (location / f"{stem}{ext}").is_file() for stem in IDX_FILES.values() for ext in (".gz", "")
+    )
 
 
 def _read(spec: DatasetSpec, location: Path, origin: str) -> Dataset:
@@ -317,4 +377,8 @@ def _check_identity(spec: DatasetSpec, y_test: np.ndarray, location: Path) -> No
     digest = hashlib.sha256(y_test.tobytes()).hexdigest()
     for other in DATASETS.values():
         if other.name != spec.name and digest == other.test_labels_sha256:
-            raise DataError(f"{location}: holds {other.name}, not {spec.name}")
+            raise _OtherDataset(f"{location}: holds {other.name}, not {spec.name}")
+
+
+class _OtherDataset(DataError):
+    """The files found are the other data set's (both use the same file names)."""

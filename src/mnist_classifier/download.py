@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_classifier.errors import DownloadError
+from mnist_classifier.files import publish
 
 #: Called as ``progress(file_name, bytes_done, bytes_total_or_None)`` while a file arrives.
 Progress = Callable[[str, int, int | None], None]
 
 _CHUNK = 1 << 16
+MIRROR_HINT = "MNIST_CLASSIFIER_MIRROR to an http(s) base URL"
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,7 @@ def download_files(
     """
     if retries < 1:
         raise ValueError(f"retries={retries}: expected at least 1")
-    created = not target_dir.exists()
+    created = [folder for folder in (target_dir, *target_dir.parents) if not folder.exists()]
     target_dir.mkdir(parents=True, exist_ok=True)
     parts: list[Path] = []
     try:
@@ -58,14 +60,15 @@ def download_files(
             parts.append(_fetch_with_retries(url, remote, target_dir, retries, timeout, progress))
         targets = [target_dir / remote.name for remote in files]
         for part, target in zip(parts, targets):
-            os.replace(part, target)
+            publish(part, target)
         return targets
     except BaseException:
         for part in parts:
             part.unlink(missing_ok=True)
-        if created and not any(target_dir.iterdir()):
-            # An empty folder would hide other sources (e.g. Debian's) on the next look.
-            target_dir.rmdir()
+        # Folders made here go too: an empty one would hide other sources (e.g. Debian's).
+        for folder in created:
+            if not any(folder.iterdir()):
+                folder.rmdir()
         raise
 
 
@@ -126,6 +129,8 @@ def _open(url: str, timeout: float):
     """Open ``url``, turning client errors (4xx) into a final DownloadError."""
     try:
         return urllib.request.urlopen(url, timeout=timeout)
+    except ValueError:  # no scheme, unknown scheme
+        raise DownloadError(f"{url}: not a valid download URL (set {MIRROR_HINT})") from None
     except urllib.error.HTTPError as exc:
         if 400 <= exc.code < 500:
             raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}") from None

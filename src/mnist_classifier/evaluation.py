@@ -63,13 +63,21 @@ def evaluate(
     classes: Sequence[str],
     batch_size: int = 1024,
 ) -> Evaluation:
-    """Loss, accuracy, per-class precision/recall/F1 and confusion matrix on integer ``labels``."""
-    targets = keras.utils.to_categorical(labels, len(classes))
-    loss, accuracy = network.evaluate(data, targets, batch_size=batch_size, verbose=0)
-    predicted = np.argmax(network.predict(data, batch_size=batch_size, verbose=0), axis=1)
+    """Loss, accuracy, per-class precision/recall/F1 and confusion matrix on integer ``labels``.
+
+    One prediction pass, independent of how (or whether) the model was compiled. The
+    loss is Keras's: mean categorical cross-entropy plus the model's weight penalties.
+    """
+    probabilities = network.predict(data, batch_size=batch_size, verbose=0)
+    picked = probabilities[np.arange(len(labels)), labels]
+    # Keras clips probabilities to [1e-7, 1 - 1e-7] in its cross-entropy.
+    cross_entropy = float(-np.mean(np.log(np.clip(picked, 1e-7, 1 - 1e-7))))
+    penalty = float(sum(keras.ops.convert_to_numpy(loss) for loss in network.losses))
+    predicted = np.argmax(probabilities, axis=1)
     confusion = confusion_matrix(labels, predicted, len(classes))
     precision, recall, f1 = per_class_scores(confusion)
-    return Evaluation(float(loss), float(accuracy), tuple(classes), confusion, precision, recall, f1)
+    accuracy = float(np.mean(predicted == labels))
+    return Evaluation(cross_entropy + penalty, accuracy, tuple(classes), confusion, precision, recall, f1)
 
 
 def confusion_matrix(truth: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:

@@ -1,15 +1,24 @@
-"""Build the networks: the notebook's MLP (Dense + L2 + dropout)."""
+"""Build the networks: the notebook's MLP (Dense + L2 + dropout) and a CNN with that MLP as its head."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import keras
 
-from mnist_classifier.config import ModelConfig, check_keep_prob, check_layers
+from mnist_classifier.config import ModelConfig, check_conv_blocks, check_keep_prob, check_layers
+from mnist_classifier.data import IMAGE_SIZE
 from mnist_classifier.errors import ConfigError
 
-IMAGE_SIZE = 28
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random shifts (fraction of the size), rotations (degrees) and zoom (fraction)."""
+
+    shift: float = 0.1
+    rotation: float = 10.0
+    zoom: float = 0.1
 
 
 def build_model(
@@ -45,23 +54,69 @@ def build_model(
     check_layers(layers, activations, lambtha, keep_prob)
     check_keep_prob("input_keep_prob", input_keep_prob)
     inputs = keras.Input(shape=(nx,), name="pixels")
-    x = inputs
-    if input_keep_prob is not None and input_keep_prob < 1:
-        x = keras.layers.Dropout(1 - input_keep_prob, name="input_dropout")(x)
-    for index, (width, activation) in enumerate(zip(layers, activations)):
-        x = keras.layers.Dense(
-            width,
-            activation=activation,
-            kernel_regularizer=keras.regularizers.L2(lambtha),
-            name=f"dense_{index}",
-        )(x)
-        if index < len(layers) - 1 and keep_prob is not None and keep_prob < 1:
-            x = keras.layers.Dropout(1 - keep_prob, name=f"dropout_{index}")(x)
-    return keras.Model(inputs, x, name="mlp")
+    x = _dropout(inputs, input_keep_prob, "input_dropout")
+    return keras.Model(inputs, _dense_stack(x, layers, activations, lambtha, keep_prob), name="mlp")
+
+
+def build_cnn(
+    layers: Sequence[int] = (128, 10),
+    activations: Sequence[str] = ("relu", "softmax"),
+    lambtha: float = 0.0,
+    keep_prob: float | None = 0.5,
+    *,
+    filters: Sequence[int] = (32, 64, 128),
+    convs_per_block: int = 1,
+    kernel_size: int = 3,
+    batch_norm: bool = True,
+    conv_keep_prob: float | None = None,
+    augmentation: Augmentation | None = None,
+) -> keras.Model:
+    """Build a convolutional network for 28×28×1 images.
+
+    Each entry of ``filters`` is a block of ``convs_per_block`` convolutions
+    (``kernel_size``, same padding, batch normalization, ReLU) closed by 2×2
+    max-pooling and ``Dropout(1 - conv_keep_prob)``. The head is the notebook's MLP
+    (``layers``, ``activations``, L2 ``lambtha``, ``keep_prob``). ``augmentation``
+    puts Keras's random translation, rotation and zoom layers first: they act
+    during training only, and are the identity at inference.
+
+    Returns:
+        An uncompiled ``keras.Model``.
+
+    Raises:
+        ValueError: any bad argument, named with what was expected.
+    """
+    check_layers(layers, activations, lambtha, keep_prob)
+    check_conv_blocks(filters, convs_per_block, kernel_size, conv_keep_prob)
+    inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
+    x = inputs if augmentation is None else _augment(inputs, augmentation)
+    regularizer = keras.regularizers.L2(lambtha)
+    for block, width in enumerate(filters):
+        for conv in range(convs_per_block):
+            name = f"conv_{block}_{conv}"
+            x = keras.layers.Conv2D(
+                width, kernel_size, padding="same", use_bias=not batch_norm,
+                kernel_regularizer=regularizer, name=name,
+            )(x)  # fmt: skip
+            if batch_norm:
+                x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+            x = keras.layers.ReLU(name=f"{name}_relu")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool_{block}")(x)
+        x = _dropout(x, conv_keep_prob, f"block_dropout_{block}")
+    x = keras.layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, _dense_stack(x, layers, activations, lambtha, keep_prob), name="cnn")
 
 
 def build_from_config(config: ModelConfig) -> keras.Model:
     """The network a model config describes, for 28×28 images."""
+    if config.architecture == "cnn":
+        augmentation = Augmentation(config.shift, config.rotation, config.zoom) if config.augment else None
+        return build_cnn(
+            config.layers, config.activations, config.lambtha, config.keep_prob,
+            filters=config.filters, convs_per_block=config.convs_per_block,
+            kernel_size=config.kernel_size, batch_norm=config.batch_norm,
+            conv_keep_prob=config.conv_keep_prob, augmentation=augmentation,
+        )  # fmt: skip
     return build_model(
         IMAGE_SIZE * IMAGE_SIZE,
         config.layers,
@@ -70,3 +125,36 @@ def build_from_config(config: ModelConfig) -> keras.Model:
         config.keep_prob,
         input_keep_prob=config.input_keep_prob,
     )
+
+
+def _dense_stack(x, layers: Sequence[int], activations: Sequence[str], lambtha: float, keep_prob: float | None):
+    """Dense layers with L2, each but the last followed by ``Dropout(1 - keep_prob)``."""
+    for index, (width, activation) in enumerate(zip(layers, activations)):
+        x = keras.layers.Dense(
+            width,
+            activation=activation,
+            kernel_regularizer=keras.regularizers.L2(lambtha),
+            name=f"dense_{index}",
+        )(x)
+        if index < len(layers) - 1:
+            x = _dropout(x, keep_prob, f"dropout_{index}")
+    return x
+
+
+def _dropout(x, keep_prob: float | None, name: str):
+    """``Dropout(1 - keep_prob)``, or nothing when keep_prob is None or 1."""
+    if keep_prob is None or keep_prob >= 1:
+        return x
+    return keras.layers.Dropout(1 - keep_prob, name=name)(x)
+
+
+def _augment(x, augmentation: Augmentation):
+    """Keras's random image layers; each is the identity outside training."""
+    if augmentation.rotation:
+        x = keras.layers.RandomRotation(augmentation.rotation / 360, fill_mode="constant", name="random_rotation")(x)
+    if augmentation.zoom:
+        x = keras.layers.RandomZoom(augmentation.zoom, fill_mode="constant", name="random_zoom")(x)
+    if augmentation.shift:
+        shift = augmentation.shift
+        x = keras.layers.RandomTranslation(shift, shift, fill_mode="constant", name="random_translation")(x)
+    return x

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ from typing import Any
 import keras
 
 from mnist_classifier.errors import ModelFileError
-from mnist_classifier.preprocessing import Normalization
+from mnist_classifier.files import atomic_path
+from mnist_classifier.preprocessing import Normalization, check_normalize_mode
 
 INFO_ENTRY = "mnist_classifier.json"
 
@@ -64,17 +64,11 @@ def save_model(network: keras.Model, filename: str | os.PathLike, info: ModelInf
         raise ModelFileError(f"{path}: model files must end in .keras")
     if not path.parent.is_dir():
         raise ModelFileError(f"{path}: folder {path.parent} does not exist")
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    temp = Path(name)
-    try:
+    with atomic_path(path, suffix=".keras") as temp:
         network.save(temp)
         if info is not None:
             with zipfile.ZipFile(temp, "a") as archive:
                 archive.writestr(INFO_ENTRY, info.to_json())
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def load_model(filename: str | os.PathLike) -> keras.Model:
@@ -97,18 +91,11 @@ def read_model_info(filename: str | os.PathLike) -> ModelInfo | None:
         if INFO_ENTRY not in archive.namelist():
             return None
         try:
-            return ModelInfo.from_json(archive.read(INFO_ENTRY).decode())
+            info = ModelInfo.from_json(archive.read(INFO_ENTRY).decode())
+            check_normalize_mode(info.normalization.mode)
+            return info
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelFileError(f"{path}: unreadable {INFO_ENTRY} ({exc})") from None
-
-
-def check_input_shape(network: keras.Model, input_shape: tuple[int, ...], source: str) -> None:
-    """Refuse data whose per-image shape differs from what the model takes."""
-    expected = tuple(network.input_shape[1:])
-    if expected != tuple(input_shape):
-        raise ModelFileError(
-            f"{source}: model expects inputs of shape {expected}, but the data is shaped {tuple(input_shape)}"
-        )
 
 
 def _check_archive(path: Path) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import math
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -15,8 +16,9 @@ import keras
 import numpy as np
 
 from mnist_classifier import __version__
-from mnist_classifier.config import Config, DataConfig, resolve_config, write_config
-from mnist_classifier.data import read_dataset
+from mnist_classifier.config import Config, DataConfig, write_config
+from mnist_classifier.presets import resolve_config
+from mnist_classifier.data import IMAGE_SIZE, Split, read_dataset
 from mnist_classifier.download import Progress
 from mnist_classifier.errors import ModelFileError, TrainingError
 from mnist_classifier.evaluation import Evaluation, evaluate
@@ -33,17 +35,16 @@ from mnist_classifier.preprocessing import (
     preprocess,
     validation_split,
 )
+from mnist_classifier.files import write_text_atomic
 from mnist_classifier.runs import (
     RunRecorder,
+    best_epoch,
+    check_output_dir,
     new_run_dir,
     read_json,
     resume_state,
-    write_atomic,
 )
-from mnist_classifier.training import inverse_time_decay, optimize_model, train_model
-
-Split = tuple[np.ndarray, np.ndarray]
-
+from mnist_classifier.training import inverse_time_decay, optimize_model, step_schedule, train_model
 
 @dataclass(frozen=True)
 class PreparedData:
@@ -100,10 +101,13 @@ def train_run(
 ) -> RunResult:
     """Train from scratch as ``config`` says, recording everything in a new run directory."""
     started = time.perf_counter()
+    check_output_dir(out)
     keras.utils.set_random_seed(config.training.seed)
     network = build_from_config(config.model)
     data = prepare_data(config.data, network.input_shape[1:], progress)
-    optimize_model(network, config.optimizer.alpha, config.optimizer.beta1, config.optimizer.beta2)
+    steps = math.ceil(len(data.train[1]) / config.training.batch_size) * config.training.epochs
+    rate = step_schedule(config.optimizer.alpha, config.training.schedule, steps)
+    optimize_model(network, rate, config.optimizer.beta1, config.optimizer.beta2)
     run_dir = new_run_dir(out, config)
     write_config(config, run_dir / "config.toml")
     if on_start:
@@ -120,20 +124,21 @@ def resume_run(
 ) -> RunResult:
     """Continue an interrupted run from its last finished epoch (up to ``epochs`` in all)."""
     started = time.perf_counter()
-    status = read_json(run_dir / "run.json", "run record")
+    status = read_json(run_dir / "run.json", "run record", dict)
     if status.get("status") == "completed":
         raise TrainingError(f"{run_dir}: run already completed, nothing to resume")
     overrides = {} if epochs is None else {"training.epochs": epochs}
     config = resolve_config(config_file=run_dir / "config.toml", overrides=overrides)
-    if epochs is not None:
-        write_config(config, run_dir / "config.toml")
-    history = read_json(run_dir / "history.json", "history") if (run_dir / "history.json").exists() else []
+    history_file = run_dir / "history.json"
+    history = read_json(history_file, "history", list) if history_file.exists() else []
     if not history:
         raise TrainingError(f"{run_dir}: no finished epoch to resume from; start a new run")
     if len(history) >= config.training.epochs:
         raise TrainingError(
             f"{run_dir}: {len(history)} of {config.training.epochs} epochs already done; pass --epochs N to train longer"
         )
+    if epochs is not None:
+        write_config(config, run_dir / "config.toml")
     keras.utils.set_random_seed(config.training.seed + len(history))
     network = load_model(run_dir / "last.keras")
     data = prepare_data(config.data, network.input_shape[1:], progress)
@@ -173,21 +178,20 @@ def _fit_and_record(
         train_model(
             network, data.train[0], one_hot(data.train[1], n_classes),
             training.batch_size, training.epochs, validation_data=validation,
-            early_stopping=training.early_stopping and validation is not None,
-            patience=training.patience, save_best=training.save_best and validation is not None,
-            filepath=run_dir / "best.keras", verbose=False, shuffle=training.shuffle,
-            restore_best=training.restore_best and validation is not None,
+            early_stopping=training.early_stopping, patience=training.patience,
+            save_best=training.save_best, filepath=run_dir / "best.keras", verbose=False,
+            shuffle=training.shuffle, restore_best=training.restore_best,
             initial_epoch=len(history), schedule=schedule, model_info=info,
             callbacks=[recorder, *callbacks], resume_state=resume_state(history),
         )  # fmt: skip
+        train_seconds = time.perf_counter() - recorder.started
+        evaluated = evaluate(network, *data.test, data.classes)
+        metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
+        save_model(network, run_dir / "model.keras", _with_metrics(info, metrics))
+        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     except KeyboardInterrupt:
         recorder.write_status("interrupted")
         raise
-    train_seconds = time.perf_counter() - recorder.started
-    evaluated = evaluate(network, *data.test, data.classes)
-    metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
-    save_model(network, run_dir / "model.keras", _with_metrics(info, metrics))
-    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     recorder.write_status("completed")
     return RunResult(run_dir, evaluated, metrics)
 
@@ -206,10 +210,10 @@ def evaluate_file(
     not write, ``dataset`` and ``normalize`` supply it (defaults: mnist, scale).
     """
     network = load_model(path)
-    shape = tuple(network.input_shape[1:])
-    if None in shape or int(np.prod(shape)) != 28 * 28:
-        raise ModelFileError(f"{path}: model takes inputs of shape {shape}, which do not fit 28×28 images")
+    shape = image_input_shape(network, path)
     info = read_model_info(path)
+    if info is not None and dataset is not None and dataset != info.dataset:
+        raise ModelFileError(f"{path}: model was trained on {info.dataset}, not {dataset}")
     name = dataset or (info.dataset if info else "mnist")
     loaded = read_dataset(name, data_path, progress=progress)
     if normalize is not None or info is None:
@@ -218,10 +222,23 @@ def evaluate_file(
         norm = info.normalization
     record = ModelInfo(name, loaded.classes, norm, shape, info.package_version if info else "")
     x_test, y_test = loaded.test[0][:test_limit], loaded.test[1][:test_limit]
-    outputs = network.output_shape[-1]
-    if outputs != len(loaded.classes):
-        raise ModelFileError(f"{path}: model has {outputs} outputs but {name} has {len(loaded.classes)} classes")
     return evaluate(network, preprocess(x_test, norm, shape), y_test, loaded.classes), record
+
+
+def image_input_shape(network: keras.Model, path: Path, n_classes: int = 10) -> tuple[int, ...]:
+    """The per-image input shape of a one-input, ten-output classifier of 28×28 images."""
+    try:
+        shape, outputs = network.input_shape, network.output_shape
+    except (AttributeError, ValueError):
+        raise ModelFileError(f"{path}: model has no defined input and output (never built)") from None
+    if not isinstance(shape, tuple) or not isinstance(outputs, tuple):
+        raise ModelFileError(f"{path}: model has several inputs or outputs, expected one of each")
+    shape = tuple(shape[1:])
+    if None in shape or math.prod(shape) != IMAGE_SIZE * IMAGE_SIZE:
+        raise ModelFileError(f"{path}: model takes inputs of shape {shape}, which do not fit 28×28 images")
+    if outputs[1:] != (n_classes,):
+        raise ModelFileError(f"{path}: model outputs shape {outputs[1:]}, expected ({n_classes},): one score per class")
+    return shape
 
 
 def _metrics(
@@ -242,9 +259,7 @@ def _metrics(
         "test_loss": evaluated.loss,
         "test_accuracy": evaluated.accuracy,
         "epochs": len(recorder.history),
-        "best_epoch": int(np.argmin([r["val_loss"] for r in recorder.history])) + 1
-        if recorder.history and "val_loss" in recorder.history[0]
-        else None,
+        "best_epoch": best_epoch(recorder.history),
         "timings": {
             "total_s": total_seconds,
             "train_s": train_seconds,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from mnist_classifier.data import IMAGE_SIZE
 from mnist_classifier.errors import ConfigError
 
 NORMALIZE_MODES = ("scale", "l2", "standardize")
@@ -30,10 +32,10 @@ class Normalization:
         return cls(mode, float(pixels.mean()), float(pixels.std()))
 
 
-def check_normalize_mode(mode: str) -> None:
+def check_normalize_mode(mode: str, name: str = "normalize") -> None:
     """Raise a ConfigError unless ``mode`` is a known normalization."""
     if mode not in NORMALIZE_MODES:
-        raise ConfigError(f"normalize={mode!r}: expected one of {', '.join(NORMALIZE_MODES)}")
+        raise ConfigError(f"{name}={mode!r}: expected one of {', '.join(NORMALIZE_MODES)}")
 
 
 def normalize(x: np.ndarray, norm: Normalization) -> np.ndarray:
@@ -59,7 +61,7 @@ def normalize(x: np.ndarray, norm: Normalization) -> np.ndarray:
 def preprocess(x: np.ndarray, norm: Normalization, input_shape: Sequence[int]) -> np.ndarray:
     """Normalize images and reshape them to a model's ``input_shape`` (784 or 28×28×1)."""
     shape = tuple(input_shape)
-    if int(np.prod(shape)) != 28 * 28:
+    if math.prod(shape) != IMAGE_SIZE * IMAGE_SIZE:
         raise ConfigError(f"input shape {shape} does not hold a 28×28 image")
     return normalize(x, norm).reshape((len(x), *shape))
 

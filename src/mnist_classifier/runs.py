@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,7 +25,16 @@ import numpy as np
 
 from mnist_classifier.config import Config
 from mnist_classifier.errors import TrainingError
+from mnist_classifier.files import write_text_atomic
 from mnist_classifier.persistence import ModelInfo, save_model
+
+
+def check_output_dir(out: Path) -> None:
+    """Create the folder for run directories now, so a bad ``--out`` fails before training."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainingError(f"{out}: cannot create the output folder ({exc.strerror})") from None
 
 
 def new_run_dir(out: Path, config: Config) -> Path:
@@ -64,30 +71,37 @@ class RunRecorder(keras.callbacks.Callback):
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "time_s": seconds}
         self.history.append(row)
         save_model(self.model, self.run_dir / "last.keras", self.info)
-        write_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=2))
-        write_atomic(self.run_dir / "history.csv", _to_csv(self.history))
+        write_text_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=2))
+        write_text_atomic(self.run_dir / "history.csv", _to_csv(self.history))
         self.write_status("running")
 
     def write_status(self, status: str) -> None:
         """Record the run's state in ``run.json``."""
-        val = [row["val_loss"] for row in self.history if "val_loss" in row]
+        best = best_epoch(self.history)
         record = {
             "status": status,
             "epochs_completed": len(self.history),
-            "best_epoch": int(np.argmin(val)) + 1 if val else None,
-            "best_val_loss": min(val) if val else None,
+            "best_epoch": best,
+            "best_val_loss": None if best is None else self.history[best - 1]["val_loss"],
             "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        write_atomic(self.run_dir / "run.json", json.dumps(record, indent=2))
+        write_text_atomic(self.run_dir / "run.json", json.dumps(record, indent=2))
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int | None:
+    """The 1-based epoch of the lowest finite ``val_loss``, or None if there is none."""
+    losses = np.array([row.get("val_loss", np.nan) for row in history], dtype=float)
+    if not np.isfinite(losses).any():
+        return None
+    return int(np.nanargmin(np.where(np.isfinite(losses), losses, np.nan))) + 1
 
 
 def resume_state(history: list[dict[str, Any]]) -> dict[str, float] | None:
     """Best ``val_loss`` so far and epochs since it, for early stopping and checkpointing."""
-    val = [row["val_loss"] for row in history if "val_loss" in row]
-    if not val:
+    best = best_epoch(history)
+    if best is None:
         return None
-    best = int(np.argmin(val))
-    return {"best": float(val[best]), "wait": len(val) - 1 - best}
+    return {"best": float(history[best - 1]["val_loss"]), "wait": len(history) - best}
 
 
 def _to_csv(rows: list[dict[str, Any]]) -> str:
@@ -100,23 +114,14 @@ def _to_csv(rows: list[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def read_json(path: Path, what: str) -> Any:
-    """A JSON file of a run directory, or a TrainingError naming it."""
+def read_json(path: Path, what: str, kind: type) -> Any:
+    """A JSON file of a run directory holding a ``kind`` (dict or list), or a TrainingError naming it."""
     try:
-        return json.loads(path.read_text())
+        value = json.loads(path.read_text())
     except FileNotFoundError:
         raise TrainingError(f"{path}: no {what} here; is {path.parent} a run directory?") from None
     except (OSError, ValueError) as exc:
         raise TrainingError(f"{path}: unreadable {what} ({exc})") from None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(name, path)
-    except BaseException:
-        Path(name).unlink(missing_ok=True)
-        raise
+    if not isinstance(value, kind):
+        raise TrainingError(f"{path}: unreadable {what} (expected a JSON {kind.__name__})")
+    return value

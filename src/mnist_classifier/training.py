@@ -9,19 +9,32 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
-from mnist_classifier.errors import TrainingError
-from mnist_classifier.persistence import ModelInfo, save_model
+from mnist_classifier.config import check_count
+from mnist_classifier.errors import ConfigError, TrainingError
+from mnist_classifier.persistence import ModelInfo, load_model, save_model
 
 
-def optimize_model(network: keras.Model, alpha: float, beta1: float, beta2: float) -> None:
+LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
+
+# Share of the steps that one-cycle spends warming up, and its starting fraction of alpha.
+ONE_CYCLE_WARMUP = 0.3
+ONE_CYCLE_START = 1 / 25
+
+
+def optimize_model(network: keras.Model, alpha: LearningRate, beta1: float, beta2: float) -> None:
     """Compile ``network`` with Adam, categorical cross-entropy and accuracy.
 
     Args:
         network: the model to compile, in place.
-        alpha: learning rate.
+        alpha: learning rate, or a per-step Keras ``LearningRateSchedule``.
         beta1: Adam's first-moment decay (momentum), typically 0.9.
         beta2: Adam's second-moment decay, typically 0.999.
     """
+    if isinstance(alpha, (int, float)) and not 0 < alpha < math.inf:
+        raise ConfigError(f"alpha={alpha!r}: expected a learning rate > 0")
+    for name, beta in (("beta1", beta1), ("beta2", beta2)):
+        if not 0 <= beta < 1:
+            raise ConfigError(f"{name}={beta!r}: expected 0 <= {name} < 1")
     optimizer = keras.optimizers.Adam(learning_rate=alpha, beta_1=beta1, beta_2=beta2)
     network.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
 
@@ -29,6 +42,23 @@ def optimize_model(network: keras.Model, alpha: float, beta1: float, beta2: floa
 def inverse_time_decay(alpha: float, decay_rate: float) -> Callable[[int], float]:
     """The notebook's schedule: ``lr = alpha / (1 + decay_rate * epoch)``, epoch from 0."""
     return lambda epoch: alpha / (1 + decay_rate * epoch)
+
+
+def step_schedule(alpha: float, schedule: str, total_steps: int) -> LearningRate:
+    """Adam's learning rate for a schedule applied per step (``cosine``, ``one_cycle``).
+
+    ``cosine`` decays from ``alpha`` to 0 over ``total_steps``; ``one_cycle`` rises
+    linearly from ``alpha / 25`` to ``alpha`` over the first 30% of the steps, then
+    decays to 0 along a cosine. Any other schedule leaves the constant ``alpha``.
+    """
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(alpha, max(1, total_steps))
+    if schedule == "one_cycle":
+        warmup = max(1, int(total_steps * ONE_CYCLE_WARMUP))
+        return keras.optimizers.schedules.CosineDecay(
+            alpha * ONE_CYCLE_START, max(1, total_steps - warmup), warmup_target=alpha, warmup_steps=warmup
+        )
+    return alpha
 
 
 def train_model(
@@ -77,11 +107,14 @@ def train_model(
         The Keras ``History``; ``history.history["learning_rate"]`` holds the rate
         of every epoch.
     """
+    check_count("batch_size", batch_size)
+    check_count("epochs", epochs)
+    check_count("patience", patience, minimum=0)
     monitored = early_stopping or save_best or restore_best
     if monitored and validation_data is None:
         raise TrainingError("early stopping, save_best and restore_best need validation_data")
-    if save_best and filepath is None:
-        raise TrainingError("save_best needs a filepath for the checkpoint")
+    if save_best and (filepath is None or not str(filepath).endswith(".keras")):
+        raise TrainingError(f"save_best needs a filepath ending in .keras for the checkpoint, got {filepath!r}")
     if schedule is None and learning_rate_decay:
         schedule = inverse_time_decay(alpha, decay_rate)
     state = resume_state or {}
@@ -152,14 +185,13 @@ class BestModel(keras.callbacks.Callback):
         self.restore = restore
         self.info = info
         self.best = math.inf if best is None else best
-        self.best_epoch: int | None = None
         self._weights: list[np.ndarray] | None = None
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         current = (logs or {}).get("val_loss")
         if current is None or not current < self.best:
             return
-        self.best, self.best_epoch = float(current), epoch
+        self.best = float(current)
         if self.filepath is not None:
             save_model(self.model, self.filepath, self.info)
         if self.restore:
@@ -170,4 +202,4 @@ class BestModel(keras.callbacks.Callback):
             self.model.set_weights(self._weights)
         elif self.restore and self.filepath is not None and os.path.exists(self.filepath):
             # Resumed run whose best epoch came before the interruption.
-            self.model.set_weights(keras.models.load_model(self.filepath).get_weights())
+            self.model.set_weights(load_model(self.filepath).get_weights())

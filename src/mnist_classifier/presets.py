@@ -1,0 +1,93 @@
+"""Named starting points for a run, and how a run's config is resolved from one."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from mnist_classifier.config import (
+    Config,
+    DataConfig,
+    ModelConfig,
+    OptimizerConfig,
+    TrainingConfig,
+    apply_overrides,
+    check_section,
+    read_config_file,
+)
+from mnist_classifier.errors import ConfigError
+
+PRESETS: dict[str, Config] = {
+    "notebook": Config(
+        preset="notebook",
+        data=DataConfig(normalize="l2", validation="test"),
+        model=ModelConfig((128, 64, 10), ("relu", "relu", "softmax"), 0.01, 0.8),
+        optimizer=OptimizerConfig(0.001, 0.9, 0.999),
+        training=TrainingConfig(
+            batch_size=32, epochs=5, shuffle=False, early_stopping=True, patience=3,
+            save_best=True,
+        ),  # fmt: skip
+    ),
+    # Measured here: 98.75% MNIST test accuracy in 30 epochs (~3 min on 2 cores).
+    "mlp": Config(
+        preset="mlp",
+        data=DataConfig(normalize="scale", validation="holdout"),
+        model=ModelConfig(
+            (1024, 1024, 10), ("relu", "relu", "softmax"), lambtha=1e-5, keep_prob=0.5, input_keep_prob=0.8
+        ),
+        optimizer=OptimizerConfig(0.001, 0.9, 0.999),
+        training=TrainingConfig(
+            batch_size=128, epochs=30, schedule="inverse_time", decay_rate=0.2, save_best=True,
+        ),  # fmt: skip
+    ),
+    "cnn": Config(
+        preset="cnn",
+        data=DataConfig(normalize="scale", validation="holdout"),
+        model=ModelConfig(
+            architecture="cnn", layers=(128, 10), activations=("relu", "softmax"), lambtha=0.0,
+            keep_prob=0.5, filters=(32, 64, 128), convs_per_block=1, batch_norm=True, conv_keep_prob=0.9,
+        ),  # fmt: skip
+        optimizer=OptimizerConfig(0.003, 0.9, 0.999),
+        training=TrainingConfig(batch_size=128, epochs=10, schedule="one_cycle", save_best=True),
+    ),
+}
+PRESETS["cnn-augmented"] = dataclasses.replace(
+    PRESETS["cnn"],
+    preset="cnn-augmented",
+    model=dataclasses.replace(PRESETS["cnn"].model, augment=True),
+    training=dataclasses.replace(PRESETS["cnn"].training, epochs=30),
+)
+DEFAULT_PRESET = "mlp"
+
+
+def preset(name: str) -> Config:
+    """A named preset, or a ConfigError listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}") from None
+
+
+def resolve_config(
+    preset_name: str | None = None,
+    config_file: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Config:
+    """Build the run's config: a preset, then a TOML file, then ``section.key`` overrides.
+
+    The file may name its own base with a top-level ``preset = "..."``; an explicit
+    ``preset_name`` wins over it.
+    """
+    settings = read_config_file(config_file) if config_file is not None else {}
+    named = settings.pop("preset", None)
+    if named is not None and not isinstance(named, str):
+        raise ConfigError(f"{config_file}: preset = {named!r}: expected a preset name such as \"mlp\"")
+    base = preset(preset_name or named or DEFAULT_PRESET)
+    flat = {
+        f"{section}.{key}": value
+        for section, values in settings.items()
+        for key, value in check_section(section, values, config_file).items()
+    }
+    flat.update(overrides or {})
+    return apply_overrides(base, flat)
