@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from mnist_classifier import data
-from mnist_classifier.data import IDX_FILES, load_dataset, read_dataset
+from mnist_classifier.data import load_dataset, read_dataset
+from mnist_classifier.formats import IDX_FILES
 from mnist_classifier.errors import DataError, DownloadError
 
 # --- helpers: synthetic data written by hand -------------------------------------------

@@ -124,3 +124,13 @@ def test_build_from_config_builds_a_cnn():
     model = build_from_config(config)
     assert model.name == "cnn" and model.input_shape == (None, 28, 28, 1)
     assert {"random_rotation", "random_zoom", "random_translation"} <= {layer.name for layer in model.layers}
+
+
+def test_augmented_cnn_is_jit_compiled_under_jax_also_after_loading(tmp_path):
+    from mnist_classifier import load_model, optimize_model, save_model
+
+    model = build_cnn(filters=(4,), augmentation=Augmentation())
+    optimize_model(model, 0.001, 0.9, 0.999)
+    assert model.jit_compile is True  # Keras alone would fall back to op-by-op execution
+    save_model(model, tmp_path / "m.keras")
+    assert load_model(tmp_path / "m.keras").jit_compile is True

@@ -5,7 +5,7 @@ import pytest
 
 import mnist_classifier  # noqa: F401  (selects the Keras backend before keras is imported)
 import keras  # noqa: E402
-from mnist_classifier.data import IDX_FILES, read_idx  # noqa: E402
+from mnist_classifier.formats import IDX_FILES, read_idx  # noqa: E402
 from mnist_classifier.errors import ConfigError  # noqa: E402
 from mnist_classifier.preprocessing import (  # noqa: E402
     Normalization,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -20,6 +20,12 @@ from rich.progress import (
 from rich.table import Table
 
 from mnist_classifier.errors import ConfigError, MnistClassifierError
+
+if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
+    import keras
+
+    from mnist_classifier.config import Config
+    from mnist_classifier.pipeline import PreparedData
 
 app = typer.Typer(
     add_completion=False,
@@ -131,32 +137,27 @@ class _EpochReporter:
 
     def __init__(self) -> None:
         self.run_dir: Path | None = None
+        self.epochs = 0
 
-    def start(self, run_dir: Path, data) -> None:
+    def start(self, run_dir: Path, data: PreparedData, config: Config) -> None:
         """Announce the run."""
-        self.run_dir = run_dir
+        self.run_dir, self.epochs = run_dir, config.training.epochs
         val = "none" if data.validation is None else str(len(data.validation[1]))
         out.print(f"data: {data.source}")
         out.print(f"train {len(data.train[1])}, validation {val}, test {len(data.test[1])}; run directory {run_dir}")
 
-    def callback(self):
+    def callback(self) -> keras.callbacks.Callback:
         """A Keras callback printing each epoch's figures."""
         import keras
 
-        reporter = self
+        return keras.callbacks.LambdaCallback(on_epoch_end=self.epoch)
 
-        class _Print(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                reporter.epoch(epoch, self.params.get("epochs"), logs or {})
-
-        return _Print()
-
-    def epoch(self, epoch: int, total: int | None, logs: dict) -> None:
+    def epoch(self, epoch: int, logs: dict | None) -> None:
         """One line of figures for a finished epoch."""
         names = [("loss", "loss {:.4f}"), ("accuracy", "acc {:.4f}"), ("val_loss", "val_loss {:.4f}"),
                  ("val_accuracy", "val_acc {:.4f}"), ("learning_rate", "lr {:.2e}")]  # fmt: skip
-        figures = "  ".join(fmt.format(logs[key]) for key, fmt in names if key in logs)
-        out.print(f"epoch {epoch + 1}/{total}  {figures}")
+        figures = "  ".join(fmt.format(logs[key]) for key, fmt in names if key in (logs or {}))
+        out.print(f"epoch {epoch + 1}/{self.epochs}  {figures}")
 
 
 @app.command()

@@ -19,6 +19,7 @@ import keras
 
 from mnist_classifier.errors import ModelFileError
 from mnist_classifier.files import atomic_path
+from mnist_classifier.models import allow_jit
 from mnist_classifier.preprocessing import Normalization, check_normalize_mode
 
 INFO_ENTRY = "mnist_classifier.json"
@@ -79,9 +80,10 @@ def load_model(filename: str | os.PathLike) -> keras.Model:
     """
     path = _check_archive(Path(filename))
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        model = keras.models.load_model(path, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad archive
         raise ModelFileError(f"{path}: cannot load the model ({_first_line(exc)})") from None
+    return allow_jit(model)
 
 
 def read_model_info(filename: str | os.PathLike) -> ModelInfo | None:

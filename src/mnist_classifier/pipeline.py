@@ -18,7 +18,8 @@ import numpy as np
 from mnist_classifier import __version__
 from mnist_classifier.config import Config, DataConfig, write_config
 from mnist_classifier.presets import resolve_config
-from mnist_classifier.data import IMAGE_SIZE, Split, read_dataset
+from mnist_classifier.data import Split, read_dataset
+from mnist_classifier.formats import IMAGE_SIZE
 from mnist_classifier.download import Progress
 from mnist_classifier.errors import ModelFileError, TrainingError
 from mnist_classifier.evaluation import Evaluation, evaluate
@@ -96,7 +97,7 @@ def train_run(
     config: Config,
     out: Path,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    on_start: Callable[[Path, PreparedData], None] | None = None,
+    on_start: Callable[[Path, PreparedData, Config], None] | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
     """Train from scratch as ``config`` says, recording everything in a new run directory."""
@@ -111,14 +112,14 @@ def train_run(
     run_dir = new_run_dir(out, config)
     write_config(config, run_dir / "config.toml")
     if on_start:
-        on_start(run_dir, data)
+        on_start(run_dir, data, config)
     return _fit_and_record(config, run_dir, network, data, [], callbacks, started)
 
 
 def resume_run(
     run_dir: Path,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-    on_start: Callable[[Path, PreparedData], None] | None = None,
+    on_start: Callable[[Path, PreparedData, Config], None] | None = None,
     epochs: int | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
@@ -143,7 +144,7 @@ def resume_run(
     network = load_model(run_dir / "last.keras")
     data = prepare_data(config.data, network.input_shape[1:], progress)
     if on_start:
-        on_start(run_dir, data)
+        on_start(run_dir, data, config)
     return _fit_and_record(config, run_dir, network, data, history, callbacks, started)
 
 
