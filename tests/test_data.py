@@ -144,24 +144,18 @@ def test_root_with_one_sub_folder_per_dataset_is_used(tmp_path):
     assert_same(load_dataset("fashion_mnist", tmp_path), clothes)
 
 
-def test_keras_cache_npz_is_found(monkeypatch, tmp_path):
+@pytest.mark.parametrize(
+    ("name", "entry", "write", "kind"),
+    [("mnist", "mnist.npz", write_npz, "npz"), ("fashion_mnist", "fashion-mnist", write_idx_folder, "IDX")],
+)
+def test_the_keras_cache_is_found_before_debian(monkeypatch, tmp_path, name, entry, write, kind):
     arrays = synthetic(seed=4)
     cache = tmp_path / "keras"
     monkeypatch.setenv("KERAS_HOME", str(cache))
-    write_npz(cache / "datasets" / "mnist.npz", arrays)
-    dataset = read_dataset("mnist")
+    write(cache / "datasets" / entry, arrays)
+    dataset = read_dataset(name)
     assert_same((dataset.train, dataset.test), arrays)
-    assert "Keras cache" in dataset.source and "npz" in dataset.source
-
-
-def test_keras_cache_fashion_folder_comes_before_debian(monkeypatch, tmp_path):
-    arrays = synthetic(seed=5)
-    cache = tmp_path / "keras"
-    monkeypatch.setenv("KERAS_HOME", str(cache))
-    write_idx_folder(cache / "datasets" / "fashion-mnist", arrays)
-    dataset = read_dataset("fashion_mnist")
-    assert_same((dataset.train, dataset.test), arrays)
-    assert "Keras cache" in dataset.source
+    assert "Keras cache" in dataset.source and kind in dataset.source
 
 
 def test_uncompressed_idx_files_are_read(tmp_path):

@@ -38,6 +38,8 @@ _LAZY = {
     "Config": "config",
     "resolve_config": "presets",
     "build_model": "models",
+    "build_cnn": "models",
+    "Augmentation": "models",
     "optimize_model": "training",
     "train_model": "training",
     "test_model": "evaluation",
