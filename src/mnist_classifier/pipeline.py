@@ -45,7 +45,7 @@ from mnist_classifier.runs import (
     read_json,
     resume_state,
 )
-from mnist_classifier.training import inverse_time_decay, optimize_model, step_schedule, train_model
+from mnist_classifier.training import optimize_model, step_schedule, train_model
 
 @dataclass(frozen=True)
 class PreparedData:
@@ -171,9 +171,6 @@ def _fit_and_record(
     validation = None
     if data.validation is not None:
         validation = (data.validation[0], one_hot(data.validation[1], n_classes))
-    schedule = None
-    if training.schedule == "inverse_time":
-        schedule = inverse_time_decay(config.optimizer.alpha, training.decay_rate)
     recorder.write_status("running")
     try:
         train_model(
@@ -182,7 +179,8 @@ def _fit_and_record(
             early_stopping=training.early_stopping, patience=training.patience,
             save_best=training.save_best, filepath=run_dir / "best.keras", verbose=False,
             shuffle=training.shuffle, restore_best=training.restore_best,
-            initial_epoch=len(history), schedule=schedule, model_info=info,
+            learning_rate_decay=training.schedule == "inverse_time", alpha=config.optimizer.alpha,
+            decay_rate=training.decay_rate, initial_epoch=len(history), model_info=info,
             callbacks=[recorder, *callbacks], resume_state=resume_state(history),
         )  # fmt: skip
         train_seconds = time.perf_counter() - recorder.started

@@ -80,7 +80,6 @@ def train_model(
     *,
     restore_best: bool = False,
     initial_epoch: int = 0,
-    schedule: Callable[[int], float] | None = None,
     model_info: ModelInfo | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     resume_state: dict[str, float] | None = None,
@@ -99,7 +98,6 @@ def train_model(
         verbose, shuffle: passed to ``fit``.
         restore_best: end with the weights of the best ``val_loss`` epoch.
         initial_epoch: epoch to start from when resuming.
-        schedule: any per-epoch learning-rate function (overrides the decay flags).
         callbacks: more Keras callbacks.
         resume_state: ``best`` val_loss and ``wait`` epochs of an interrupted run.
 
@@ -115,8 +113,7 @@ def train_model(
         raise TrainingError("early stopping, save_best and restore_best need validation_data")
     if save_best and (filepath is None or not str(filepath).endswith(".keras")):
         raise TrainingError(f"save_best needs a filepath ending in .keras for the checkpoint, got {filepath!r}")
-    if schedule is None and learning_rate_decay:
-        schedule = inverse_time_decay(alpha, decay_rate)
+    schedule = inverse_time_decay(alpha, decay_rate) if learning_rate_decay else None
     state = resume_state or {}
     chain: list[keras.callbacks.Callback] = [_LearningRate(schedule)]
     if early_stopping:
