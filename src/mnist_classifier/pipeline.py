@@ -76,21 +76,20 @@ def prepare_data(
     (x_train, y_train), (x_test, y_test) = dataset.train, dataset.test
     x_train, y_train = x_train[: config.train_limit], y_train[: config.train_limit]
     x_test, y_test = x_test[: config.test_limit], y_test[: config.test_limit]
-    validation = None
+    held_out = None
     if config.validation == "holdout":
-        (x_train, y_train), validation = validation_split(x_train, y_train, config.validation_size)
-    elif config.validation == "test":
-        validation = (x_test, y_test)
-    norm = Normalization.fit(config.normalize, x_train)
-    prep = lambda split: (preprocess(split[0], norm, input_shape), split[1])  # noqa: E731
-    return PreparedData(
-        source=dataset.source,
-        classes=dataset.classes,
-        normalization=norm,
-        train=prep((x_train, y_train)),
-        validation=None if validation is None else prep(validation),
-        test=prep((x_test, y_test)),
-    )
+        (x_train, y_train), held_out = validation_split(x_train, y_train, config.validation_size)
+    norm = Normalization.fit(config.normalize, x_train)  # statistics of the training part only
+    train, test = _prepare(x_train, y_train, norm, input_shape), _prepare(x_test, y_test, norm, input_shape)
+    validation = test if config.validation == "test" else None
+    if held_out is not None:
+        validation = _prepare(*held_out, norm, input_shape)
+    return PreparedData(dataset.source, dataset.classes, norm, train, validation, test)
+
+
+def _prepare(x: np.ndarray, y: np.ndarray, norm: Normalization, input_shape: Sequence[int]) -> Split:
+    """Model inputs for uint8 images; labels stay integers."""
+    return preprocess(x, norm, input_shape), y
 
 
 def train_run(
