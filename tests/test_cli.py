@@ -66,7 +66,7 @@ def test_info_finds_debians_fashion_mnist(fashion_dir):
         (["evaluate", "/nonexistent.keras"], ["/nonexistent.keras: model file not found"]),
         (["train", "--resume", "/nonexistent-run"], ["/nonexistent-run", "run directory"]),
         (["train", "--resume", "/nonexistent-run", "--seed", "3"], ["only --epochs may be given"]),
-        (["train", "--out", "/etc/passwd", "--data", "/work"], ["/etc/passwd: cannot create the output folder"]),
+        (["train", "--out", "/etc/passwd", "--data", "/nonexistent"], ["/etc/passwd: cannot create the output folder"]),
         (["train", "--set", "model.layers=[64,5]", "--set", "model.activations=[relu,softmax]"], ["expected 10 softmax units"]),
         (["evaluate", "x.keras", "--dataset", "cifar"], ["x.keras: model file not found"]),
     ],
