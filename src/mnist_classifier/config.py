@@ -20,6 +20,7 @@ from mnist_classifier.preprocessing import check_normalize_mode
 
 VALIDATION_MODES = ("holdout", "test", "none")
 SCHEDULES = ("constant", "inverse_time", "cosine", "one_cycle")
+ENGINES = ("auto", "keras")
 ARCHITECTURES = ("mlp", "cnn")
 
 
@@ -118,6 +119,8 @@ class TrainingConfig:
     save_best: bool = True
     restore_best: bool = False
     seed: int = 0
+    # auto: whole-epoch compiled scans on JAX (same arithmetic as fit, faster); keras: model.fit
+    engine: str = "auto"
 
     def __post_init__(self) -> None:
         _check_positive("training.batch_size", self.batch_size)
@@ -125,6 +128,7 @@ class TrainingConfig:
         if self.patience < 0:
             raise ConfigError(f"training.patience={self.patience}: expected >= 0")
         _check_choice("training.schedule", self.schedule, SCHEDULES)
+        _check_choice("training.engine", self.engine, ENGINES)
         if self.decay_rate < 0:
             raise ConfigError(f"training.decay_rate={self.decay_rate}: expected >= 0")
         if self.seed < 0:

@@ -180,7 +180,7 @@ def _fit_and_record(
             shuffle=training.shuffle, restore_best=training.restore_best,
             learning_rate_decay=training.schedule == "inverse_time", alpha=config.optimizer.alpha,
             decay_rate=training.decay_rate, initial_epoch=len(history), model_info=info,
-            callbacks=[recorder, *callbacks], resume_state=resume_state(history),
+            callbacks=[recorder, *callbacks], resume_state=resume_state(history), engine=training.engine,
         )  # fmt: skip
         train_seconds = time.perf_counter() - recorder.started
         evaluated = evaluate(network, *data.test, data.classes)

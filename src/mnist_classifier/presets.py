@@ -46,7 +46,7 @@ PRESETS: dict[str, Config] = {
         data=DataConfig(normalize="scale", validation="holdout"),
         model=ModelConfig(
             architecture="cnn", layers=(128, 10), activations=("relu", "softmax"), lambtha=0.0,
-            keep_prob=0.5, filters=(32, 64, 128), convs_per_block=1, batch_norm=True, conv_keep_prob=0.9,
+            keep_prob=0.5, filters=(32, 64, 128), convs_per_block=2, batch_norm=True, conv_keep_prob=0.9,
         ),  # fmt: skip
         optimizer=OptimizerConfig(0.003, 0.9, 0.999),
         training=TrainingConfig(batch_size=128, epochs=10, schedule="one_cycle", save_best=True),

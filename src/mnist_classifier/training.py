@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
-from mnist_classifier.config import check_count
+from mnist_classifier.config import ENGINES, check_count
 from mnist_classifier.errors import ConfigError, TrainingError
+from mnist_classifier.fast_fit import fast_fit, supported
 from mnist_classifier.persistence import ModelInfo, load_model, save_model
 
 
@@ -83,6 +84,7 @@ def train_model(
     model_info: ModelInfo | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     resume_state: dict[str, float] | None = None,
+    engine: str = "auto",
 ) -> keras.callbacks.History:
     """Train ``network`` with mini-batch gradient descent, as the notebook does.
 
@@ -100,6 +102,9 @@ def train_model(
         initial_epoch: epoch to start from when resuming.
         callbacks: more Keras callbacks.
         resume_state: ``best`` val_loss and ``wait`` epochs of an interrupted run.
+        engine: ``auto`` trains with one compiled scan per chunk of an epoch where it
+            can (JAX, arrays in memory: the same arithmetic as ``fit``, faster);
+            ``keras`` always calls ``network.fit``.
 
     Returns:
         The Keras ``History``; ``history.history["learning_rate"]`` holds the rate
@@ -122,9 +127,13 @@ def train_model(
         chain.append(
             BestModel(filepath if save_best else None, restore_best, model_info, state.get("best"))
         )
-    return network.fit(
-        x=data,
-        y=labels,
+    if engine not in ENGINES:
+        raise ConfigError(f"engine={engine!r}: expected one of {', '.join(ENGINES)}")
+    fit = fast_fit if engine == "auto" and supported(network, data) else type(network).fit
+    return fit(
+        network,
+        data,
+        labels,
         batch_size=batch_size,
         epochs=epochs,
         validation_data=validation_data,
