@@ -13,12 +13,19 @@ FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
+@pytest.fixture(scope="session")
+def _compile_cache(tmp_path_factory) -> Path:
+    """One persistent XLA cache for the whole session, away from the user's."""
+    return tmp_path_factory.mktemp("xla_cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path_factory, monkeypatch):
+def _isolated_environment(tmp_path_factory, monkeypatch, _compile_cache):
     """No test sees the user's data variables or Keras cache; downloads go nowhere real."""
     monkeypatch.delenv("MNIST_CLASSIFIER_DATA", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
     monkeypatch.setenv("MNIST_CLASSIFIER_MIRROR", "http://127.0.0.1:9/unreachable/")
+    monkeypatch.setenv("MNIST_CLASSIFIER_COMPILE_CACHE", str(_compile_cache))
 
 
 @pytest.fixture(scope="session")

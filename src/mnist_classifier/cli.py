@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from mnist_classifier.compilation import enable_compilation_cache
 from mnist_classifier.errors import ConfigError, MnistClassifierError
 
 if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
@@ -105,6 +106,7 @@ def train(
 
     if resume is not None and (preset or config or set_ or dataset or data or seed is not None):
         raise ConfigError("--resume continues a run with its own config.toml: only --epochs may be given with it")
+    enable_compilation_cache()
     reporter = _EpochReporter()
     try:
         with _DownloadBars() as bars:
@@ -175,6 +177,7 @@ def evaluate(
     from mnist_classifier.pipeline import evaluate_file
 
     with _DownloadBars() as bars:
+        enable_compilation_cache()
         result, record = evaluate_file(model, dataset, data, normalize, progress=bars)
     if as_json:
         out.print_json(json.dumps({"model": str(model), "dataset": record.dataset, **result.to_dict()}))
