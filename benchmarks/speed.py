@@ -1,0 +1,308 @@
+"""CPU training and inference speed, each figure next to a reference run in the same invocation.
+
+Usage (from the project root; sections with --only, repeatable):
+
+    MNIST_CLASSIFIER_DATA=../shared/data/mnist .venv/bin/python benchmarks/speed.py
+    MNIST_CLASSIFIER_DATA=../shared/data/mnist .venv/bin/python benchmarks/speed.py --only notebook --only memory
+
+Sections: notebook (epoch time vs a hand-written jitted-scan JAX epoch and vs the
+notebook on TensorFlow), process (whole ``train --preset notebook`` process vs the
+notebook script on TensorFlow, and the compile cache cold vs warm), memory (peak
+RSS of ``train --preset mlp`` and ``evaluate``), cnn (the ``cnn`` preset's epoch
+time on JAX vs the TensorFlow backend), inference (predict throughput and
+single-image latency) and, only when asked for, tta (time to accuracy; ``mlp``, and
+``cnn`` with --tta-cnn: half an hour).
+
+TensorFlow rows run in ``benchmarks/.tfvenv``, created on first use with
+tensorflow-cpu and this package (or pass --tf-python); where it cannot be set up,
+those rows say so and are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import mnist_classifier  # noqa: F401, I001  (first: keeps KERAS_BACKEND, else selects JAX, before keras loads)
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+import jax_reference
+from mnist_classifier.config import apply_overrides
+from mnist_classifier.models import build_from_config
+from mnist_classifier.pipeline import prepare_data, train_run
+from mnist_classifier.presets import PRESETS
+from mnist_classifier.training import optimize_model
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+TF_VENV = HERE / ".tfvenv"
+SECTIONS = ("notebook", "process", "memory", "cnn", "inference", "tta")
+DEFAULT_SECTIONS = SECTIONS[:-1]
+
+
+@dataclass
+class Child:
+    """What a finished child process left: its output, wall time and peak resident memory."""
+
+    stdout: str
+    stderr: str
+    wall_s: float
+    peak_mb: float
+    returncode: int
+
+    def check(self) -> Child:
+        """This child, or a RuntimeError with the end of its stderr if it failed."""
+        if self.returncode != 0:
+            raise RuntimeError(f"child failed ({self.returncode}): {self.stderr.strip()[-800:]}")
+        return self
+
+    def record(self) -> dict:
+        """The JSON record the child printed last."""
+        return json.loads(self.check().stdout.strip().splitlines()[-1])
+
+
+def run_child(command: Sequence[str], env: dict[str, str] | None = None) -> Child:
+    """Run ``command`` to the end; measure its wall time and peak RSS (``wait4``)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0), err.seek(0)
+        return Child(out.read(), err.read(), wall, usage.ru_maxrss / 1024, proc.returncode)
+
+
+def steady(times: Sequence[float]) -> float:
+    """Median epoch time after the first (which compiles)."""
+    return statistics.median(times[1:])
+
+
+def tf_python(chosen: str | None) -> Path | None:
+    """A Python with tensorflow-cpu and this package: ``chosen``, or ``benchmarks/.tfvenv`` (set up if missing)."""
+    python = Path(chosen) if chosen else TF_VENV / "bin" / "python"
+    check = [str(python), "-c", "import tensorflow, mnist_classifier"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python
+    if chosen:
+        return None
+    print("setting up benchmarks/.tfvenv (tensorflow-cpu, a few minutes)", file=sys.stderr, flush=True)
+    steps = [[sys.executable, "-m", "venv", str(TF_VENV)], [str(python), "-m", "pip", "install", "-q", "tensorflow-cpu", "-e", str(ROOT)]]
+    for step in steps:
+        if subprocess.run(step).returncode != 0:
+            return None
+    return python
+
+
+def row(name: str, figure: str, reference: str = "", target: str = "", met: bool | None = None) -> None:
+    """Print one result line."""
+    verdict = "" if met is None else ("met" if met else "NOT met")
+    print(f"{name:44} {figure:>16}  {reference:38} {target} {verdict}".rstrip(), flush=True)
+
+
+def notebook_section(data: str, tf: Path | None, epochs: int) -> None:
+    """The notebook preset's epoch time vs a hand-written jitted-scan epoch and vs TensorFlow."""
+    config = apply_overrides(PRESETS["notebook"], {"data.path": data, "training.epochs": epochs, "training.early_stopping": False})
+    with tempfile.TemporaryDirectory() as out:
+        history = json.loads((train_run(config, Path(out)).run_dir / "history.json").read_text())
+    ours = [entry["time_s"] for entry in history]
+
+    prepared = prepare_data(config.data, (784,))
+    (x, labels), (val_x, val_labels) = prepared.train, prepared.validation
+    y, val_y = (jnp.asarray(np.eye(10, dtype=np.float32)[v]) for v in (labels, val_labels))
+    x, val_x = jnp.asarray(x), jnp.asarray(val_x)
+    epoch, evaluate = jax_reference.make_epoch(), jax_reference.make_evaluate()
+    state = jax_reference.init_state(jax_reference.init_params((784, 128, 64, 10)))
+    batches = jnp.asarray(np.arange(len(x) // 32 * 32, dtype=np.int32).reshape(-1, 32))
+    reference = []
+    for _ in range(epochs):
+        started = time.perf_counter()
+        state, _ = epoch(state, x, y, batches)
+        jax.block_until_ready(evaluate(state[0], val_x, val_y))
+        reference.append(time.perf_counter() - started)
+    ratio = steady(ours) / steady(reference)
+    row("notebook preset epoch (JAX, batch 32)", f"{steady(ours):.3f} s", f"hand-written scan {steady(reference):.3f} s", f"ratio {ratio:.2f} (target <= 1.15)", ratio <= 1.15)
+    row("  first epoch (compiles)", f"{ours[0]:.2f} s", f"hand-written {reference[0]:.2f} s")
+    if tf is None:
+        row("notebook code on TensorFlow", "skipped", "no TensorFlow environment could be set up")
+        return
+    with tempfile.TemporaryDirectory() as out:
+        record = run_child([str(tf), str(HERE / "notebook_script.py"), data, out], {"KERAS_BACKEND": "tensorflow"}).record()
+    speedup = steady(record["epoch_s"]) / steady(ours)
+    row("notebook code, Keras on TensorFlow", f"{steady(record['epoch_s']):.3f} s", f"ours {speedup:.1f}x faster", "(target >= 6x)", speedup >= 6)
+
+
+def process_section(data: str, tf: Path | None) -> None:
+    """Whole processes from start to saved model, and the compile cache cold and warm."""
+    cli = str(Path(sys.executable).parent / "mnist-classifier")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"MNIST_CLASSIFIER_COMPILE_CACHE": str(Path(tmp) / "xla"), "MNIST_CLASSIFIER_DATA": data}
+        command = [cli, "train", "--preset", "notebook", "--out", str(Path(tmp) / "runs")]
+        runs = [run_child(command, env).check() for _ in ("cold", "warm")]
+        first_epochs = [json.loads(p.read_text())["timings"]["first_epoch_s"] for p in sorted(Path(tmp, "runs").glob("*/metrics.json"))]
+        notebook = run_child([str(tf), str(HERE / "notebook_script.py"), data, tmp], {"KERAS_BACKEND": "tensorflow"}) if tf else None
+    row("train --preset notebook, whole process", f"{runs[0].wall_s:.1f} s", f"warm compile cache {runs[1].wall_s:.1f} s")
+    row("  first epoch, compile cache cold / warm", f"{first_epochs[0]:.2f} s", f"warm {first_epochs[1]:.2f} s")
+    if notebook is None:
+        row("notebook script on TensorFlow", "skipped", "no TensorFlow environment could be set up")
+        return
+    notebook.check()
+    speedup = notebook.wall_s / runs[0].wall_s
+    row("notebook script on TensorFlow, whole process", f"{notebook.wall_s:.1f} s", f"ours {speedup:.1f}x faster (cold)", "(target >= 3x)", speedup >= 3)
+
+
+def memory_section(data: str, epochs: int) -> None:
+    """Peak resident memory of ``train --preset mlp`` and ``evaluate`` on its model."""
+    cli = str(Path(sys.executable).parent / "mnist-classifier")
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"MNIST_CLASSIFIER_DATA": data}
+        train = run_child([cli, "train", "--preset", "mlp", "--epochs", str(epochs), "--out", tmp], env).check()
+        model = next(Path(tmp).glob("*/model.keras"))
+        evaluate = run_child([cli, "evaluate", str(model)], env).check()
+    row(f"peak RSS, train --preset mlp ({epochs} epochs)", f"{train.peak_mb:.0f} MB", "", "(target <= 600 MB)", train.peak_mb <= 600)
+    row("peak RSS, evaluate", f"{evaluate.peak_mb:.0f} MB", "", "(target <= 400 MB)", evaluate.peak_mb <= 400)
+
+
+def cnn_child(steps: int) -> None:
+    """In a child process: seconds per training step of the ``cnn`` preset on this backend, printed as JSON."""
+    config = PRESETS["cnn"]
+    keras.utils.set_random_seed(0)
+    model = build_from_config(config.model)
+    optimize_model(model, config.optimizer.alpha, config.optimizer.beta1, config.optimizer.beta2)
+    batch = config.training.batch_size
+    rng = np.random.default_rng(0)
+    x = rng.random((batch * steps, 28, 28, 1), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch * steps)]
+    times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+        times.append(time.perf_counter() - started)
+    print(json.dumps({"backend": keras.backend.backend(), "step_s": steady(times) / steps, "first_s": times[0]}))
+
+
+def cnn_section(tf: Path | None, steps: int) -> None:
+    """The ``cnn`` preset's training epoch on JAX vs the same model on Keras's TensorFlow backend."""
+    steps_per_epoch = -(-55000 // 128)
+    command = [str(HERE / "speed.py"), "--cnn-child", str(steps)]
+    ours = run_child([sys.executable, *command]).record()
+    epoch = ours["step_s"] * steps_per_epoch
+    if tf is None:
+        row("cnn preset epoch (JAX)", f"{epoch:.1f} s", "TensorFlow skipped: no environment")
+        return
+    theirs = run_child([str(tf), *command], {"KERAS_BACKEND": "tensorflow"}).record()
+    tf_epoch = theirs["step_s"] * steps_per_epoch
+    row("cnn preset epoch (JAX)", f"{epoch:.1f} s", f"TensorFlow backend {tf_epoch:.1f} s", f"ratio {epoch / tf_epoch:.2f} (target <= 0.8)", epoch / tf_epoch <= 0.8)
+
+
+def inference_section() -> None:
+    """predict throughput at batch 256 and single-image latency of the ``mlp`` and ``cnn`` models."""
+    for name in ("mlp", "cnn"):
+        model = build_from_config(PRESETS[name].model)
+        shape = model.input_shape[1:]
+        images = np.random.default_rng(0).random((10240, *shape), dtype=np.float32)
+        model.predict(images[:256], batch_size=256, verbose=0)
+        started = time.perf_counter()
+        model.predict(images, batch_size=256, verbose=0)
+        throughput = len(images) / (time.perf_counter() - started)
+        one = images[:1]
+        call = jax.jit(lambda w, n, x: model.stateless_call(w, n, x)[0])
+        weights = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+        latencies = {"model.predict": lambda: model.predict(one, verbose=0), "compiled call": lambda: np.asarray(call(*weights, one))}
+        figures = []
+        for label, infer in latencies.items():
+            infer()
+            samples = []
+            for _ in range(200):
+                started = time.perf_counter()
+                infer()
+                samples.append(time.perf_counter() - started)
+            figures.append(f"{label} {statistics.median(samples) * 1e6:.0f} µs")
+        row(f"{name} predict, batch 256", f"{throughput:,.0f} img/s", "single image: " + ", ".join(figures))
+        keras.backend.clear_session()
+
+
+class _TestAccuracy(keras.callbacks.Callback):
+    """After each epoch, the test accuracy; records when it first reaches each threshold."""
+
+    def __init__(self, thresholds: Sequence[float], started: float) -> None:
+        super().__init__()
+        self.thresholds, self.started = thresholds, started
+        self.reached: dict[str, float] = {}
+        self.test: tuple[np.ndarray, np.ndarray] | None = None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        x, labels = self.test
+        accuracy = float(np.mean(np.argmax(self.model.predict(x, batch_size=1024, verbose=0), -1) == labels))
+        for threshold in self.thresholds:
+            if accuracy >= threshold:
+                self.reached.setdefault(str(threshold), time.time() - self.started)
+
+
+def tta_child(preset_name: str, thresholds: Sequence[float], started: float) -> None:
+    """In a child process: train ``preset_name``; print when the test accuracy first passed each threshold."""
+    tracker = _TestAccuracy(thresholds, started)
+    config = apply_overrides(PRESETS[preset_name], {"training.early_stopping": False})
+    with tempfile.TemporaryDirectory() as out:
+        train_run(config, Path(out), [tracker], lambda run_dir, data, config: setattr(tracker, "test", data.test))
+    print(json.dumps({"reached": tracker.reached, "total_s": time.time() - started}))
+
+
+def tta_section(presets: Sequence[str]) -> None:
+    """Wall seconds from process start until the test accuracy first reaches each threshold."""
+    thresholds = {"mlp": (0.98, 0.985), "cnn": (0.99, 0.994)}
+    for name in presets:
+        command = [sys.executable, str(HERE / "speed.py"), "--tta-child", name, str(time.time()), *map(str, thresholds[name])]
+        record = run_child(command).record()
+        reached = ", ".join(f"{float(t):.1%} at {record['reached'].get(str(t), float('nan')):.0f} s" for t in thresholds[name])
+        row(f"time to accuracy, {name}", f"{record['total_s']:.0f} s total", reached)
+
+
+def main() -> None:
+    """Run the chosen sections and print one row per figure."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=SECTIONS, help="repeatable; default: all but tta")
+    parser.add_argument("--data", default=os.environ.get("MNIST_CLASSIFIER_DATA", str(ROOT.parent / "shared" / "data" / "mnist")))
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of the notebook and memory runs")
+    parser.add_argument("--cnn-steps", type=int, default=30, help="steps per timed pass in the cnn section")
+    parser.add_argument("--tf-python", help="a Python with tensorflow-cpu and this package installed")
+    parser.add_argument("--tta-cnn", action="store_true", help="also time the cnn preset to 99.4%% (about 30 minutes)")
+    parser.add_argument("--cnn-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--tta-child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.cnn_child:
+        return cnn_child(args.cnn_child)
+    if args.tta_child:
+        return tta_child(args.tta_child[0], [float(t) for t in args.tta_child[2:]], float(args.tta_child[1]))
+    sections = args.only or DEFAULT_SECTIONS
+    data = str(Path(args.data).resolve())
+    tf = tf_python(args.tf_python) if {"notebook", "process", "cnn"} & set(sections) else None
+    print(f"{'figure':44} {'value':>16}  {'reference':38} target")
+    if "notebook" in sections:
+        notebook_section(data, tf, args.epochs)
+    if "process" in sections:
+        process_section(data, tf)
+    if "memory" in sections:
+        memory_section(data, args.epochs)
+    if "cnn" in sections:
+        cnn_section(tf, args.cnn_steps)
+    if "inference" in sections:
+        inference_section()
+    if "tta" in sections:
+        tta_section(["mlp", "cnn"] if args.tta_cnn else ["mlp"])
+
+
+if __name__ == "__main__":
+    main()
