@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ app = typer.Typer(
 )
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 DatasetOpt = Annotated[
     Optional[str], typer.Option("--dataset", help="mnist or fashion_mnist.", show_default=False)
@@ -220,8 +222,17 @@ class _DownloadBars:
         self.bars.update(self.tasks[name], completed=done)
 
 
+def _limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas: XLA compiles on many threads, and each arena keeps its peak."""
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
 def main() -> None:
     """Entry point: errors become one line on stderr (exit 1; 2 for command-line usage)."""
+    _limit_malloc_arenas()
     try:
         code = app(standalone_mode=False)
     except MnistClassifierError as exc:

@@ -72,15 +72,17 @@ def save_model(network: keras.Model, filename: str | os.PathLike, info: ModelInf
                 archive.writestr(INFO_ENTRY, info.to_json())
 
 
-def load_model(filename: str | os.PathLike) -> keras.Model:
+def load_model(filename: str | os.PathLike, *, compile: bool = True) -> keras.Model:
     """Load an entire model saved by :func:`save_model` (or by Keras itself).
 
     Loading uses Keras's safe mode (no arbitrary code from the file). A missing,
     empty, non-zip or non-model file raises ModelFileError naming the file.
+    ``compile=False`` skips the optimizer and its state: enough for inference, and
+    lighter.
     """
     path = _check_archive(Path(filename))
     try:
-        model = keras.models.load_model(path, safe_mode=True)
+        model = keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad archive
         raise ModelFileError(f"{path}: cannot load the model ({_first_line(exc)})") from None
     return allow_jit(model)

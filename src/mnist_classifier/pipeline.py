@@ -207,7 +207,7 @@ def evaluate_file(
     The preprocessing comes from the record stored in the file; for a model we did
     not write, ``dataset`` and ``normalize`` supply it (defaults: mnist, scale).
     """
-    network = load_model(path)
+    network = load_model(path, compile=False)
     shape = image_input_shape(network, path)
     info = read_model_info(path)
     if info is not None and dataset is not None and dataset != info.dataset:
