@@ -121,6 +121,7 @@ def notebook_section(data: str, tf: Path | None, epochs: int) -> None:
 
     prepared = prepare_data(config.data, (784,))
     (x, labels), (val_x, val_labels) = prepared.train, prepared.validation
+    x, val_x = prepared.inputs(x), prepared.inputs(val_x)
     y, val_y = (jnp.asarray(np.eye(10, dtype=np.float32)[v]) for v in (labels, val_labels))
     x, val_x = jnp.asarray(x), jnp.asarray(val_x)
     epoch, evaluate = jax_reference.make_epoch(), jax_reference.make_evaluate()
@@ -256,7 +257,7 @@ def tta_child(preset_name: str, thresholds: Sequence[float], started: float) -> 
     tracker = _TestAccuracy(thresholds, started)
     config = apply_overrides(PRESETS[preset_name], {"training.early_stopping": False})
     with tempfile.TemporaryDirectory() as out:
-        train_run(config, Path(out), [tracker], lambda run_dir, data, config: setattr(tracker, "test", data.test))
+        train_run(config, Path(out), [tracker], lambda run_dir, data, config: setattr(tracker, "test", (data.inputs(data.test[0]), data.test[1])))
     print(json.dumps({"reached": tracker.reached, "total_s": time.time() - started}))
 
 

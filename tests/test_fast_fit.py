@@ -57,6 +57,21 @@ def test_a_cnn_with_batch_norm_trains_exactly_as_keras_fit_does(small_mnist):
     _assert_same(*_train_both(_cnn, x, y[:300], validation, batch_size=64, epochs=2, shuffle=True))
 
 
+def test_uint8_images_normalized_in_the_step_train_as_preprocessed_floats_do(mnist_dir):
+    from mnist_classifier import Normalization, load_dataset, one_hot, preprocess
+    from mnist_classifier.preprocessing import batch_normalizer
+
+    (images, labels), _ = load_dataset("mnist", mnist_dir)
+    images, y = images[:600], one_hot(labels[:600], 10)
+    norm = Normalization.fit("standardize", images)
+    floats = preprocess(images, norm, (784,))
+    expected_model = _mlp()
+    expected = expected_model.fit(floats, y, batch_size=64, epochs=2, validation_data=(floats[:100], y[:100]), verbose=0)
+    model = _mlp()
+    got = fast_fit(model, images, y, 64, 2, (images[:100], y[:100]), input_transform=batch_normalizer(norm, (784,)))
+    _assert_same((expected_model, expected.history), (model, got.history))
+
+
 def test_small_chunks_with_padding_give_the_same_result(small_mnist, monkeypatch):
     x, y = small_mnist["train"]
     x, y = x[:1000], y[:1000]

@@ -8,6 +8,7 @@ import keras  # noqa: E402
 from mnist_classifier.formats import IDX_FILES, read_idx  # noqa: E402
 from mnist_classifier.errors import ConfigError  # noqa: E402
 from mnist_classifier.preprocessing import (  # noqa: E402
+    batch_normalizer,
     Normalization,
     normalize,
     one_hot,
@@ -41,6 +42,11 @@ def test_scale_divides_by_255_into_unit_interval(images):
     assert out.dtype == np.float32 and out.shape == images.shape
     assert out.min() == 0.0 and out.max() == 1.0
     np.testing.assert_array_equal(out, images.astype(np.float32) / np.float32(255))
+
+
+def test_normalize_wants_uint8_pixels(images):
+    with pytest.raises(ConfigError, match="images of dtype float32: expected uint8 pixels"):
+        normalize(images.astype(np.float32), Normalization("scale"))
 
 
 def test_l2_is_exactly_the_notebooks_keras_normalize(images):
@@ -79,7 +85,7 @@ def test_unknown_normalize_mode_is_rejected(images):
 def test_preprocess_reshapes_to_the_model_input(images, shape):
     out = preprocess(images, Normalization("scale"), shape)
     assert out.shape == (len(images), *shape) and out.dtype == np.float32
-    np.testing.assert_array_equal(out.reshape(images.shape), images / np.float32(255))
+    np.testing.assert_array_equal(out.reshape(images.shape), normalize(images, Normalization("scale")))
 
 
 def test_preprocess_rejects_a_shape_that_does_not_hold_28_by_28(images):
@@ -176,3 +182,17 @@ def test_validation_split_rejects_a_bad_size(images, size):
     labels = np.arange(len(images)) % 10
     with pytest.raises(ConfigError, match=f"validation size {size}: expected between 1 and 39"):
         validation_split(images, labels, size)
+
+
+@pytest.mark.parametrize("mode", ["scale", "standardize"])
+@pytest.mark.parametrize("shape", [(784,), (28, 28, 1)])
+def test_the_in_step_normalizer_matches_preprocess_bit_for_bit(images, mode, shape):
+    import jax
+
+    norm = Normalization.fit(mode, images)
+    expected = preprocess(images, norm, shape)
+    np.testing.assert_array_equal(np.asarray(jax.jit(batch_normalizer(norm, shape))(images)), expected)
+
+
+def test_l2_has_no_in_step_normalizer():
+    assert batch_normalizer(Normalization("l2"), (784,)) is None

@@ -57,13 +57,13 @@ def batch_chunks(count: int, batch_size: int, chunk: int, shuffle: bool) -> list
     return chunks
 
 
-def _scan(step: Callable) -> Callable:
-    """Compile ``step(state, (x, y))`` into one call that runs it over the valid rows of ``batches``."""
+def _scan(step: Callable, transform: Callable) -> Callable:
+    """Compile ``step(state, (transform(x), y))`` into one call over the valid rows of ``batches``."""
 
     def run(state: State, x: jax.Array, y: jax.Array, batches: jax.Array, valid: jax.Array) -> State:
         def body(state: State, batch: tuple[jax.Array, jax.Array]) -> tuple[State, None]:
             index, ok = batch
-            state = jax.lax.cond(ok, lambda s: step(s, (x[index], y[index]))[1], lambda s: s, state)
+            state = jax.lax.cond(ok, lambda s: step(s, (transform(x[index]), y[index]))[1], lambda s: s, state)
             return state, None
 
         return jax.lax.scan(body, state, (batches, valid))[0]
@@ -82,16 +82,18 @@ def forward_flops(network: keras.Model, batch: np.ndarray) -> float:
 class _Epochs:
     """The network's train and test steps compiled as scans, with the data on the device."""
 
-    def __init__(self, network: keras.Model, data: Arrays, validation_data: Arrays | None, batch_size: int) -> None:
+    def __init__(
+        self, network: keras.Model, data: Arrays, validation_data: Arrays | None, batch_size: int, transform: Callable
+    ) -> None:
         self.network = network
         self.batch_size = batch_size
-        step_flops = TRAIN_FLOPS_PER_FORWARD * forward_flops(network, data[0][:batch_size])
+        step_flops = TRAIN_FLOPS_PER_FORWARD * forward_flops(network, transform(data[0][:batch_size]))
         self.chunk = int(np.clip(CHUNK_FLOPS // max(step_flops, 1.0), 1, -(-len(data[0]) // batch_size)))
         # device_put uses 64-byte-aligned host arrays (as preprocessing makes them) without a copy.
         self.data = tuple(jax.device_put(a) for a in data)
         self.validation_data = validation_data and tuple(jax.device_put(a) for a in validation_data)
-        self.train_scan = _scan(network.train_step)
-        self.test_scan = _scan(network.test_step)
+        self.train_scan = _scan(network.train_step, transform)
+        self.test_scan = _scan(network.test_step, transform)
 
     def train(self, shuffle: bool) -> dict[str, float]:
         """One epoch over the training data; returns the epoch's training metrics."""
@@ -149,13 +151,20 @@ def fast_fit(
     verbose: int | bool = 0,
     shuffle: bool = True,
     initial_epoch: int = 0,
+    input_transform: Callable | None = None,
 ) -> keras.callbacks.History:
-    """Train like ``network.fit`` with these arguments, one compiled scan per epoch."""
+    """Train like ``network.fit`` with these arguments, in compiled scans over chunks of each epoch.
+
+    ``input_transform`` (Keras ops) turns each gathered batch of ``x`` and of the
+    validation inputs into model inputs inside the compiled step, so ``x`` may stay
+    compact (e.g. uint8 images).
+    """
+    transform = input_transform or (lambda batch: batch)
     network._assert_compile_called("fit")
     if shuffle and not _built(network):
         np.random.permutation(len(x))  # fit draws one order to build from: keep the same random stream
-    network._symbolic_build(data_batch=(x[:batch_size], y[:batch_size]))
-    epoch_runner = _Epochs(network, (x, y), validation_data, batch_size)
+    network._symbolic_build(data_batch=(transform(x[:batch_size]), y[:batch_size]))
+    epoch_runner = _Epochs(network, (x, y), validation_data, batch_size, transform)
     steps = -(-len(x) // batch_size)
     callback_list = keras.callbacks.CallbackList(
         list(callbacks), add_history=True, add_progbar=bool(verbose), verbose=int(verbose),

@@ -31,6 +31,7 @@ from mnist_classifier.persistence import (
     save_model,
 )
 from mnist_classifier.preprocessing import (
+    batch_normalizer,
     Normalization,
     one_hot,
     preprocess,
@@ -49,14 +50,19 @@ from mnist_classifier.training import optimize_model, step_schedule, train_model
 
 @dataclass(frozen=True)
 class PreparedData:
-    """Model-ready arrays (labels as integers) and what produced them."""
+    """The splits as uint8 images and integer labels, and how images become model inputs."""
 
     source: str
     classes: tuple[str, ...]
     normalization: Normalization
+    input_shape: tuple[int, ...]
     train: Split
     validation: Split | None
     test: Split
+
+    def inputs(self, images: np.ndarray) -> np.ndarray:
+        """Model inputs for uint8 images."""
+        return preprocess(images, self.normalization, self.input_shape)
 
 
 @dataclass(frozen=True)
@@ -80,16 +86,10 @@ def prepare_data(
     if config.validation == "holdout":
         (x_train, y_train), held_out = validation_split(x_train, y_train, config.validation_size)
     norm = Normalization.fit(config.normalize, x_train)  # statistics of the training part only
-    train, test = _prepare(x_train, y_train, norm, input_shape), _prepare(x_test, y_test, norm, input_shape)
-    validation = test if config.validation == "test" else None
-    if held_out is not None:
-        validation = _prepare(*held_out, norm, input_shape)
-    return PreparedData(dataset.source, dataset.classes, norm, train, validation, test)
-
-
-def _prepare(x: np.ndarray, y: np.ndarray, norm: Normalization, input_shape: Sequence[int]) -> Split:
-    """Model inputs for uint8 images; labels stay integers."""
-    return preprocess(x, norm, input_shape), y
+    validation = (x_test, y_test) if config.validation == "test" else held_out
+    return PreparedData(
+        dataset.source, dataset.classes, norm, tuple(input_shape), (x_train, y_train), validation, (x_test, y_test)
+    )
 
 
 def train_run(
@@ -167,13 +167,16 @@ def _fit_and_record(
     recorder = RunRecorder(run_dir, history, info)
     training = config.training
     n_classes = len(data.classes)
+    # Images stay uint8 and are normalized inside the compiled step where that is exact.
+    normalizer = batch_normalizer(data.normalization, data.input_shape)
+    model_inputs = (lambda images: images) if normalizer else data.inputs
     validation = None
     if data.validation is not None:
-        validation = (data.validation[0], one_hot(data.validation[1], n_classes))
+        validation = (model_inputs(data.validation[0]), one_hot(data.validation[1], n_classes))
     recorder.write_status("running")
     try:
         train_model(
-            network, data.train[0], one_hot(data.train[1], n_classes),
+            network, model_inputs(data.train[0]), one_hot(data.train[1], n_classes),
             training.batch_size, training.epochs, validation_data=validation,
             early_stopping=training.early_stopping, patience=training.patience,
             save_best=training.save_best, filepath=run_dir / "best.keras", verbose=False,
@@ -181,9 +184,10 @@ def _fit_and_record(
             learning_rate_decay=training.schedule == "inverse_time", alpha=config.optimizer.alpha,
             decay_rate=training.decay_rate, initial_epoch=len(history), model_info=info,
             callbacks=[recorder, *callbacks], resume_state=resume_state(history), engine=training.engine,
+            input_transform=normalizer,
         )  # fmt: skip
         train_seconds = time.perf_counter() - recorder.started
-        evaluated = evaluate(network, *data.test, data.classes)
+        evaluated = evaluate(network, data.inputs(data.test[0]), data.test[1], data.classes)
         metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
         save_model(network, run_dir / "model.keras", _with_metrics(info, metrics))
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))

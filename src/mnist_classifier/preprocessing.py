@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +15,7 @@ NORMALIZE_MODES = ("scale", "l2", "standardize")
 # Start of every float array we make: JAX on the CPU uses 64-byte-aligned host memory as it
 # is, without a copy.
 ALIGNMENT = 64
+LOOKUP_ROWS = 2048  # images per table lookup in ``normalize``
 
 
 @dataclass(frozen=True)
@@ -51,16 +52,50 @@ def normalize(x: np.ndarray, norm: Normalization) -> np.ndarray:
     subtracts the training mean and divides by its standard deviation.
     """
     check_normalize_mode(norm.mode)
+    if np.asarray(x).dtype != np.uint8:
+        raise ConfigError(f"images of dtype {np.asarray(x).dtype}: expected uint8 pixels (0-255)")
     if norm.mode == "l2":
         from keras.utils import normalize as keras_normalize
 
         return keras_normalize(x.astype(np.float32), axis=1).astype(np.float32)
-    out = aligned_empty(np.shape(x), np.float32)  # one float copy, computed in place
-    np.divide(x, np.float32(255.0), out=out, dtype=np.float32)
-    if norm.mode == "standardize":
-        out -= np.float32(norm.mean)
-        out /= np.float32(norm.std)
+    out = aligned_empty(np.shape(x), np.float32)  # one float copy
+    table = pixel_table(norm)
+    for start in range(0, len(x), LOOKUP_ROWS):  # numpy widens the indices: keep that copy small
+        np.take(table, x[start : start + LOOKUP_ROWS], out=out[start : start + LOOKUP_ROWS])
     return out
+
+
+def pixel_table(norm: Normalization) -> np.ndarray:
+    """The float32 input for each of the 256 pixel values (``scale`` or ``standardize``).
+
+    Looking values up, in numpy or inside a compiled step, gives bit-identical inputs
+    whichever way the arithmetic would have been fused.
+    """
+    values = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    if norm.mode == "standardize":
+        values = (values - np.float32(norm.mean)) / np.float32(norm.std)
+    return values
+
+
+def batch_normalizer(norm: Normalization, input_shape: Sequence[int]) -> Callable | None:
+    """``preprocess`` as a Keras-ops function of a uint8 batch, to run inside a compiled step.
+
+    Its results are bit-identical to ``preprocess``'s, so training data can stay uint8
+    in memory (a quarter of the size). ``l2`` gives None: it keeps numpy's exact
+    arithmetic, done once up front.
+    """
+    if norm.mode == "l2":
+        return None
+    check_normalize_mode(norm.mode)
+    shape = tuple(input_shape)
+    table = pixel_table(norm)
+
+    def normalize_batch(x):
+        from keras import ops
+
+        return ops.reshape(ops.take(table, ops.cast(x, "int32")), (-1, *shape))
+
+    return normalize_batch
 
 
 def aligned_empty(shape: Sequence[int], dtype: np.dtype) -> np.ndarray:

@@ -85,6 +85,7 @@ def train_model(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     resume_state: dict[str, float] | None = None,
     engine: str = "auto",
+    input_transform: Callable | None = None,
 ) -> keras.callbacks.History:
     """Train ``network`` with mini-batch gradient descent, as the notebook does.
 
@@ -105,6 +106,9 @@ def train_model(
         engine: ``auto`` trains with one compiled scan per chunk of an epoch where it
             can (JAX, arrays in memory: the same arithmetic as ``fit``, faster);
             ``keras`` always calls ``network.fit``.
+        input_transform: a Keras-ops function turning stored inputs into model
+            inputs (e.g. uint8 images into normalized floats); it runs on each batch
+            inside the compiled step, or once up front under Keras's ``fit``.
 
     Returns:
         The Keras ``History``; ``history.history["learning_rate"]`` holds the rate
@@ -129,19 +133,17 @@ def train_model(
         )
     if engine not in ENGINES:
         raise ConfigError(f"engine={engine!r}: expected one of {', '.join(ENGINES)}")
-    fit = fast_fit if engine == "auto" and supported(network, data) else type(network).fit
-    return fit(
-        network,
-        data,
-        labels,
-        batch_size=batch_size,
-        epochs=epochs,
-        validation_data=validation_data,
-        callbacks=[*chain, *callbacks],
-        verbose=verbose,
-        shuffle=shuffle,
+    settings = dict(
+        batch_size=batch_size, epochs=epochs, callbacks=[*chain, *callbacks], verbose=verbose, shuffle=shuffle,
         initial_epoch=initial_epoch,
-    )
+    )  # fmt: skip
+    if engine == "auto" and supported(network, data):
+        return fast_fit(network, data, labels, validation_data=validation_data, input_transform=input_transform, **settings)
+    if input_transform is not None:
+        data = keras.ops.convert_to_numpy(input_transform(data))
+        if validation_data is not None:
+            validation_data = (keras.ops.convert_to_numpy(input_transform(validation_data[0])), validation_data[1])
+    return network.fit(data, labels, validation_data=validation_data, **settings)
 
 
 class _LearningRate(keras.callbacks.Callback):
