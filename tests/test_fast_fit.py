@@ -81,6 +81,20 @@ def test_small_chunks_with_padding_give_the_same_result(small_mnist, monkeypatch
     _assert_same(*_train_both(_mlp, x, y, small_mnist["val"], batch_size=32, epochs=1, shuffle=True))
 
 
+def test_schedules_set_per_epoch_reach_the_compiled_step(small_mnist):
+    x, y = small_mnist["train"]
+    runs = []
+    for engine in ("keras", "auto"):
+        model = _mlp()
+        history = train_model(
+            model, x[:500], y[:500], 50, 3, small_mnist["val"], learning_rate_decay=True, alpha=0.01,
+            decay_rate=1.0, verbose=False, engine=engine,
+        )  # fmt: skip
+        runs.append((model, history.history))
+    assert runs[1][1]["learning_rate"] == pytest.approx([0.01, 0.005, 0.01 / 3])
+    _assert_same(*runs)
+
+
 def test_batch_chunks_cover_every_sample_once():
     np.random.seed(0)
     chunks = batch_chunks(103, 10, 4, shuffle=True)
