@@ -22,6 +22,7 @@ from mnist_classifier.errors import (  # noqa: E402
     DownloadError,
     MnistClassifierError,
     ModelFileError,
+    ImageError,
     TrainingError,
 )
 from mnist_classifier.preprocessing import (  # noqa: E402
@@ -48,6 +49,9 @@ _LAZY = {
     "load_model": "persistence",
     "read_model_info": "persistence",
     "ModelInfo": "persistence",
+    "predict_images": "predict",
+    "Classifier": "predict",
+    "Prediction": "predict",
 }
 
 
@@ -63,6 +67,7 @@ __all__ = [
     "DataError",
     "DownloadError",
     "MnistClassifierError",
+    "ImageError",
     "ModelFileError",
     "Normalization",
     "TrainingError",

@@ -18,6 +18,7 @@ from rich.progress import (
     TextColumn,
     TransferSpeedColumn,
 )
+from rich.markup import escape
 from rich.table import Table
 
 from mnist_classifier.compilation import enable_compilation_cache
@@ -46,6 +47,10 @@ DataOpt = Annotated[
     typer.Option("--data", help="Folder of IDX files or a .npz (default: $MNIST_CLASSIFIER_DATA, caches, download)."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+NormalizeOpt = Annotated[
+    Optional[str],
+    typer.Option(help="scale, l2 or standardize: for models not written by this tool (e.g. the notebook's: l2)."),
+]
 
 
 @app.callback(invoke_without_command=True)
@@ -169,10 +174,7 @@ def evaluate(
     model: Annotated[Path, typer.Argument(help="A .keras model file.")],
     dataset: DatasetOpt = None,
     data: DataOpt = None,
-    normalize: Annotated[
-        Optional[str],
-        typer.Option(help="scale, l2 or standardize: for models not written by this tool (e.g. the notebook's: l2)."),
-    ] = None,
+    normalize: NormalizeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on the test set."""
@@ -220,6 +222,52 @@ class _DownloadBars:
         if name not in self.tasks:
             self.tasks[name] = self.bars.add_task(name, total=total)
         self.bars.update(self.tasks[name], completed=done)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A .keras model file.")],
+    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, WebP) or folders of them.")],
+    top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many classes to list per image.")] = 3,
+    dataset: DatasetOpt = None,
+    normalize: NormalizeOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify pictures: dark ink on light paper or light on dark, any size, framed as MNIST frames its digits."""
+    import numpy as np
+
+    from mnist_classifier.images import SUFFIXES
+    from mnist_classifier.predict import Classifier
+
+    enable_compilation_cache()
+    classifier = Classifier.load(model, dataset, normalize)
+    records: list[dict] = []
+    prepared = []
+    for path in images:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES) if path.is_dir() else [path]
+        if not files:
+            records.append({"file": str(path), "error": f"{path}: no {', '.join(SUFFIXES)} files in this folder"})
+        for file in files:
+            try:
+                prepared.append((len(records), classifier.prepare(file, str(file))))
+                records.append({"file": str(file)})
+            except MnistClassifierError as exc:
+                records.append({"file": str(file), "error": str(exc)})
+    if prepared:
+        slots, digits = zip(*prepared)
+        for slot, answer in zip(slots, classifier.classify(np.stack(digits), [records[i]["file"] for i in slots], top_k)):
+            records[slot] = answer.to_dict()
+    failed = [record["error"] for record in records if "error" in record]
+    for message in failed:
+        err.print(f"error: {message}", markup=False)
+    if as_json:
+        out.print_json(json.dumps(records))
+    else:
+        for record in (r for r in records if "error" not in r):  # one line per file: easy to grep
+            top = ", ".join(f"{t['name']} {t['probability']:.3f}" for t in record["top"])
+            out.print(f"{escape(record['file'])}: [bold]{escape(record['name'])}[/] ({record['probability']:.4f})  top {top_k}: {escape(top)}")
+    if failed:
+        raise typer.Exit(1)
 
 
 def _limit_malloc_arenas(arenas: int = 2) -> None:

@@ -23,3 +23,7 @@ class ModelFileError(MnistClassifierError):
 
 class TrainingError(MnistClassifierError):
     """Training was asked for something it cannot do (e.g. early stopping without validation)."""
+
+
+class ImageError(MnistClassifierError):
+    """An image to classify is missing, too large, of another format or undecodable."""

@@ -211,11 +211,7 @@ def evaluate_file(
     The preprocessing comes from the record stored in the file; for a model we did
     not write, ``dataset`` and ``normalize`` supply it (defaults: mnist, scale).
     """
-    network = load_model(path, compile=False)
-    shape = image_input_shape(network, path)
-    info = read_model_info(path)
-    if info is not None and dataset is not None and dataset != info.dataset:
-        raise ModelFileError(f"{path}: model was trained on {info.dataset}, not {dataset}")
+    network, shape, info = open_model(path, dataset)
     name = dataset or (info.dataset if info else "mnist")
     loaded = read_dataset(name, data_path, progress=progress)
     if normalize is not None or info is None:
@@ -225,6 +221,19 @@ def evaluate_file(
     record = ModelInfo(name, loaded.classes, norm, shape, info.package_version if info else "")
     x_test, y_test = loaded.test[0][:test_limit], loaded.test[1][:test_limit]
     return evaluate(network, preprocess(x_test, norm, shape), y_test, loaded.classes), record
+
+
+def open_model(path: Path, dataset: str | None = None) -> tuple[keras.Model, tuple[int, ...], ModelInfo | None]:
+    """A ``.keras`` classifier of 28×28 images for inference, its input shape and its record (if any).
+
+    ``dataset``, when given, must be the one the record names.
+    """
+    network = load_model(path, compile=False)
+    shape = image_input_shape(network, path)
+    info = read_model_info(path)
+    if info is not None and dataset is not None and dataset != info.dataset:
+        raise ModelFileError(f"{path}: model was trained on {info.dataset}, not {dataset}")
+    return network, shape, info
 
 
 def image_input_shape(network: keras.Model, path: Path, n_classes: int = 10) -> tuple[int, ...]:

@@ -1,0 +1,169 @@
+"""People's pictures as data-set images: read safely, then the MNIST authors' recipe.
+
+MNIST digits are white ink on black, the ink's bounding box scaled so that its
+longer side is 20 pixels, placed in a 28×28 frame with its centre of mass at the
+centre. Fashion-MNIST items are scaled so that their longer side fills the 28
+pixels and centred by their bounding box. A photo of dark ink on light paper,
+anywhere on a large canvas, comes out the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from mnist_classifier.errors import ImageError
+from mnist_classifier.formats import IMAGE_SIZE
+
+FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "BMP": "BMP", "GIF": "GIF", "WEBP": "WebP"}
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+MAX_FILE_BYTES = 20 * 2**20
+MAX_PIXELS = 40_000_000
+DIGIT_BOX = 20  # MNIST: the ink's longer side, in pixels
+INK_FLOOR = 0.15  # after stretching the ink to 0-255, fainter pixels are background
+MIN_INK_CONTRAST = 24  # grey levels between paper and the darkest ink, at least
+
+
+def read_image(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+    """A PNG, JPEG, BMP, GIF or WebP file (or its bytes) as uint8 greyscale, H×W.
+
+    Transparent pixels are composited onto white paper. Files over ``MAX_FILE_BYTES``,
+    images over ``MAX_PIXELS`` pixels (decompression bombs), other formats and
+    undecodable data raise ImageError naming ``name`` (default: the path).
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
+    data = source if isinstance(source, bytes) else _read_file(Path(source), label)
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(f"{label}: {len(data):,} bytes is over the {MAX_FILE_BYTES:,}-byte limit")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(io.BytesIO(data))
+            _check_header(image, label)
+            image.seek(0)  # an animated GIF or WebP: its first frame
+            image.load()
+        except ImageError:
+            raise
+        except UnidentifiedImageError:
+            raise ImageError(f"{label}: not an image ({_accepted()} expected)") from None
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            claimed = re.search(r"\((\d+) pixels\)", str(exc))
+            count = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+            raise ImageError(f"{label}: {count} is over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageError(f"{label}: cannot decode the image, truncated or corrupt ({exc})") from None
+    return _to_grey(image)
+
+
+def _read_file(path: Path, label: str) -> bytes:
+    """The bytes of an image file, refusing folders and files over the size limit unread."""
+    try:
+        size = path.stat().st_size
+        if path.is_dir():
+            raise ImageError(f"{label}: is a folder, not an image file")
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"{label}: {size:,} bytes is over the {MAX_FILE_BYTES:,}-byte limit")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
+
+
+def _check_header(image: Image.Image, label: str) -> None:
+    """Refuse other formats and absurd sizes before any pixel is decoded."""
+    if image.format not in FORMATS:
+        raise ImageError(f"{label}: {image.format} image, expected {_accepted()}")
+    width, height = image.size
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{label}: {width}×{height} pixels is over the {MAX_PIXELS:,}-pixel limit")
+    if width == 0 or height == 0:
+        raise ImageError(f"{label}: empty image ({width}×{height})")
+
+
+def _accepted() -> str:
+    """The accepted formats, in words."""
+    names = list(FORMATS.values())
+    return ", ".join(names[:-1]) + " or " + names[-1]
+
+
+def _to_grey(image: Image.Image) -> np.ndarray:
+    """Greyscale uint8, transparency composited onto white."""
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(paper, rgba)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def ink(grey: np.ndarray, label: str = "image") -> np.ndarray:
+    """Ink as white on black, background at 0 and the strongest ink at 255.
+
+    The paper is the commonest tone: where the border is lighter than the middle
+    of the tonal range, the picture is dark ink on light paper and is inverted.
+    """
+    grey = np.asarray(grey, dtype=np.float32)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 127:
+        grey = 255 - grey
+    ink_level = np.clip(grey - np.median(grey), 0, None)
+    strongest = float(ink_level.max())
+    if strongest < MIN_INK_CONTRAST:
+        raise ImageError(f"{label}: no ink found (a blank or nearly uniform image)")
+    ink_level *= 255 / strongest
+    ink_level[ink_level < INK_FLOOR * 255] = 0
+    return ink_level
+
+
+def to_digit(grey: np.ndarray, label: str = "image") -> np.ndarray:
+    """An MNIST-style 28×28 uint8 digit: ink box scaled to 20 px, centre of mass at the centre."""
+    patch = _scaled_box(ink(grey, label), DIGIT_BOX)
+    rows, cols = np.indices(patch.shape)
+    total = patch.sum()
+    centre = np.array([(rows * patch).sum() / total, (cols * patch).sum() / total])
+    offset = np.round(IMAGE_SIZE / 2 - 0.5 - centre).astype(int)
+    return _place(patch, offset)
+
+
+def to_item(grey: np.ndarray, label: str = "image") -> np.ndarray:
+    """A Fashion-MNIST-style 28×28 uint8 item: longer side 28 px, centred by its box."""
+    patch = _scaled_box(ink(grey, label), IMAGE_SIZE)
+    offset = (np.array([IMAGE_SIZE, IMAGE_SIZE]) - patch.shape) // 2
+    return _place(patch, offset)
+
+
+def _scaled_box(ink_level: np.ndarray, side: int) -> np.ndarray:
+    """The ink's bounding box, resized (antialiased) so that its longer side is ``side``."""
+    rows, cols = np.nonzero(ink_level)
+    box = ink_level[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    height, width = box.shape
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = Image.fromarray(box).resize(size, Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized), 0, 255)
+
+
+def _place(patch: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``patch`` pasted at ``offset`` (row, col) in a black 28×28 frame, clipped at the edges."""
+    frame = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    top, left = int(offset[0]), int(offset[1])
+    rows = slice(max(top, 0), min(top + patch.shape[0], IMAGE_SIZE))
+    cols = slice(max(left, 0), min(left + patch.shape[1], IMAGE_SIZE))
+    frame[rows, cols] = patch[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
+    return np.round(frame).astype(np.uint8)
+
+
+def image_files(paths: list[str | Path]) -> list[Path]:
+    """Files as given, and the image files (by suffix, sorted) inside each folder given."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file()))
+        else:
+            found.append(path)
+    return found

@@ -1,0 +1,126 @@
+"""Classify people's images with a saved model: the model's own preprocessing, top-k answers."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from mnist_classifier.data import DATASETS
+from mnist_classifier.errors import ConfigError
+from mnist_classifier.images import read_image, to_digit, to_item
+from mnist_classifier.persistence import ModelInfo
+from mnist_classifier.pipeline import open_model
+from mnist_classifier.preprocessing import Normalization, preprocess
+
+ImageSource = str | os.PathLike | bytes | np.ndarray
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's answer: the most likely class, its probability, and the top k."""
+
+    source: str
+    label: int
+    name: str
+    probability: float
+    top: tuple[tuple[str, float], ...]
+    probabilities: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record."""
+        return {
+            "file": self.source,
+            "label": self.label,
+            "name": self.name,
+            "probability": self.probability,
+            "top": [{"name": name, "probability": p} for name, p in self.top],
+            "probabilities": list(self.probabilities),
+        }
+
+
+class Classifier:
+    """A loaded model with the preprocessing recorded in its file, ready for images."""
+
+    def __init__(self, network: keras.Model, info: ModelInfo) -> None:
+        self.network = network
+        self.info = info
+        self.frame = to_digit if info.dataset == "mnist" else to_item
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dataset: str | None = None, normalize: str | None = None) -> Classifier:
+        """Load a ``.keras`` file; ``dataset`` and ``normalize`` describe a model we did not write."""
+        network, shape, info = open_model(Path(path), dataset)
+        if info is None:
+            if normalize == "standardize":
+                raise ConfigError("normalize=standardize needs the training statistics a model file of ours records")
+            name = dataset or "mnist"
+            info = ModelInfo(name, DATASETS[name].classes, Normalization(normalize or "scale"), shape)
+        elif normalize is not None:
+            info = ModelInfo(info.dataset, info.classes, Normalization(normalize), shape)
+        return cls(network, info)
+
+    def prepare(self, source: ImageSource, name: str | None = None) -> np.ndarray:
+        """One image in the data set's 28×28 uint8 form; a 28×28 array is taken as already in it."""
+        label = name or _describe(source, 0)
+        if not isinstance(source, np.ndarray):
+            return self.frame(read_image(source, label), label)
+        if source.ndim != 2:
+            raise ConfigError(f"{label}: array of shape {source.shape}, expected a 2-D greyscale image")
+        pixels = _as_pixels(source, label)
+        return pixels if pixels.shape == (28, 28) else self.frame(pixels, label)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """Class probabilities of N×28×28 uint8 images."""
+        inputs = preprocess(images, self.info.normalization, self.info.input_shape)
+        return keras.ops.convert_to_numpy(self.network.predict_on_batch(inputs))
+
+    def classify(self, images: np.ndarray, sources: Sequence[str], top_k: int = 3) -> list[Prediction]:
+        """Predictions for prepared 28×28 images, named by ``sources``."""
+        if top_k < 1:
+            raise ConfigError(f"top_k={top_k}: expected at least 1")
+        classes = self.info.classes
+        results = []
+        for source, row in zip(sources, self.probabilities(images)):
+            order = np.argsort(row)[::-1][: min(top_k, len(classes))]
+            top = tuple((classes[i], float(row[i])) for i in order)
+            results.append(Prediction(source, int(order[0]), classes[order[0]], float(row[order[0]]), top, tuple(map(float, row))))
+        return results
+
+
+def _as_pixels(array: np.ndarray, name: str) -> np.ndarray:
+    """An array of 0-255 pixels (or 0-1 floats) as uint8."""
+    values = np.asarray(array, dtype=np.float64)
+    if not np.all(np.isfinite(values)) or values.min() < 0 or values.max() > 255:
+        raise ConfigError(f"{name}: pixels must be finite values in 0-255 (or 0-1)")
+    if values.max() <= 1 and not np.issubdtype(array.dtype, np.integer):
+        values = values * 255
+    return np.round(values).astype(np.uint8)
+
+
+def predict_images(
+    model: str | os.PathLike | Classifier, images: Iterable[ImageSource], *, top_k: int = 3
+) -> list[Prediction]:
+    """Classify image files, their bytes, or greyscale arrays with a saved model.
+
+    Each image goes through the MNIST recipe (dark ink on light paper is inverted,
+    cropped, scaled and centred) and then the model's own normalization; a 28×28
+    array is taken as an already-prepared image. Raises ImageError naming the first
+    image that cannot be read.
+    """
+    classifier = model if isinstance(model, Classifier) else Classifier.load(model)
+    images = list(images)
+    if not images:
+        return []
+    names = [_describe(image, i) for i, image in enumerate(images)]
+    prepared = np.stack([classifier.prepare(image, name) for image, name in zip(images, names)])
+    return classifier.classify(prepared, names, top_k)
+
+
+def _describe(image: ImageSource, index: int) -> str:
+    """How an image is named in answers and errors: its path, or its position."""
+    return f"image {index}" if isinstance(image, (bytes, np.ndarray)) else str(image)
