@@ -95,6 +95,14 @@ def test_schedules_set_per_epoch_reach_the_compiled_step(small_mnist):
     _assert_same(*runs)
 
 
+def test_convolutional_steps_are_never_run_inside_a_compiled_loop(small_mnist):
+    # XLA on the CPU runs convolutions inside loops many times slower: one batch per call.
+    x = small_mnist["train"][0][:64].reshape(-1, 28, 28, 1)
+    identity = lambda batch: batch  # noqa: E731
+    assert fast_fit_module._Epochs(_cnn(), (x, x[:, 0]), None, 8, identity).chunk == 1
+    assert fast_fit_module._Epochs(_mlp(), (x.reshape(-1, 784), x[:, 0]), None, 8, identity).chunk == 8
+
+
 def test_batch_chunks_cover_every_sample_once():
     np.random.seed(0)
     chunks = batch_chunks(103, 10, 4, shuffle=True)

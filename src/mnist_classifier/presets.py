@@ -56,7 +56,7 @@ PRESETS["cnn-augmented"] = dataclasses.replace(
     PRESETS["cnn"],
     preset="cnn-augmented",
     model=dataclasses.replace(PRESETS["cnn"].model, augment=True),
-    training=dataclasses.replace(PRESETS["cnn"].training, epochs=30),
+    training=dataclasses.replace(PRESETS["cnn"].training, epochs=20),
 )
 DEFAULT_PRESET = "mlp"
 
