@@ -19,12 +19,16 @@ install: $(BIN)/.installed
 train: install
 	$(BIN)/mnist-classifier train $(ARGS)
 
-# Fashion-MNIST for the tests comes from Debian's package (no internet needed).
+# Fashion-MNIST for the tests comes from Debian's package (no internet needed), and
+# the page tests drive Debian's Chromium.
 test-data:
-	@test -d /usr/share/datasets/fashion-mnist || { \
+	@MISSING=""; \
+	test -d /usr/share/datasets/fashion-mnist || MISSING="$$MISSING dataset-fashion-mnist"; \
+	test -x /usr/bin/chromium || MISSING="$$MISSING chromium"; \
+	test -z "$$MISSING" || { \
 		SUDO=$$(test "$$(id -u)" -eq 0 || echo "sudo -n"); \
 		$$SUDO apt-get update -qq && \
-		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; }
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$MISSING; }
 
 test: install test-data
 	$(BIN)/python -m pytest

@@ -270,6 +270,20 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command()
+def serve(
+    model: Annotated[Path, typer.Argument(help="A .keras model file.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the model over HTTP: POST /predict, /predict/batch; GET /model, /health, /docs; a drawing page at /."""
+    from mnist_classifier.serve import serve as run_service
+
+    enable_compilation_cache()
+    err.print(f"serving {model} on http://{host}:{port}/ (drawing page), API docs at /docs; Ctrl-C stops")
+    run_service(model, host, port)
+
+
 def _limit_malloc_arenas(arenas: int = 2) -> None:
     """Cap glibc's malloc arenas: XLA compiles on many threads, and each arena keeps its peak."""
     try:

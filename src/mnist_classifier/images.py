@@ -29,12 +29,13 @@ INK_FLOOR = 0.15  # after stretching the ink to 0-255, fainter pixels are backgr
 MIN_INK_CONTRAST = 24  # grey levels between paper and the darkest ink, at least
 
 
-def read_image(source: str | Path | bytes, name: str | None = None) -> np.ndarray:
+def read_image(source: str | Path | bytes, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
     """A PNG, JPEG, BMP, GIF or WebP file (or its bytes) as uint8 greyscale, H×W.
 
     Transparent pixels are composited onto white paper. Files over ``MAX_FILE_BYTES``,
     images over ``MAX_PIXELS`` pixels (decompression bombs), other formats and
     undecodable data raise ImageError naming ``name`` (default: the path).
+    ``max_pixels`` lowers the pixel limit (a service may want less).
     """
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     data = source if isinstance(source, bytes) else _read_file(Path(source), label)
@@ -44,7 +45,7 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> np.ndarra
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(io.BytesIO(data))
-            _check_header(image, label)
+            _check_header(image, label, min(max_pixels or MAX_PIXELS, MAX_PIXELS))
             image.seek(0)  # an animated GIF or WebP: its first frame
             image.load()
         except ImageError:
@@ -75,13 +76,13 @@ def _read_file(path: Path, label: str) -> bytes:
         raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
 
 
-def _check_header(image: Image.Image, label: str) -> None:
+def _check_header(image: Image.Image, label: str, max_pixels: int) -> None:
     """Refuse other formats and absurd sizes before any pixel is decoded."""
     if image.format not in FORMATS:
         raise ImageError(f"{label}: {image.format} image, expected {_accepted()}")
     width, height = image.size
-    if width * height > MAX_PIXELS:
-        raise ImageError(f"{label}: {width}×{height} pixels is over the {MAX_PIXELS:,}-pixel limit")
+    if width * height > max_pixels:
+        raise ImageError(f"{label}: {width}×{height} pixels is over the {max_pixels:,}-pixel limit")
     if width == 0 or height == 0:
         raise ImageError(f"{label}: empty image ({width}×{height})")
 

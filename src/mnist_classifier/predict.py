@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +51,7 @@ class Classifier:
         self.network = network
         self.info = info
         self.frame = to_digit if info.dataset == "mnist" else to_item
+        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, path: str | os.PathLike, dataset: str | None = None, normalize: str | None = None) -> Classifier:
@@ -64,11 +66,11 @@ class Classifier:
             info = ModelInfo(info.dataset, info.classes, Normalization(normalize), shape)
         return cls(network, info)
 
-    def prepare(self, source: ImageSource, name: str | None = None) -> np.ndarray:
+    def prepare(self, source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
         """One image in the data set's 28×28 uint8 form; a 28×28 array is taken as already in it."""
         label = name or _describe(source, 0)
         if not isinstance(source, np.ndarray):
-            return self.frame(read_image(source, label), label)
+            return self.frame(read_image(source, label, max_pixels), label)
         if source.ndim != 2:
             raise ConfigError(f"{label}: array of shape {source.shape}, expected a 2-D greyscale image")
         pixels = _as_pixels(source, label)
@@ -77,7 +79,8 @@ class Classifier:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities of N×28×28 uint8 images."""
         inputs = preprocess(images, self.info.normalization, self.info.input_shape)
-        return keras.ops.convert_to_numpy(self.network.predict_on_batch(inputs))
+        with self._lock:  # one model, many threads (the service): Keras's predict state is shared
+            return keras.ops.convert_to_numpy(self.network.predict_on_batch(inputs))
 
     def classify(self, images: np.ndarray, sources: Sequence[str], top_k: int = 3) -> list[Prediction]:
         """Predictions for prepared 28×28 images, named by ``sources``."""

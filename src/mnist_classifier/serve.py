@@ -1,0 +1,214 @@
+"""The HTTP service: predictions as JSON, model facts, and a page to draw digits on.
+
+``create_app(classifier)`` builds a FastAPI app around one loaded model; ``serve``
+runs it on uvicorn. Every bad request gets a 4xx answer with a JSON ``error``
+message, never a 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mnist_classifier import __version__
+from mnist_classifier.errors import MnistClassifierError
+from mnist_classifier.predict import Classifier
+
+WEB = resources.files("mnist_classifier") / "web"
+ASSETS = {"index.html": "text/html", "draw.js": "text/javascript", "style.css": "text/css"}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry."""
+
+    upload_bytes: int = 5 * 2**20
+    pixels: int = 16_000_000
+    batch: int = 64
+
+
+class RequestError(Exception):
+    """A request the service refuses: an HTTP status and a one-line message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def create_app(classifier: Classifier, limits: Limits = Limits(), model_name: str = "model") -> FastAPI:
+    """The service around one loaded model."""
+    app = FastAPI(
+        title="mnist-classifier",
+        version=__version__,
+        description=f"Classify {classifier.info.dataset} images with a Keras model.",
+    )
+    _add_error_handlers(app)
+
+    @app.get("/health", summary="Liveness")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/model", summary="What the model is and how well it did")
+    def model() -> dict[str, Any]:
+        info = classifier.info
+        return {
+            "file": model_name,
+            "dataset": info.dataset,
+            "classes": list(info.classes),
+            "input_shape": list(info.input_shape),
+            "normalization": info.normalization.mode,
+            "test_accuracy": info.metrics.get("test_accuracy"),
+            "package_version": info.package_version,
+            "keras_version": keras.__version__,
+            "backend": keras.backend.backend(),
+            "limits": {"upload_bytes": limits.upload_bytes, "pixels": limits.pixels, "batch": limits.batch},
+        }
+
+    @app.post("/predict", summary="Classify one image", openapi_extra=_request_doc(batch=False))
+    async def predict(request: Request) -> dict[str, Any]:
+        ((name, image),) = await _images(request, limits, batch=False)
+        return (await run_in_threadpool(_answer, classifier, [name], [image], limits))[0]
+
+    @app.post("/predict/batch", summary="Classify several images", openapi_extra=_request_doc(batch=True))
+    async def predict_batch(request: Request) -> dict[str, Any]:
+        names, images = zip(*await _images(request, limits, batch=True))
+        return {"predictions": await run_in_threadpool(_answer, classifier, names, images, limits)}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return _asset("index.html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def asset(name: str) -> FileResponse:
+        if name not in ASSETS:
+            raise StarletteHTTPException(404, f"no asset {name!r}")
+        return _asset(name)
+
+    return app
+
+
+def _asset(name: str) -> FileResponse:
+    """One of the page's files, shipped inside the package."""
+    return FileResponse(Path(str(WEB / name)), media_type=ASSETS[name])
+
+
+async def _images(request: Request, limits: Limits, batch: bool) -> list[tuple[str, Any]]:
+    """The images a request carries, as (name, bytes or pixel array) pairs."""
+    declared = request.headers.get("content-length")
+    if declared is None:
+        raise RequestError(411, "a Content-Length header is required")
+    if not declared.isdigit() or int(declared) > limits.upload_bytes:
+        raise RequestError(413, f"request of {declared} bytes: at most {limits.upload_bytes:,} accepted")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        items = await _from_form(request, batch)
+    elif kind == "application/json":
+        items = _from_json(await request.body(), batch)
+    else:
+        raise RequestError(415, f"content type {kind or 'none'!r}: send multipart/form-data or application/json")
+    if not items:
+        raise RequestError(422, "no image in the request")
+    if len(items) > limits.batch:
+        raise RequestError(422, f"{len(items)} images: at most {limits.batch} per request")
+    return items
+
+
+async def _from_form(request: Request, batch: bool) -> list[tuple[str, bytes]]:
+    """Uploaded files: ``file`` for one image, ``files`` (repeated) for a batch."""
+    field = "files" if batch else "file"
+    try:
+        form = await request.form()
+    except Exception as exc:  # Starlette raises several kinds for a malformed body
+        raise RequestError(400, f"malformed multipart body ({exc})") from None
+    uploads = form.getlist(field)
+    if not batch and len(uploads) > 1:
+        raise RequestError(422, "one image per request here: use /predict/batch for more")
+    if any(isinstance(upload, str) for upload in uploads):
+        raise RequestError(422, f"form field {field!r} must be a file upload")
+    return [(upload.filename or f"{field}[{i}]", await upload.read()) for i, upload in enumerate(uploads)]
+
+
+def _from_json(body: bytes, batch: bool) -> list[tuple[str, Any]]:
+    """``{"pixels": 28×28}`` or ``{"image": base64 PNG}``; a batch: ``{"images": [such objects]}``."""
+    try:
+        payload = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(400, f"malformed JSON ({exc})") from None
+    if batch:
+        if not isinstance(payload, dict) or not isinstance(payload.get("images"), list):
+            raise RequestError(422, 'expected {"images": [{"pixels": ...} or {"image": "<base64>"}, ...]}')
+        return [_json_image(item, f"images[{i}]") for i, item in enumerate(payload["images"])]
+    return [_json_image(payload, "body")]
+
+
+def _json_image(item: Any, name: str) -> tuple[str, Any]:
+    """One JSON image: a 28×28 pixel array, or a base64 (or data-URL) encoded picture."""
+    if isinstance(item, dict) and "pixels" in item:
+        pixels = np.asarray(item["pixels"], dtype=object)
+        if pixels.shape != (28, 28) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pixels.flat):
+            raise RequestError(422, f"{name}.pixels: expected 28 rows of 28 numbers")
+        return name, pixels.astype(np.float64)
+    if isinstance(item, dict) and isinstance(item.get("image"), str):
+        encoded = item["image"].split(",", 1)[1] if item["image"].startswith("data:") else item["image"]
+        try:
+            return name, base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(422, f"{name}.image: not valid base64") from None
+    raise RequestError(422, f'{name}: expected {{"pixels": 28×28 numbers}} or {{"image": "<base64 PNG>"}}')
+
+
+def _answer(classifier: Classifier, names, images, limits: Limits) -> list[dict[str, Any]]:
+    """Predictions for the request's images; a bad image is a 422 naming it."""
+    try:
+        prepared = np.stack([classifier.prepare(image, name, limits.pixels) for name, image in zip(names, images)])
+    except MnistClassifierError as exc:
+        raise RequestError(422, str(exc)) from None
+    return [p.to_dict() for p in classifier.classify(prepared, list(names), top_k=len(classifier.info.classes))]
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Every refusal as ``{"error": message}`` with its 4xx status."""
+
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, exc: RequestError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": "; ".join(str(e.get("msg")) for e in exc.errors())}, status_code=422)
+
+
+def _request_doc(batch: bool) -> dict[str, Any]:
+    """The request bodies the docs show (the endpoints parse them by content type)."""
+    image = {"type": "object", "properties": {"pixels": {"type": "array", "items": {"type": "array", "items": {"type": "number"}}}, "image": {"type": "string", "description": "base64 PNG/JPEG or a data: URL"}}}
+    json_schema = {"type": "object", "properties": {"images": {"type": "array", "items": image}}} if batch else image
+    field = "files" if batch else "file"
+    binary = {"type": "string", "format": "binary"}
+    form = {"type": "object", "properties": {field: {"type": "array", "items": binary} if batch else binary}}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": json_schema}, "multipart/form-data": {"schema": form}}}}
+
+
+def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
+    """Load ``model`` once and serve it with uvicorn until interrupted."""
+    import uvicorn
+
+    classifier = Classifier.load(model)
+    classifier.classify(np.zeros((1, 28, 28), np.uint8), ["warm-up"])  # compile before the first request
+    uvicorn.run(create_app(classifier, limits, Path(model).name), host=host, port=port, log_level="info")

@@ -1,0 +1,55 @@
+"""The drawing page in headless Chromium: draw a digit with the mouse, see the prediction and ten bars."""
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_serve import service  # noqa: F401  (the live server fixture)
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield chromium
+        chromium.close()
+
+
+def _stroke(page, points):
+    """Press, move through ``points`` (canvas pixels), release."""
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + points[0][0], box["y"] + points[0][1])
+    page.mouse.down()
+    for x, y in points[1:]:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+    page.mouse.up()
+
+
+def test_drawing_a_digit_shows_a_prediction_and_ten_bars(service, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 900, "height": 700})
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(str(service.base_url) + "/")
+    page.wait_for_function("document.querySelectorAll('#bars li').length === 10")
+    assert "mnist" in page.locator("#about").inner_text()
+    _stroke(page, [(90, 60), (200, 60), (150, 160), (120, 240)])  # a 7: the bar, then the stem
+    page.wait_for_function("document.getElementById('prediction').textContent !== '–'")
+    assert page.locator("#prediction").inner_text() == "7"
+    assert page.locator("#bars li").count() == 10
+    widths = page.eval_on_selector_all("#bars .fill", "fills => fills.map(f => parseFloat(f.style.width))")
+    assert sum(widths) == pytest.approx(100, abs=1) and max(widths) == widths[7]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "drawing-page.png"))
+    assert all(url.startswith(str(service.base_url)) for url in requests), "the page must not fetch from elsewhere"
+    page.click("#clear")
+    assert page.locator("#prediction").inner_text() == "–"
+    page.close()

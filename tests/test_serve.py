@@ -1,0 +1,168 @@
+"""The HTTP service against a real uvicorn server on 127.0.0.1: answers, every refusal, bursts."""
+
+import base64
+import io
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import uvicorn
+from PIL import Image
+
+from mnist_classifier import load_dataset
+from mnist_classifier.predict import Classifier
+from mnist_classifier.serve import Limits, create_app
+
+LIMITS = Limits(upload_bytes=200_000, pixels=1_000_000, batch=8)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def service(mlp_model_path):
+    """A real server in a background thread, for the module's tests."""
+    app = create_app(Classifier.load(mlp_model_path), LIMITS, "model.keras")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.config.port}", timeout=30) as client:
+        yield client
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist_dir):
+    _, (images, labels) = load_dataset("mnist", mnist_dir)
+    return images[:10], labels[:10]
+
+
+def png(pixels: np.ndarray, size: int = 140) -> bytes:
+    """A digit as a person would upload it: dark ink on white, enlarged."""
+    buffer = io.BytesIO()
+    Image.fromarray(255 - pixels).resize((size, size)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_health_model_and_docs(service):
+    assert service.get("/health").json() == {"status": "ok"}
+    model = service.get("/model").json()
+    assert model["dataset"] == "mnist" and model["classes"] == [str(i) for i in range(10)]
+    assert model["input_shape"] == [784] and model["test_accuracy"] > 0.95 and model["limits"]["batch"] == 8
+    schema = service.get("/openapi.json").json()
+    assert {"/predict", "/predict/batch", "/model", "/health"} <= set(schema["paths"])
+    assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]
+
+
+def test_one_image_three_ways(service, digits):
+    images, labels = digits
+    upload = service.post("/predict", files={"file": ("seven.png", png(images[0]), "image/png")}).json()
+    pixels = service.post("/predict", json={"pixels": images[1].tolist()}).json()
+    encoded = base64.b64encode(png(images[2])).decode()
+    as_url = service.post("/predict", json={"image": f"data:image/png;base64,{encoded}"}).json()
+    assert [upload["label"], pixels["label"], as_url["label"]] == list(labels[:3])
+    assert upload["file"] == "seven.png" and len(upload["probabilities"]) == 10
+    assert sum(upload["probabilities"]) == pytest.approx(1, abs=1e-4) and upload["top"][0]["name"] == upload["name"]
+
+
+def test_batches_as_files_and_as_json(service, digits):
+    images, labels = digits
+    files = [("files", (f"{i}.png", png(image), "image/png")) for i, image in enumerate(images[:5])]
+    answers = service.post("/predict/batch", files=files).json()["predictions"]
+    assert [a["label"] for a in answers] == list(labels[:5])
+    body = {"images": [{"pixels": image.tolist()} for image in images[5:]]}
+    assert [a["label"] for a in service.post("/predict/batch", json=body).json()["predictions"]] == list(labels[5:])
+
+
+def _chunked():
+    yield b'{"pixels": '
+    yield b"[]}"
+
+
+@pytest.mark.parametrize(
+    ("request_args", "status", "message"),
+    [
+        (dict(content=b"{not json", headers={"content-type": "application/json"}), 400, "malformed JSON"),
+        (dict(content=_chunked(), headers={"content-type": "application/json"}), 411, "Content-Length header is required"),
+        (dict(files={"file": ("big.png", bytes(300_000), "image/png")}), 413, "at most 200,000 accepted"),
+        (dict(content=b"hello", headers={"content-type": "text/plain"}), 415, "content type 'text/plain'"),
+        (dict(files={"file": ("notes.png", b"plain text", "image/png")}), 422, "notes.png: not an image"),
+        (dict(json={"pixels": [[0] * 28] * 27}), 422, "body.pixels: expected 28 rows of 28 numbers"),
+        (dict(json={"pixels": [["x"] * 28] * 28}), 422, "body.pixels: expected 28 rows of 28 numbers"),
+        (dict(json={"pixels": [[900] * 28] * 28}), 422, "pixels must be finite values in 0-255"),
+        (dict(json={"image": "%%%"}), 422, "body.image: not valid base64"),
+        (dict(json={"picture": 1}), 422, 'expected {"pixels"'),
+        (dict(json={"image": base64.b64encode(png(np.zeros((28, 28), np.uint8))).decode()}), 422, "no ink found"),
+        (dict(files={"file": ("wide.png", png(np.zeros((28, 28), np.uint8), 1100), "image/png")}), 422, "over the 1,000,000-pixel limit"),
+        (dict(data={"file": "not a file"}, files={"other": ("o.png", b"x", "image/png")}), 422, "must be a file upload"),
+        (dict(files=[("file", ("a.png", b"x", "image/png")), ("file", ("b.png", b"x", "image/png"))]), 422, "use /predict/batch"),
+    ],
+    ids=["bad-json", "no-length", "too-big", "media-type", "not-image", "short-rows", "not-numbers", "out-of-range",
+         "bad-base64", "no-image-key", "blank", "too-many-pixels", "field-not-file", "two-files"],
+)
+def test_bad_requests_get_4xx_with_a_json_error(service, request_args, status, message):
+    response = service.post("/predict", **request_args)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_batch_limits_and_other_refusals(service, digits):
+    images, _ = digits
+    too_many = {"images": [{"pixels": images[0].tolist()}] * 9}
+    assert service.post("/predict/batch", json=too_many).json() == {"error": "9 images: at most 8 per request"}
+    assert service.post("/predict/batch", json={"images": []}).status_code == 422
+    one_bad = {"images": [{"pixels": images[0].tolist()}, {"image": "@@"}]}
+    assert service.post("/predict/batch", json=one_bad).json()["error"] == "images[1].image: not valid base64"
+    assert service.get("/nowhere").status_code == 404 and "error" in service.get("/nowhere").json()
+    assert service.get("/predict").status_code == 405
+    assert service.get("/static/secret.py").status_code == 404
+
+
+def test_a_burst_of_concurrent_requests_is_answered_correctly(service, digits):
+    images, labels = digits
+
+    def ask(i: int) -> int:
+        if i % 2:
+            return service.post("/predict", json={"pixels": images[i % 10].tolist()}).json()["label"]
+        return service.post("/predict", files={"file": ("d.png", png(images[i % 10]), "image/png")}).json()["label"]
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, range(64)))
+    assert answers == [labels[i % 10] for i in range(64)]
+
+
+def test_the_cli_serves_until_ctrl_c(mlp_model_path):
+    port = free_port()
+    exe = Path(sys.executable).parent / "mnist-classifier"
+    process = subprocess.Popen([exe, "serve", mlp_model_path, "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
+                break
+            except httpx.TransportError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("the served model never answered")
+        assert "Draw a digit" in httpx.get(f"http://127.0.0.1:{port}/").text
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+    assert process.returncode in (0, 130) and "Traceback" not in stderr
