@@ -53,3 +53,16 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(service, browser):  # n
     page.click("#clear")
     assert page.locator("#prediction").inner_text() == "–"
     page.close()
+
+
+def test_the_api_docs_render_offline(service, browser):  # noqa: F811
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(str(service.base_url) + "/docs")
+    page.wait_for_selector("#swagger-ui .info .title")
+    assert "mnist-classifier API" in page.title()
+    page.get_by_text("/predict/batch", exact=True).wait_for()
+    assert page.locator(".errors-wrapper").count() == 0
+    assert all(url.startswith(str(service.base_url)) for url in requests), requests
+    page.close()

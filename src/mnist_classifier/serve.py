@@ -19,7 +19,10 @@ import keras
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -54,8 +57,12 @@ def create_app(classifier: Classifier, limits: Limits = Limits(), model_name: st
         title="mnist-classifier",
         version=__version__,
         description=f"Classify {classifier.info.dataset} images with a Keras model.",
+        docs_url=None,
+        redoc_url=None,
     )
+    app.openapi_version = "3.0.3"  # what the bundled Swagger UI (4.x) renders
     _add_error_handlers(app)
+    _add_docs(app)
 
     @app.get("/health", summary="Liveness")
     def health() -> dict[str, str]:
@@ -98,6 +105,21 @@ def create_app(classifier: Classifier, limits: Limits = Limits(), model_name: st
         return _asset(name)
 
     return app
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the files of the ``swagger-ui-bundle`` package: no CDN, works offline."""
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="mnist-classifier API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
 
 
 def _asset(name: str) -> FileResponse:
