@@ -81,3 +81,22 @@ def mlp_model_path(mnist_dir, tmp_path_factory) -> Path:
 
     config = apply_overrides(PRESETS["mlp"], {"data.path": str(mnist_dir), "training.epochs": 3})
     return train_run(config, tmp_path_factory.mktemp("mlp_run")).run_dir / "model.keras"
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = ROOT / "test-artifacts"  # screenshots the page tests keep
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium (Debian's) driven by Playwright."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        yield chromium
+        chromium.close()

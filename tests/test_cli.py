@@ -92,6 +92,10 @@ def test_train_then_evaluate(tmp_path, mnist_dir):
     assert "epoch 1/3" in result.stdout and "epoch 3/3" in result.stdout and "test accuracy" in result.stdout
     run = next(tmp_path.iterdir())
     assert json.loads((run / "metrics.json").read_text())["seed"] == 1
+    assert f"report: {run / 'report' / 'report.html'}" in result.stdout
+    assert {"curves.png", "confusion.png", "per_class.png", "misclassified.png", "report.md"} <= {
+        p.name for p in (run / "report").iterdir()
+    }
     report = json.loads(cli("evaluate", run / "model.keras", "--data", mnist_dir, "--json").stdout)
     assert report["accuracy"] > 0.8 and len(report["confusion_matrix"]) == 10
     assert {"precision", "recall", "f1", "support"} <= set(report["per_class"][0])

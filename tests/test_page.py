@@ -1,27 +1,9 @@
 """The drawing page in headless Chromium: draw a digit with the mouse, see the prediction and ten bars."""
 
-from pathlib import Path
-
 import pytest
 
+from tests.conftest import ARTIFACTS
 from tests.test_serve import service  # noqa: F401  (the live server fixture)
-
-CHROMIUM = Path("/usr/bin/chromium")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (make test does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
-        )
-        yield chromium
-        chromium.close()
 
 
 def _stroke(page, points):

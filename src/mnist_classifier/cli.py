@@ -65,12 +65,18 @@ def info(
     dataset: DatasetOpt = "mnist",
     data: DataOpt = None,
     as_json: JsonOpt = False,
+    show: Annotated[Optional[int], typer.Option(min=1, max=50, help="Draw N sample images per class into a PNG.")] = None,
+    grid: Annotated[Optional[Path], typer.Option("--out", help="Where --show draws (default: samples-DATASET.png).")] = None,
 ) -> None:
     """Where the data came from, shapes, dtypes, class counts and pixel statistics."""
     from mnist_classifier.data import read_dataset, summarize
 
     with _DownloadBars() as bars:
         loaded = read_dataset(dataset or "mnist", data, progress=bars)
+    if show is not None:
+        from mnist_classifier.report import sample_grid
+
+        err.print(f"samples: {sample_grid(loaded, show, grid or Path(f'samples-{loaded.name}.png'))}")
     summary = summarize(loaded)
     if as_json:
         out.print_json(json.dumps(summary))
@@ -105,8 +111,9 @@ def train(
     resume: Annotated[
         Optional[Path], typer.Option(help="Continue an interrupted run directory from its last finished epoch (--epochs: new total).")
     ] = None,
+    report: Annotated[bool, typer.Option(help="Write the run's report (figures, HTML, Markdown) at the end.")] = True,
 ) -> None:
-    """Train a model and record the run (config, history, checkpoints, metrics)."""
+    """Train a model and record the run (config, history, checkpoints, metrics, report)."""
     from mnist_classifier.config import parse_assignment
     from mnist_classifier.presets import resolve_config
     from mnist_classifier.pipeline import resume_run, train_run
@@ -139,6 +146,39 @@ def train(
         f"after {metrics['epochs']} epochs (best {metrics['best_epoch']}) "
         f"in {metrics['timings']['total_s']:.1f} s; run saved in {result.run_dir}"
     )
+    if report:
+        from mnist_classifier.report import write_report
+
+        out.print(f"report: {write_report(result.run_dir)}")
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run directory.")],
+    data: DataOpt = None,
+) -> None:
+    """Learning curves, confusion matrix, misclassified digits and per-class scores as PNGs, HTML and Markdown."""
+    from mnist_classifier.report import write_report
+
+    enable_compilation_cache()
+    with _DownloadBars():
+        out.print(f"report: {write_report(run_dir, data)}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Finished run directories.")],
+    plot: Annotated[Path, typer.Option("--out", help="Where to draw the validation curves.")] = Path("compare.png"),
+) -> None:
+    """Runs side by side: the settings that differ, accuracy, loss, epochs, time; and their validation curves."""
+    from mnist_classifier.report import compare_runs
+
+    header, rows = compare_runs(run_dirs, plot)
+    table = Table(*header, title="Runs side by side")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+    out.print(f"validation curves: {plot}")
 
 
 class _EpochReporter:
