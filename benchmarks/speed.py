@@ -48,6 +48,7 @@ from mnist_classifier.training import optimize_model
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TF_VENV = HERE / ".tfvenv"
+TIME = "/usr/bin/time"
 SECTIONS = ("notebook", "process", "memory", "cnn", "inference", "tta")
 DEFAULT_SECTIONS = SECTIONS[:-1]
 
@@ -74,15 +75,19 @@ class Child:
 
 
 def run_child(command: Sequence[str], env: dict[str, str] | None = None) -> Child:
-    """Run ``command`` to the end; measure its wall time and peak RSS (``wait4``)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+    """Run ``command`` to the end; measure its wall time and its own peak RSS.
+
+    GNU time (``/usr/bin/time``) starts the command from a small process: a child
+    forked straight from this (large) one would count this one's pages in its peak.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak"
+        wrapped = [TIME, "-f", "%M", "-o", str(peak_file), *command] if Path(TIME).exists() else list(command)
         started = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=err, env={**os.environ, **(env or {})}, cwd=ROOT)
-        _, status, usage = os.wait4(proc.pid, 0)
+        done = subprocess.run(wrapped, capture_output=True, text=True, env={**os.environ, **(env or {})}, cwd=ROOT)
         wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0), err.seek(0)
-        return Child(out.read(), err.read(), wall, usage.ru_maxrss / 1024, proc.returncode)
+        peak = float(peak_file.read_text().split()[-1]) / 1024 if peak_file.exists() else float("nan")
+        return Child(done.stdout, done.stderr, wall, peak, done.returncode)
 
 
 def steady(times: Sequence[float]) -> float:
@@ -150,7 +155,7 @@ def process_section(data: str, tf: Path | None) -> None:
     cli = str(Path(sys.executable).parent / "mnist-classifier")
     with tempfile.TemporaryDirectory() as tmp:
         env = {"MNIST_CLASSIFIER_COMPILE_CACHE": str(Path(tmp) / "xla"), "MNIST_CLASSIFIER_DATA": data}
-        command = [cli, "train", "--preset", "notebook", "--out", str(Path(tmp) / "runs")]
+        command = [cli, "train", "--preset", "notebook", "--no-report", "--out", str(Path(tmp) / "runs")]
         runs = [run_child(command, env).check() for _ in ("cold", "warm")]
         first_epochs = [json.loads(p.read_text())["timings"]["first_epoch_s"] for p in sorted(Path(tmp, "runs").glob("*/metrics.json"))]
         notebook = run_child([str(tf), str(HERE / "notebook_script.py"), data, tmp], {"KERAS_BACKEND": "tensorflow"}) if tf else None
@@ -169,7 +174,7 @@ def memory_section(data: str, epochs: int) -> None:
     cli = str(Path(sys.executable).parent / "mnist-classifier")
     with tempfile.TemporaryDirectory() as tmp:
         env = {"MNIST_CLASSIFIER_DATA": data}
-        train = run_child([cli, "train", "--preset", "mlp", "--epochs", str(epochs), "--out", tmp], env).check()
+        train = run_child([cli, "train", "--preset", "mlp", "--epochs", str(epochs), "--no-report", "--out", tmp], env).check()
         model = next(Path(tmp).glob("*/model.keras"))
         evaluate = run_child([cli, "evaluate", str(model)], env).check()
     row(f"peak RSS, train --preset mlp ({epochs} epochs)", f"{train.peak_mb:.0f} MB", "", "(target <= 600 MB)", train.peak_mb <= 600)
@@ -220,8 +225,12 @@ def inference_section() -> None:
         throughput = len(images) / (time.perf_counter() - started)
         one = images[:1]
         call = jax.jit(lambda w, n, x: model.stateless_call(w, n, x)[0])
-        weights = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
-        latencies = {"model.predict": lambda: model.predict(one, verbose=0), "compiled call": lambda: np.asarray(call(*weights, one))}
+
+        def compiled_call():
+            weights = [v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables]
+            return np.asarray(call(*weights, one))
+
+        latencies = {"model.predict": lambda: model.predict(one, verbose=0), "compiled call": compiled_call}
         figures = []
         for label, infer in latencies.items():
             infer()
