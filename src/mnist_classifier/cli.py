@@ -276,7 +276,7 @@ def predict(
     """Classify pictures: dark ink on light paper or light on dark, any size, framed as MNIST frames its digits."""
     import numpy as np
 
-    from mnist_classifier.images import SUFFIXES
+    from mnist_classifier.images import SUFFIXES, image_paths
     from mnist_classifier.predict import Classifier
 
     enable_compilation_cache()
@@ -284,7 +284,7 @@ def predict(
     records: list[dict] = []
     prepared = []
     for path in images:
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES) if path.is_dir() else [path]
+        files = image_paths(path)
         if not files:
             records.append({"file": str(path), "error": f"{path}: no {', '.join(SUFFIXES)} files in this folder"})
         for file in files:

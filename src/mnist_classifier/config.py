@@ -39,9 +39,9 @@ class DataConfig:
     def __post_init__(self) -> None:
         from mnist_classifier.data import DATASETS
 
-        _check_choice("data.dataset", self.dataset, tuple(DATASETS))
+        check_choice("data.dataset", self.dataset, tuple(DATASETS))
         check_normalize_mode(self.normalize, "data.normalize")
-        _check_choice("data.validation", self.validation, VALIDATION_MODES)
+        check_choice("data.validation", self.validation, VALIDATION_MODES)
         _check_positive("data.validation_size", self.validation_size)
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
@@ -79,7 +79,7 @@ class ModelConfig:
     zoom: float = 0.1  # fraction
 
     def __post_init__(self) -> None:
-        _check_choice("model.architecture", self.architecture, ARCHITECTURES)
+        check_choice("model.architecture", self.architecture, ARCHITECTURES)
         check_layers(self.layers, self.activations, self.lambtha, self.keep_prob)
         check_keep_prob("model.input_keep_prob", self.input_keep_prob)
         check_conv_blocks(self.filters, self.convs_per_block, self.kernel_size, self.conv_keep_prob)
@@ -127,8 +127,8 @@ class TrainingConfig:
         _check_positive("training.epochs", self.epochs)
         if self.patience < 0:
             raise ConfigError(f"training.patience={self.patience}: expected >= 0")
-        _check_choice("training.schedule", self.schedule, SCHEDULES)
-        _check_choice("training.engine", self.engine, ENGINES)
+        check_choice("training.schedule", self.schedule, SCHEDULES)
+        check_choice("training.engine", self.engine, ENGINES)
         if self.decay_rate < 0:
             raise ConfigError(f"training.decay_rate={self.decay_rate}: expected >= 0")
         if self.seed < 0:
@@ -337,7 +337,7 @@ def _check_positive(name: str, value: float) -> None:
         raise ConfigError(f"{name}={value}: expected a value > 0")
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """Raise a ConfigError unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ConfigError(f"{name}={value!r}: expected one of {', '.join(choices)}")

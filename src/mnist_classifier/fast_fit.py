@@ -1,4 +1,4 @@
-"""Whole-epoch training on JAX: one compiled ``lax.scan`` runs all of an epoch's mini-batches.
+"""Fast training on JAX: compiled ``lax.scan`` calls, each over a chunk of an epoch's mini-batches.
 
 Keras's own ``fit`` dispatches every mini-batch from Python and copies it to the
 device. Here the data goes to the device once and an epoch is a few compiled calls,
@@ -6,10 +6,9 @@ each scanning Keras's own ``train_step`` over a chunk of mini-batches, so the
 arithmetic is exactly ``fit``'s: the same loss, regularization, optimizer update,
 dropout random stream and metrics. A chunk holds about ``CHUNK_FLOPS`` of work (XLA's
 cost estimate), so Ctrl-C still lands within a fraction of a second; convolutional
-networks go one mini-batch per call, as XLA runs convolutions slowly inside
-loops. Callbacks see
-what they see under ``fit`` with ``steps_per_execution`` equal to an epoch: epoch
-hooks as usual, one batch hook per epoch.
+networks go one mini-batch per call, as XLA runs convolutions slowly inside loops.
+Callbacks see what they see under ``fit`` with ``steps_per_execution`` equal to an
+epoch: epoch hooks as usual, one batch hook per epoch.
 """
 
 from __future__ import annotations
@@ -96,9 +95,7 @@ class _Epochs:
     ) -> None:
         self.network = network
         self.batch_size = batch_size
-        step_flops = TRAIN_FLOPS_PER_FORWARD * forward_flops(network, transform(data[0][:batch_size]))
-        chunk = int(np.clip(CHUNK_FLOPS // max(step_flops, 1.0), 1, -(-len(data[0]) // batch_size)))
-        self.chunk = 1 if _convolutional(network) else chunk
+        self.chunk = 1 if _convolutional(network) else _chunk(network, transform(data[0][:batch_size]), len(data[0]))
         # device_put uses 64-byte-aligned host arrays (as preprocessing makes them) without a copy.
         self.data = tuple(jax.device_put(a) for a in data)
         self.validation_data = validation_data and tuple(jax.device_put(a) for a in validation_data)
@@ -130,6 +127,12 @@ class _Epochs:
         for batches, valid in batch_chunks(len(data[0]), self.batch_size, self.chunk, shuffle):
             state = jax.block_until_ready(scan(state, *data, batches, valid))
         return state
+
+
+def _chunk(network: keras.Model, batch: jax.Array, count: int) -> int:
+    """Mini-batches per compiled call: about ``CHUNK_FLOPS`` of training, at least one, at most an epoch."""
+    step_flops = TRAIN_FLOPS_PER_FORWARD * forward_flops(network, batch)
+    return int(np.clip(CHUNK_FLOPS // max(step_flops, 1.0), 1, -(-count // len(batch))))
 
 
 def _convolutional(network: keras.Model) -> bool:

@@ -159,12 +159,8 @@ def _place(patch: np.ndarray, offset: np.ndarray) -> np.ndarray:
     return np.round(frame).astype(np.uint8)
 
 
-def image_files(paths: list[str | Path]) -> list[Path]:
-    """Files as given, and the image files (by suffix, sorted) inside each folder given."""
-    found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found.extend(sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file()))
-        else:
-            found.append(path)
-    return found
+def image_paths(path: Path) -> list[Path]:
+    """``path`` itself, or for a folder the image files in it (by suffix, sorted)."""
+    if not path.is_dir():
+        return [path]
+    return sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
-from mnist_classifier.config import ENGINES, check_count
+from mnist_classifier.config import ENGINES, check_choice, check_count
 from mnist_classifier.errors import ConfigError, TrainingError
 from mnist_classifier.fast_fit import fast_fit, supported
 from mnist_classifier.persistence import ModelInfo, load_model, save_model
@@ -131,8 +131,7 @@ def train_model(
         chain.append(
             BestModel(filepath if save_best else None, restore_best, model_info, state.get("best"))
         )
-    if engine not in ENGINES:
-        raise ConfigError(f"engine={engine!r}: expected one of {', '.join(ENGINES)}")
+    check_choice("engine", engine, ENGINES)
     settings = dict(
         batch_size=batch_size, epochs=epochs, callbacks=[*chain, *callbacks], verbose=verbose, shuffle=shuffle,
         initial_epoch=initial_epoch,
