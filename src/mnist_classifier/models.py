@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import functools
+import math
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -21,6 +24,45 @@ class Augmentation:
     zoom: float = 0.1
 
 
+_RANDOM_DRAWS = ("uniform", "normal", "truncated_normal")
+
+
+@contextlib.contextmanager
+def flat_random_draws() -> Iterator[None]:
+    """Under JAX, draw initial weights as flat vectors reshaped: the same values, compiled faster.
+
+    JAX's counter-based random bits depend only on each element's position in
+    row-major order, so a flat draw reshaped equals the shaped draw. But XLA on the
+    CPU takes about 2 s to compile the shaped draw for a kernel whose last axis is
+    10 (every output layer here) against 0.3 s for the flat one: a quarter of a
+    short training run's start-up.
+    """
+    if keras.backend.backend() != "jax":
+        yield
+        return
+    from keras.src.backend.jax import random as jax_random
+
+    originals = {name: getattr(jax_random, name) for name in _RANDOM_DRAWS}
+    try:
+        for name, draw in originals.items():
+            setattr(jax_random, name, _flat(draw))
+        yield
+    finally:
+        for name, draw in originals.items():
+            setattr(jax_random, name, draw)
+
+
+def _flat(draw: Callable) -> Callable:
+    """``draw`` over the flattened shape, reshaped to the shape asked for."""
+
+    @functools.wraps(draw)
+    def flat_draw(shape, *args, **kwargs):
+        return draw((math.prod(shape),), *args, **kwargs).reshape(tuple(shape))
+
+    return flat_draw
+
+
+@flat_random_draws()
 def build_model(
     nx: int,
     layers: Sequence[int],
@@ -58,6 +100,7 @@ def build_model(
     return keras.Model(inputs, _dense_stack(x, layers, activations, lambtha, keep_prob), name="mlp")
 
 
+@flat_random_draws()
 def build_cnn(
     layers: Sequence[int] = (128, 10),
     activations: Sequence[str] = ("relu", "softmax"),
