@@ -128,7 +128,8 @@ def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path, mnist_dir
 
 def test_ctrl_c_keeps_the_checkpoint_and_resume_finishes(tmp_path, mnist_dir):
     exe = shutil.which("mnist-classifier", path=str(Path(sys.executable).parent))
-    args = [exe, "train", "--data", mnist_dir, "--epochs", 200, "--out", tmp_path, *SMALL, *TINY]
+    # Far more epochs than it can finish before the signal (a tiny epoch takes milliseconds).
+    args = [exe, "train", "--data", mnist_dir, "--epochs", 100_000, "--out", tmp_path, *SMALL, *TINY]
     process = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     history = None

@@ -112,13 +112,17 @@ def train(
         Optional[Path], typer.Option(help="Continue an interrupted run directory from its last finished epoch (--epochs: new total).")
     ] = None,
     report: Annotated[bool, typer.Option(help="Write the run's report (figures, HTML, Markdown) at the end.")] = True,
+    distribute: Annotated[
+        Optional[str],
+        typer.Option(help="data-parallel: split each batch over all local devices (GPUs, or the CPU's cores)."),
+    ] = None,
 ) -> None:
     """Train a model and record the run (config, history, checkpoints, metrics, report)."""
     from mnist_classifier.config import parse_assignment
     from mnist_classifier.presets import resolve_config
     from mnist_classifier.pipeline import resume_run, train_run
 
-    if resume is not None and (preset or config or set_ or dataset or data or seed is not None):
+    if resume is not None and (preset or config or set_ or dataset or data or seed is not None or distribute):
         raise ConfigError("--resume continues a run with its own config.toml: only --epochs may be given with it")
     enable_compilation_cache()
     reporter = _EpochReporter()
@@ -129,7 +133,10 @@ def train(
             else:
                 overrides = dict(parse_assignment(item) for item in set_ or [])
                 data_path = str(Path(data).expanduser().absolute()) if data else None
-                flags = {"data.dataset": dataset, "data.path": data_path, "training.epochs": epochs, "training.seed": seed}
+                flags = {
+                    "data.dataset": dataset, "data.path": data_path, "training.epochs": epochs, "training.seed": seed,
+                    "training.distribute": distribute,
+                }  # fmt: skip
                 overrides.update({key: value for key, value in flags.items() if value is not None})
                 settings = resolve_config(preset, config, overrides)
                 result = train_run(settings, out_dir, [reporter.callback()], reporter.start, bars)
@@ -194,6 +201,10 @@ class _EpochReporter:
         val = "none" if data.validation is None else str(len(data.validation[1]))
         out.print(f"data: {data.source}")
         out.print(f"train {len(data.train[1])}, validation {val}, test {len(data.test[1])}; run directory {run_dir}")
+        if config.training.distribute != "none":
+            from mnist_classifier.distribute import device_count
+
+            out.print(f"{config.training.distribute}: each batch split over {device_count()} devices")
 
     def callback(self) -> keras.callbacks.Callback:
         """A Keras callback printing each epoch's figures."""

@@ -21,6 +21,7 @@ from mnist_classifier.preprocessing import check_normalize_mode
 VALIDATION_MODES = ("holdout", "test", "none")
 SCHEDULES = ("constant", "inverse_time", "cosine", "one_cycle")
 ENGINES = ("auto", "keras")
+DISTRIBUTIONS = ("none", "data-parallel")
 ARCHITECTURES = ("mlp", "cnn")
 
 
@@ -121,6 +122,8 @@ class TrainingConfig:
     seed: int = 0
     # auto: whole-epoch compiled scans on JAX (same arithmetic as fit, faster); keras: model.fit
     engine: str = "auto"
+    # none, or data-parallel: each batch split over all local devices (GPUs, or the CPU's cores)
+    distribute: str = "none"
 
     def __post_init__(self) -> None:
         _check_positive("training.batch_size", self.batch_size)
@@ -129,6 +132,7 @@ class TrainingConfig:
             raise ConfigError(f"training.patience={self.patience}: expected >= 0")
         check_choice("training.schedule", self.schedule, SCHEDULES)
         check_choice("training.engine", self.engine, ENGINES)
+        check_choice("training.distribute", self.distribute, DISTRIBUTIONS)
         if self.decay_rate < 0:
             raise ConfigError(f"training.decay_rate={self.decay_rate}: expected >= 0")
         if self.seed < 0:

@@ -19,6 +19,7 @@ from mnist_classifier import __version__
 from mnist_classifier.config import Config, DataConfig, write_config
 from mnist_classifier.presets import resolve_config
 from mnist_classifier.data import Split, read_dataset
+from mnist_classifier.distribute import device_count, distributed
 from mnist_classifier.formats import IMAGE_SIZE
 from mnist_classifier.download import Progress
 from mnist_classifier.errors import ModelFileError, TrainingError
@@ -102,17 +103,18 @@ def train_run(
     """Train from scratch as ``config`` says, recording everything in a new run directory."""
     started = time.perf_counter()
     check_output_dir(out)
-    keras.utils.set_random_seed(config.training.seed)
-    network = build_from_config(config.model)
-    data = prepare_data(config.data, network.input_shape[1:], progress)
-    steps = math.ceil(len(data.train[1]) / config.training.batch_size) * config.training.epochs
-    rate = step_schedule(config.optimizer.alpha, config.training.schedule, steps)
-    optimize_model(network, rate, config.optimizer.beta1, config.optimizer.beta2)
-    run_dir = new_run_dir(out, config)
-    write_config(config, run_dir / "config.toml")
-    if on_start:
-        on_start(run_dir, data, config)
-    return _fit_and_record(config, run_dir, network, data, [], callbacks, started)
+    with distributed(config.training):
+        keras.utils.set_random_seed(config.training.seed)
+        network = build_from_config(config.model)
+        data = prepare_data(config.data, network.input_shape[1:], progress)
+        steps = math.ceil(len(data.train[1]) / config.training.batch_size) * config.training.epochs
+        rate = step_schedule(config.optimizer.alpha, config.training.schedule, steps)
+        optimize_model(network, rate, config.optimizer.beta1, config.optimizer.beta2)
+        run_dir = new_run_dir(out, config)
+        write_config(config, run_dir / "config.toml")
+        if on_start:
+            on_start(run_dir, data, config)
+        return _fit_and_record(config, run_dir, network, data, [], callbacks, started)
 
 
 def resume_run(
@@ -139,12 +141,13 @@ def resume_run(
         )
     if epochs is not None:
         write_config(config, run_dir / "config.toml")
-    keras.utils.set_random_seed(config.training.seed + len(history))
-    network = load_model(run_dir / "last.keras")
-    data = prepare_data(config.data, network.input_shape[1:], progress)
-    if on_start:
-        on_start(run_dir, data, config)
-    return _fit_and_record(config, run_dir, network, data, history, callbacks, started)
+    with distributed(config.training):
+        keras.utils.set_random_seed(config.training.seed + len(history))
+        network = load_model(run_dir / "last.keras")
+        data = prepare_data(config.data, network.input_shape[1:], progress)
+        if on_start:
+            on_start(run_dir, data, config)
+        return _fit_and_record(config, run_dir, network, data, history, callbacks, started)
 
 
 def _fit_and_record(
@@ -278,6 +281,8 @@ def _metrics(
             "mean_epoch_s_after_first": float(np.mean(epochs[1:])) if len(epochs) > 1 else None,
         },
         "backend": keras.backend.backend(),
+        "distribute": config.training.distribute,
+        "devices": device_count(),
         "versions": {
             "mnist_classifier": __version__,
             "keras": keras.__version__,
