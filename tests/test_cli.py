@@ -18,10 +18,14 @@ SMALL = ["--set", "data.train_limit=2000", "--set", "data.test_limit=500", "--se
 TINY = ["--set", "model.layers=[32, 10]", "--set", "model.activations=['relu', 'softmax']", "--set", "model.input_keep_prob=1", "--set", "model.keep_prob=1"]
 
 
+def cli_path() -> str:
+    """The installed command, next to this Python."""
+    return shutil.which("mnist-classifier", path=str(Path(sys.executable).parent)) or "mnist-classifier"
+
+
 def cli(*args, env=None, check=True):
     """Run the installed command; returns the completed process."""
-    exe = shutil.which("mnist-classifier", path=str(Path(sys.executable).parent)) or "mnist-classifier"
-    result = subprocess.run([exe, *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})})
+    result = subprocess.run([cli_path(), *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})})
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}: {result.stderr}")
     return result
@@ -127,7 +131,7 @@ def test_evaluate_refuses_a_model_that_does_not_fit_the_data(tmp_path, mnist_dir
 
 
 def test_ctrl_c_keeps_the_checkpoint_and_resume_finishes(tmp_path, mnist_dir):
-    exe = shutil.which("mnist-classifier", path=str(Path(sys.executable).parent))
+    exe = cli_path()
     # Far more epochs than it can finish before the signal (a tiny epoch takes milliseconds).
     args = [exe, "train", "--data", mnist_dir, "--epochs", 100_000, "--out", tmp_path, *SMALL, *TINY]
     process = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -9,7 +9,7 @@ import pytest
 
 from mnist_classifier import ConfigError
 from mnist_classifier.config import TrainingConfig
-from tests.test_cli import SMALL, TINY, assert_one_line_error, cli
+from tests.test_cli import SMALL, TINY, assert_one_line_error, cli, cli_path
 
 TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 PROBE = """
@@ -54,15 +54,53 @@ def test_training_is_sharded_over_two_devices(monkeypatch):
     assert seen["batch_axes"] == ["batch", None]  # each batch split along the devices' batch axis
 
 
-def test_data_parallel_run_matches_one_device(mnist_dir, tmp_path):
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def two_hosts(*args):
+    """Run the command as processes 0 and 1 of a two-host job on this machine; returns both."""
+    flags = ["--distribute", "data-parallel", "--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2"]
+    exe = cli_path()
+    hosts = [
+        subprocess.Popen([exe, *map(str, args), *flags, "--process-id", str(index)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for index in range(2)
+    ]  # fmt: skip
+    results = [(host.wait(timeout=300), *host.communicate()) for host in hosts]
+    for code, _, stderr in results:
+        assert code == 0, stderr
+    return results
+
+
+def test_data_parallel_runs_match_one_device(mnist_dir, tmp_path):
     common = ["train", "--data", mnist_dir, "--epochs", "2", "--no-report", *SMALL, *TINY]
     cli(*common, "--out", tmp_path / "one")
-    cli(*common, "--distribute", "data-parallel", "--out", tmp_path / "two", env=TWO_DEVICES)
-    one, two = (json.loads(next((tmp_path / name).glob("*/metrics.json")).read_text()) for name in ("one", "two"))
-    assert (one["devices"], one["distribute"]) == (1, "none")
-    assert (two["devices"], two["distribute"]) == (2, "data-parallel")
-    assert min(one["test_accuracy"], two["test_accuracy"]) > 0.7, (one["test_accuracy"], two["test_accuracy"])
-    assert abs(one["test_accuracy"] - two["test_accuracy"]) < 0.02
+    cli(*common, "--distribute", "data-parallel", "--out", tmp_path / "devices", env=TWO_DEVICES)
+    hosts = two_hosts(*common, "--out", tmp_path / "hosts")
+    assert "process 0 records the run" in hosts[1][1]
+    runs = {name: list((tmp_path / name).iterdir()) for name in ("one", "devices", "hosts")}
+    assert all(len(found) == 1 for found in runs.values()), runs  # process 1 records nothing
+    metrics = {name: json.loads((found[0] / "metrics.json").read_text()) for name, found in runs.items()}
+    assert [(m["distribute"], m["devices"]) for m in metrics.values()] == [("none", 1), *[("data-parallel", 2)] * 2]
+    accuracy = [m["test_accuracy"] for m in metrics.values()]
+    assert min(accuracy) > 0.7 and max(accuracy) - min(accuracy) < 0.02, accuracy
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--coordinator", "127.0.0.1:1"], "needs --coordinator, --num-processes and --process-id; got only --coordinator"),
+        (["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0"], "go with --distribute data-parallel"),
+        (["--distribute", "data-parallel", "--coordinator", "nohost", "--num-processes", "2", "--process-id", "0"], "'nohost': expected HOST:PORT"),
+        (["--distribute", "data-parallel", "--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "2"], "--process-id 2: expected 0 to 1"),
+    ],
+)  # fmt: skip
+def test_bad_multi_host_flags_are_one_line_errors(tmp_path, flags, message):
+    assert_one_line_error(cli("train", "--out", tmp_path, *flags, check=False), message)
+    assert not list(tmp_path.iterdir())
 
 
 def test_batch_that_does_not_split_is_a_one_line_error(mnist_dir, tmp_path):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -28,6 +31,7 @@ if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
     import keras
 
     from mnist_classifier.config import Config
+    from mnist_classifier.distribute import Cluster
     from mnist_classifier.pipeline import PreparedData
 
 app = typer.Typer(
@@ -116,6 +120,11 @@ def train(
         Optional[str],
         typer.Option(help="data-parallel: split each batch over all local devices (GPUs, or the CPU's cores)."),
     ] = None,
+    coordinator: Annotated[
+        Optional[str], typer.Option(help="Multi-host data-parallel: HOST:PORT of process 0, the same for every process.")
+    ] = None,
+    num_processes: Annotated[Optional[int], typer.Option(help="Multi-host: how many processes (hosts) take part.")] = None,
+    process_id: Annotated[Optional[int], typer.Option(help="Multi-host: this process's number, 0 to N-1.")] = None,
 ) -> None:
     """Train a model and record the run (config, history, checkpoints, metrics, report)."""
     from mnist_classifier.config import parse_assignment
@@ -124,10 +133,11 @@ def train(
 
     if resume is not None and (preset or config or set_ or dataset or data or seed is not None or distribute):
         raise ConfigError("--resume continues a run with its own config.toml: only --epochs may be given with it")
+    cluster = _cluster(coordinator, num_processes, process_id, distribute)
     enable_compilation_cache()
     reporter = _EpochReporter()
     try:
-        with _DownloadBars() as bars:
+        with _DownloadBars() as bars, _host_out_dir(cluster, out_dir) as out_dir:
             if resume is not None:
                 result = resume_run(resume, [reporter.callback()], reporter.start, epochs, bars)
             else:
@@ -148,6 +158,9 @@ def train(
             )
         raise typer.Exit(130) from None
     metrics = result.metrics
+    if cluster and cluster.process_id:
+        out.print(f"test accuracy {metrics['test_accuracy']:.4f}; process 0 records the run")
+        return
     out.print(
         f"[bold]test accuracy {metrics['test_accuracy']:.4f}[/], loss {metrics['test_loss']:.4f} "
         f"after {metrics['epochs']} epochs (best {metrics['best_epoch']}) "
@@ -157,6 +170,35 @@ def train(
         from mnist_classifier.report import write_report
 
         out.print(f"report: {write_report(result.run_dir)}")
+
+
+def _cluster(
+    coordinator: str | None, num_processes: int | None, process_id: int | None, distribute: str | None
+) -> Cluster | None:
+    """The multi-host job this process joins (and joins it), or None without the flags."""
+    from mnist_classifier.distribute import Cluster, join_cluster
+
+    given = [flag for flag, value in (("--coordinator", coordinator), ("--num-processes", num_processes),
+                                      ("--process-id", process_id)) if value is not None]  # fmt: skip
+    if not given:
+        return None
+    if len(given) < 3:
+        raise ConfigError(f"multi-host training needs --coordinator, --num-processes and --process-id; got only {', '.join(given)}")
+    if distribute != "data-parallel":
+        raise ConfigError("--coordinator, --num-processes and --process-id go with --distribute data-parallel")
+    cluster = Cluster(coordinator, num_processes, process_id)
+    join_cluster(cluster)
+    return cluster
+
+
+@contextlib.contextmanager
+def _host_out_dir(cluster: Cluster | None, out_dir: Path) -> Iterator[Path]:
+    """Where this process records the run: ``out_dir`` for process 0, a scratch folder (removed after) for the others."""
+    if cluster is None or cluster.process_id == 0:
+        yield out_dir
+        return
+    with tempfile.TemporaryDirectory(prefix=f"mnist-classifier-process-{cluster.process_id}-") as scratch:
+        yield Path(scratch)
 
 
 @app.command("report")

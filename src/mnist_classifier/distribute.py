@@ -7,7 +7,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import jax
 import keras
+import numpy as np
 
 from mnist_classifier.config import TrainingConfig
 from mnist_classifier.errors import ConfigError
@@ -37,8 +39,6 @@ def split_cpu(devices: int | None = None) -> bool:
     Only possible before JAX starts its backends; returns whether it took effect.
     A GPU machine is unaffected: its GPUs stay the devices that training uses.
     """
-    import jax
-
     count = devices or len(os.sched_getaffinity(0))
     try:
         jax.config.update("jax_num_cpu_devices", count)
@@ -49,8 +49,6 @@ def split_cpu(devices: int | None = None) -> bool:
 
 def join_cluster(cluster: Cluster) -> None:
     """Connect this process to the other hosts of a multi-host job (blocks until all have joined)."""
-    import jax
-
     if keras.backend.backend() != "jax":
         raise ConfigError(f"multi-host training needs the JAX backend, not {keras.backend.backend()}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -70,7 +68,8 @@ def distributed(training: TrainingConfig) -> Iterator[int]:
             f"training.batch_size={training.batch_size} does not split over {len(devices)} devices: "
             f"expected a multiple of {len(devices)}"
         )
-    with keras.distribution.DataParallel(devices=devices).scope():
+    # Each process feeds its own share of the arrays (host_share), so Keras need not shard a dataset.
+    with keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False).scope():
         yield len(devices)
 
 
@@ -79,3 +78,41 @@ def device_count() -> int:
     """How many devices each batch is split over now: 1 outside ``distributed``."""
     current = keras.distribution.distribution()
     return 1 if current is None else int(current.device_mesh.devices.size)
+
+
+def host_share(inputs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """This process's equal share of the samples in a multi-host job (all of them on a single host).
+
+    Each process feeds its part of every global batch; equal shares keep the
+    processes in step.
+    """
+    hosts = jax.process_count()
+    if hosts == 1:
+        return inputs, labels
+    share = slice(jax.process_index(), len(labels) // hosts * hosts, hosts)
+    return inputs[share], labels[share]
+
+
+def host_batch(batch_size: int) -> int:
+    """The part of each global batch that this process feeds."""
+    return batch_size // jax.process_count()
+
+
+@contextlib.contextmanager
+def on_this_host(network: keras.Model) -> Iterator[keras.Model]:
+    """``network`` itself on a single host; in a multi-host job, a copy on this host alone, used without distribution.
+
+    The copy predicts on this process's own arrays, which the shared model cannot.
+    """
+    if jax.process_count() == 1:
+        yield network
+        return
+    weights = network.get_weights()
+    shared = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        copy = keras.models.clone_model(network)
+        copy.set_weights(weights)
+        yield copy
+    finally:
+        keras.distribution.set_distribution(shared)

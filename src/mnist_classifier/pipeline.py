@@ -19,7 +19,7 @@ from mnist_classifier import __version__
 from mnist_classifier.config import Config, DataConfig, write_config
 from mnist_classifier.presets import resolve_config
 from mnist_classifier.data import Split, read_dataset
-from mnist_classifier.distribute import device_count, distributed
+from mnist_classifier.distribute import device_count, distributed, host_batch, host_share, on_this_host
 from mnist_classifier.formats import IMAGE_SIZE
 from mnist_classifier.download import Progress
 from mnist_classifier.errors import ModelFileError, TrainingError
@@ -175,12 +175,14 @@ def _fit_and_record(
     model_inputs = (lambda images: images) if normalizer else data.inputs
     validation = None
     if data.validation is not None:
-        validation = (model_inputs(data.validation[0]), one_hot(data.validation[1], n_classes))
+        images, labels = host_share(*data.validation)
+        validation = (model_inputs(images), one_hot(labels, n_classes))
+    images, labels = host_share(*data.train)
     recorder.write_status("running")
     try:
         train_model(
-            network, model_inputs(data.train[0]), one_hot(data.train[1], n_classes),
-            training.batch_size, training.epochs, validation_data=validation,
+            network, model_inputs(images), one_hot(labels, n_classes),
+            host_batch(training.batch_size), training.epochs, validation_data=validation,
             early_stopping=training.early_stopping, patience=training.patience,
             save_best=training.save_best, filepath=run_dir / "best.keras", verbose=False,
             shuffle=training.shuffle, restore_best=training.restore_best,
@@ -190,7 +192,8 @@ def _fit_and_record(
             input_transform=normalizer,
         )  # fmt: skip
         train_seconds = time.perf_counter() - recorder.started
-        evaluated = evaluate(network, data.inputs(data.test[0]), data.test[1], data.classes)
+        with on_this_host(network) as tester:
+            evaluated = evaluate(tester, data.inputs(data.test[0]), data.test[1], data.classes)
         metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
         save_model(network, run_dir / "model.keras", _with_metrics(info, metrics))
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
