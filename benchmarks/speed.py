@@ -21,6 +21,7 @@ those rows say so and are skipped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -39,7 +40,8 @@ import keras
 import numpy as np
 
 import jax_reference
-from mnist_classifier.config import apply_overrides
+from mnist_classifier.config import DISTRIBUTIONS, apply_overrides
+from mnist_classifier.distribute import distributed
 from mnist_classifier.models import build_from_config
 from mnist_classifier.pipeline import prepare_data, train_run
 from mnist_classifier.presets import PRESETS
@@ -181,36 +183,40 @@ def memory_section(data: str, epochs: int) -> None:
     row("peak RSS, evaluate", f"{evaluate.peak_mb:.0f} MB", "", "(target <= 400 MB)", evaluate.peak_mb <= 400)
 
 
-def cnn_child(steps: int) -> None:
+def cnn_child(steps: int, distribute: str) -> None:
     """In a child process: seconds per training step of the ``cnn`` preset on this backend, printed as JSON."""
     config = PRESETS["cnn"]
-    keras.utils.set_random_seed(0)
-    model = build_from_config(config.model)
-    optimize_model(model, config.optimizer.alpha, config.optimizer.beta1, config.optimizer.beta2)
-    batch = config.training.batch_size
-    rng = np.random.default_rng(0)
-    x = rng.random((batch * steps, 28, 28, 1), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch * steps)]
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
-        times.append(time.perf_counter() - started)
-    print(json.dumps({"backend": keras.backend.backend(), "step_s": steady(times) / steps, "first_s": times[0]}))
+    with distributed(dataclasses.replace(config.training, distribute=distribute)) as devices:
+        keras.utils.set_random_seed(0)
+        model = build_from_config(config.model)
+        optimize_model(model, config.optimizer.alpha, config.optimizer.beta1, config.optimizer.beta2)
+        batch = config.training.batch_size
+        rng = np.random.default_rng(0)
+        x = rng.random((batch * steps, 28, 28, 1), dtype=np.float32)
+        y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch * steps)]
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            model.fit(x, y, batch_size=batch, epochs=1, verbose=0)
+            times.append(time.perf_counter() - started)
+    print(json.dumps({"backend": keras.backend.backend(), "devices": devices, "step_s": steady(times) / steps, "first_s": times[0]}))
 
 
 def cnn_section(tf: Path | None, steps: int) -> None:
-    """The ``cnn`` preset's training epoch on JAX vs the same model on Keras's TensorFlow backend."""
+    """The ``cnn`` preset's training epoch on JAX (one device; data-parallel over the cores) vs Keras's TensorFlow backend."""
     steps_per_epoch = -(-55000 // 128)
     command = [str(HERE / "speed.py"), "--cnn-child", str(steps)]
-    ours = run_child([sys.executable, *command]).record()
-    epoch = ours["step_s"] * steps_per_epoch
-    if tf is None:
-        row("cnn preset epoch (JAX)", f"{epoch:.1f} s", "TensorFlow skipped: no environment")
-        return
-    theirs = run_child([str(tf), *command], {"KERAS_BACKEND": "tensorflow"}).record()
-    tf_epoch = theirs["step_s"] * steps_per_epoch
-    row("cnn preset epoch (JAX)", f"{epoch:.1f} s", f"TensorFlow backend {tf_epoch:.1f} s", f"ratio {epoch / tf_epoch:.2f} (target <= 0.8)", epoch / tf_epoch <= 0.8)
+    theirs = tf and run_child([str(tf), *command, "--cnn-distribute", "none"], {"KERAS_BACKEND": "tensorflow"}).record()
+    for distribute in DISTRIBUTIONS:
+        ours = run_child([sys.executable, *command, "--cnn-distribute", distribute]).record()
+        epoch = ours["step_s"] * steps_per_epoch
+        name = f"cnn preset epoch (JAX, {distribute}, {ours['devices']} device(s))"
+        if not theirs:
+            row(name, f"{epoch:.1f} s", "TensorFlow skipped: no environment")
+            continue
+        tf_epoch = theirs["step_s"] * steps_per_epoch
+        ratio = epoch / tf_epoch
+        row(name, f"{epoch:.1f} s", f"TensorFlow backend {tf_epoch:.1f} s", f"ratio {ratio:.2f} (target <= 0.8)", ratio <= 0.8)
 
 
 def inference_section() -> None:
@@ -290,10 +296,11 @@ def main() -> None:
     parser.add_argument("--tf-python", help="a Python with tensorflow-cpu and this package installed")
     parser.add_argument("--tta-cnn", action="store_true", help="also time the cnn preset to 99.4%% (about 30 minutes)")
     parser.add_argument("--cnn-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cnn-distribute", default="none", help=argparse.SUPPRESS)
     parser.add_argument("--tta-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cnn_child:
-        return cnn_child(args.cnn_child)
+        return cnn_child(args.cnn_child, args.cnn_distribute)
     if args.tta_child:
         return tta_child(args.tta_child[0], [float(t) for t in args.tta_child[2:]], float(args.tta_child[1]))
     sections = args.only or DEFAULT_SECTIONS

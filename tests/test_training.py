@@ -149,3 +149,21 @@ def test_save_best_needs_a_keras_file_name_up_front(tiny_model, small_mnist, tmp
 def test_optimize_model_checks_its_arguments(args, message):
     with pytest.raises(ValueError, match=message):
         optimize_model(build_model(784, [10], ["softmax"], 0.0, None), *args)
+
+
+@pytest.mark.parametrize("engine", ["auto", "keras"])
+def test_ctrl_c_stops_training_at_the_next_step_boundary(tiny_model, small_mnist, engine):
+    import os
+    import signal
+
+    class CtrlC(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    history = keras.callbacks.History()
+    x, y = small_mnist["train"]
+    with pytest.raises(KeyboardInterrupt):
+        train_model(tiny_model, x, y, 32, 5, callbacks=[CtrlC(), history], verbose=False, engine=engine)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Python's own handler is back
+    assert len(history.history.get("loss", [])) == 1  # epoch 2 stopped at its first step boundary, unfinished

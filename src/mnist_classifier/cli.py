@@ -29,10 +29,11 @@ from mnist_classifier.errors import ConfigError, MnistClassifierError
 
 if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
     import keras
+    import optuna
 
     from mnist_classifier.config import Config
     from mnist_classifier.distribute import Cluster
-    from mnist_classifier.pipeline import PreparedData
+    from mnist_classifier.pipeline import PreparedData, RunResult
 
 app = typer.Typer(
     add_completion=False,
@@ -127,8 +128,6 @@ def train(
     process_id: Annotated[Optional[int], typer.Option(help="Multi-host: this process's number, 0 to N-1.")] = None,
 ) -> None:
     """Train a model and record the run (config, history, checkpoints, metrics, report)."""
-    from mnist_classifier.config import parse_assignment
-    from mnist_classifier.presets import resolve_config
     from mnist_classifier.pipeline import resume_run, train_run
 
     if resume is not None and (preset or config or set_ or dataset or data or seed is not None or distribute):
@@ -141,14 +140,8 @@ def train(
             if resume is not None:
                 result = resume_run(resume, [reporter.callback()], reporter.start, epochs, bars)
             else:
-                overrides = dict(parse_assignment(item) for item in set_ or [])
-                data_path = str(Path(data).expanduser().absolute()) if data else None
-                flags = {
-                    "data.dataset": dataset, "data.path": data_path, "training.epochs": epochs, "training.seed": seed,
-                    "training.distribute": distribute,
-                }  # fmt: skip
-                overrides.update({key: value for key, value in flags.items() if value is not None})
-                settings = resolve_config(preset, config, overrides)
+                flags = {"training.seed": seed, "training.distribute": distribute}
+                settings = _settings(preset, config, set_, dataset, data, epochs, flags)
                 result = train_run(settings, out_dir, [reporter.callback()], reporter.start, bars)
     except KeyboardInterrupt:
         if reporter.run_dir is not None:
@@ -157,10 +150,35 @@ def train(
                 f"Continue with: mnist-classifier train --resume {reporter.run_dir}"
             )
         raise typer.Exit(130) from None
-    metrics = result.metrics
     if cluster and cluster.process_id:
-        out.print(f"test accuracy {metrics['test_accuracy']:.4f}; process 0 records the run")
+        out.print(f"test accuracy {result.metrics['test_accuracy']:.4f}; process 0 records the run")
         return
+    _finish(result, report)
+
+
+def _settings(
+    preset: str | None,
+    config: Path | None,
+    set_: list[str] | None,
+    dataset: str | None,
+    data: str | None,
+    epochs: int | None,
+    flags: dict[str, object] | None = None,
+) -> Config:
+    """The run's config: preset, file, ``--set`` overrides, then the shortcut flags."""
+    from mnist_classifier.config import parse_assignment
+    from mnist_classifier.presets import resolve_config
+
+    overrides = dict(parse_assignment(item) for item in set_ or [])
+    data_path = str(Path(data).expanduser().absolute()) if data else None
+    shortcuts = {"data.dataset": dataset, "data.path": data_path, "training.epochs": epochs, **(flags or {})}
+    overrides.update({key: value for key, value in shortcuts.items() if value is not None})
+    return resolve_config(preset, config, overrides)
+
+
+def _finish(result: RunResult, report: bool) -> None:
+    """Print a finished run's test figures and write its report."""
+    metrics = result.metrics
     out.print(
         f"[bold]test accuracy {metrics['test_accuracy']:.4f}[/], loss {metrics['test_loss']:.4f} "
         f"after {metrics['epochs']} epochs (best {metrics['best_epoch']}) "
@@ -170,6 +188,79 @@ def train(
         from mnist_classifier.report import write_report
 
         out.print(f"report: {write_report(result.run_dir)}")
+
+
+@app.command()
+def tune(
+    preset: Annotated[Optional[str], typer.Option(help="The preset to search around (default: mlp).")] = None,
+    config: Annotated[
+        Optional[Path], typer.Option("--config", help="TOML config file ([tune.space] sets the search space).")
+    ] = None,
+    set_: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override a setting: section.key=value (repeatable).")
+    ] = None,
+    dataset: DatasetOpt = None,
+    data: DataOpt = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs per trial (and for the retrained best).")] = None,
+    trials: Annotated[int, typer.Option(help="Trials to run now (0: only retrain the study's best).")] = 20,
+    timeout: Annotated[Optional[float], typer.Option(help="Start no trial after this many seconds.")] = None,
+    storage: Annotated[
+        Optional[str],
+        typer.Option(help="Where the study lives: an SQLAlchemy URL, e.g. postgresql://user:pw@host/db (default: SQLite in --out)."),
+    ] = None,
+    study: Annotated[
+        Optional[str], typer.Option(help="Study name; the same storage and name continue a search (default: PRESET-DATASET).")
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for the run directory (and the default SQLite study).")
+    ] = Path("runs"),
+    retrain: Annotated[bool, typer.Option(help="Retrain the best trial's settings as a normal run at the end.")] = True,
+    report: Annotated[bool, typer.Option(help="Write the retrained run's report, with the search's plots.")] = True,
+) -> None:
+    """Search hyperparameters with Optuna on held-out validation images; retrain and save the best."""
+    from mnist_classifier.pipeline import train_run
+    from mnist_classifier.runs import check_output_dir
+    from mnist_classifier.tune import Search, best_config, default_storage, record_search, redact, run_search
+
+    settings = _settings(preset, config, set_, dataset, data, epochs)
+    check_output_dir(out_dir)
+    name = study or f"{settings.preset}-{settings.data.dataset}"
+    plan = Search(storage or default_storage(out_dir), name, trials, timeout, jobs)
+    enable_compilation_cache()
+    out.print(f"study {plan.study!r} in {redact(plan.storage)}: {trials} more trial(s), {jobs} worker(s)")
+    try:
+        with _DownloadBars() as bars:
+            found = run_search(settings, plan, _print_trial, bars)
+            out.print(f"study {plan.study!r}: {_states(found)}")
+            if not retrain:
+                return
+            best = best_config(settings, found)
+            out.print(f"best trial {found.best_trial.number}: validation accuracy {found.best_value:.4f}; retraining it")
+            reporter = _EpochReporter()
+            result = train_run(best, out_dir, [reporter.callback()], reporter.start, bars)
+            record_search(found, plan, result.run_dir)
+    except KeyboardInterrupt:
+        err.print("interrupted; the study keeps its finished trials: run the same command to continue")
+        raise typer.Exit(130) from None
+    _finish(result, report)
+
+
+def _print_trial(trial: optuna.trial.FrozenTrial) -> None:
+    """One line per finished trial: number, state, value, parameters."""
+    from mnist_classifier.tune import value_text
+
+    params = ", ".join(
+        f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}" for name, value in trial.params.items()
+    )
+    out.print(f"trial {trial.number} {trial.state.name.lower()}: val_acc {value_text(trial.value)}  {params}")
+
+
+def _states(study: optuna.Study) -> str:
+    """How many of the study's trials ended in each state, as text."""
+    from mnist_classifier.tune import finished_summary
+
+    return ", ".join(f"{count} {state}" for state, count in finished_summary(study).items())
 
 
 def _cluster(

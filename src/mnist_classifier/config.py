@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -139,6 +140,64 @@ class TrainingConfig:
             raise ConfigError(f"training.seed={self.seed}: expected >= 0")
 
 
+# The notebook's hand-chosen knobs; model.layers can join as choices of whole lists.
+DEFAULT_SPACE: dict[str, dict[str, Any]] = {
+    "optimizer.alpha": {"low": 1e-4, "high": 1e-2, "log": True},
+    "optimizer.beta1": {"low": 0.8, "high": 0.99},
+    "optimizer.beta2": {"low": 0.99, "high": 0.9999},
+    "model.keep_prob": {"low": 0.4, "high": 1.0},
+    "model.lambtha": {"low": 1e-6, "high": 1e-2, "log": True},
+    "training.batch_size": {"choices": [32, 64, 128, 256]},
+    "training.decay_rate": {"low": 0.0, "high": 1.0},
+}
+SEARCHABLE = ("model", "optimizer", "training")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """What ``tune`` searches: per setting, a range ``{low, high[, log][, step]}`` or ``{choices = [...]}``."""
+
+    space: dict[str, dict[str, Any]] = field(default_factory=lambda: copy.deepcopy(DEFAULT_SPACE))
+
+    def __post_init__(self) -> None:
+        if not self.space:
+            raise ConfigError("tune.space is empty: expected at least one setting to search")
+        for name, spec in self.space.items():
+            check_search_range(name, spec)
+
+
+def check_search_range(name: str, spec: Any) -> None:
+    """One entry of ``tune.space``: a searchable setting and a valid range or list of choices for it."""
+    section, _, key = name.partition(".")
+    if section not in SEARCHABLE or key not in _field_types(_SECTIONS[section]):
+        choices = [setting for setting in known_settings() if setting.split(".")[0] in SEARCHABLE]
+        close = difflib.get_close_matches(name, choices, n=1)
+        hint = f"did you mean {close[0]}?" if close else "expected a model, optimizer or training setting"
+        raise ConfigError(f"tune.space: cannot search {name!r}: {hint}")
+    hint = _field_types(_SECTIONS[section])[key]
+    where = f"tune.space.{name}"
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}={spec!r}: expected {{low = ..., high = ...}} or {{choices = [...]}}")
+    if "choices" in spec:
+        if set(spec) != {"choices"} or not isinstance(spec["choices"], list) or not spec["choices"]:
+            raise ConfigError(f"{where}={spec!r}: expected only choices = [a non-empty list]")
+        for choice in spec["choices"]:
+            _coerce(where, choice, hint)
+        return
+    if not {"low", "high"} <= set(spec) <= {"low", "high", "log", "step"}:
+        raise ConfigError(f"{where}={spec!r}: expected low and high (optionally log = true or step)")
+    low, high = (_coerce(where, spec[bound], hint) for bound in ("low", "high"))
+    if not isinstance(low, (int, float)) or isinstance(low, bool):
+        raise ConfigError(f"{where}: a {hint.__name__} setting is searched with choices = [...], not a range")
+    if not low < high:
+        raise ConfigError(f"{where}: low={low} must be below high={high}")
+    if spec.get("log") and low <= 0:
+        raise ConfigError(f"{where}: a log range needs low > 0, got {low}")
+    step = spec.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or step <= 0):
+        raise ConfigError(f"{where}: step={step!r}: expected a positive number")
+
+
 @dataclass(frozen=True)
 class Config:
     """Every setting of a run; ``preset`` names what it started from."""
@@ -148,6 +207,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def __post_init__(self) -> None:
         from mnist_classifier.data import DATASETS
@@ -169,8 +229,6 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists for tuples, no None values): TOML- and JSON-ready."""
         return _strip_none(dataclasses.asdict(self))
-
-
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -291,6 +349,7 @@ _SECTIONS = {
     "model": ModelConfig,
     "optimizer": OptimizerConfig,
     "training": TrainingConfig,
+    "tune": TuneConfig,
 }
 
 
@@ -316,6 +375,10 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
             return None
         hint = next(arg for arg in args if arg is not type(None))
         args = typing.get_args(hint)
+    if typing.get_origin(hint) is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}={value!r}: expected a table, e.g. {{\"optimizer.alpha\" = {{low = 1e-4, high = 1e-2}}}}")
+        return value
     if typing.get_origin(hint) is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{name}={value!r}: expected a list, e.g. [512, 512, 10]")

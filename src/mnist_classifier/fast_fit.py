@@ -20,6 +20,8 @@ import keras
 import numpy as np
 from keras.src.layers.convolutional.base_conv import BaseConv
 
+from mnist_classifier.interrupts import stop_if_interrupted
+
 Arrays = tuple[np.ndarray, np.ndarray]
 State = tuple[list[jax.Array], ...]
 
@@ -126,6 +128,7 @@ class _Epochs:
         """Run ``scan`` over every chunk of ``data``, waiting for each so that Ctrl-C lands between chunks."""
         for batches, valid in batch_chunks(len(data[0]), self.batch_size, self.chunk, shuffle):
             state = jax.block_until_ready(scan(state, *data, batches, valid))
+            stop_if_interrupted()
         return state
 
 

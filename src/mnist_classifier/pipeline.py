@@ -107,9 +107,7 @@ def train_run(
         keras.utils.set_random_seed(config.training.seed)
         network = build_from_config(config.model)
         data = prepare_data(config.data, network.input_shape[1:], progress)
-        steps = math.ceil(len(data.train[1]) / config.training.batch_size) * config.training.epochs
-        rate = step_schedule(config.optimizer.alpha, config.training.schedule, steps)
-        optimize_model(network, rate, config.optimizer.beta1, config.optimizer.beta2)
+        compile_network(config, network, len(data.train[1]))
         run_dir = new_run_dir(out, config)
         write_config(config, run_dir / "config.toml")
         if on_start:
@@ -150,6 +148,50 @@ def resume_run(
         return _fit_and_record(config, run_dir, network, data, history, callbacks, started)
 
 
+def compile_network(config: Config, network: keras.Model, train_count: int) -> None:
+    """Compile with Adam at the config's rate; a per-step schedule spans the whole run."""
+    steps = math.ceil(train_count / config.training.batch_size) * config.training.epochs
+    rate = step_schedule(config.optimizer.alpha, config.training.schedule, steps)
+    optimize_model(network, rate, config.optimizer.beta1, config.optimizer.beta2)
+
+
+def fit(
+    config: Config,
+    network: keras.Model,
+    data: PreparedData,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoint: Path | None = None,
+    info: ModelInfo | None = None,
+    history: Sequence[dict[str, Any]] = (),
+) -> None:
+    """Train a compiled network on the prepared training images as ``config.training`` says.
+
+    Validation uses ``data.validation``; the best model goes to ``checkpoint`` (if
+    given and asked for); ``history`` holds the epochs already done.
+    """
+    training = config.training
+    n_classes = len(data.classes)
+    # Images stay uint8 and are normalized inside the compiled step where that is exact.
+    normalizer = batch_normalizer(data.normalization, data.input_shape)
+    model_inputs = (lambda images: images) if normalizer else data.inputs
+    validation = None
+    if data.validation is not None:
+        images, labels = host_share(*data.validation)
+        validation = (model_inputs(images), one_hot(labels, n_classes))
+    images, labels = host_share(*data.train)
+    train_model(
+        network, model_inputs(images), one_hot(labels, n_classes),
+        host_batch(training.batch_size), training.epochs, validation_data=validation,
+        early_stopping=training.early_stopping, patience=training.patience,
+        save_best=training.save_best and checkpoint is not None, filepath=checkpoint, verbose=False,
+        shuffle=training.shuffle, restore_best=training.restore_best,
+        learning_rate_decay=training.schedule == "inverse_time", alpha=config.optimizer.alpha,
+        decay_rate=training.decay_rate, initial_epoch=len(history), model_info=info,
+        callbacks=callbacks, resume_state=resume_state(list(history)), engine=training.engine,
+        input_transform=normalizer,
+    )  # fmt: skip
+
+
 def _fit_and_record(
     config: Config,
     run_dir: Path,
@@ -168,29 +210,9 @@ def _fit_and_record(
         package_version=__version__,
     )
     recorder = RunRecorder(run_dir, history, info)
-    training = config.training
-    n_classes = len(data.classes)
-    # Images stay uint8 and are normalized inside the compiled step where that is exact.
-    normalizer = batch_normalizer(data.normalization, data.input_shape)
-    model_inputs = (lambda images: images) if normalizer else data.inputs
-    validation = None
-    if data.validation is not None:
-        images, labels = host_share(*data.validation)
-        validation = (model_inputs(images), one_hot(labels, n_classes))
-    images, labels = host_share(*data.train)
     recorder.write_status("running")
     try:
-        train_model(
-            network, model_inputs(images), one_hot(labels, n_classes),
-            host_batch(training.batch_size), training.epochs, validation_data=validation,
-            early_stopping=training.early_stopping, patience=training.patience,
-            save_best=training.save_best, filepath=run_dir / "best.keras", verbose=False,
-            shuffle=training.shuffle, restore_best=training.restore_best,
-            learning_rate_decay=training.schedule == "inverse_time", alpha=config.optimizer.alpha,
-            decay_rate=training.decay_rate, initial_epoch=len(history), model_info=info,
-            callbacks=[recorder, *callbacks], resume_state=resume_state(history), engine=training.engine,
-            input_transform=normalizer,
-        )  # fmt: skip
+        fit(config, network, data, [recorder, *callbacks], run_dir / "best.keras", info, history)
         train_seconds = time.perf_counter() - recorder.started
         with on_this_host(network) as tester:
             evaluated = evaluate(tester, data.inputs(data.test[0]), data.test[1], data.classes)

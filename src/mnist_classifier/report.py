@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,7 +55,14 @@ class RunRecord:
         return [row["class"] for row in self.metrics["evaluation"]["per_class"]]
 
 
-def _save(figure: plt.Figure, path: Path) -> Path:
+# Figures of the hyperparameter search that produced the run (``tune``), when there was one.
+SEARCH_FIGURES = {
+    "Search: validation accuracy of each trial": "tune/history.png",
+    "Search: parameter importances": "tune/importances.png",
+}
+
+
+def save_figure(figure: plt.Figure, path: Path) -> Path:
     """Write a figure as PNG, atomically, and close it."""
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=DPI)
@@ -79,7 +87,7 @@ def plot_curves(record: RunRecord, path: Path) -> Path:
         lines = axis.get_lines() + rate.get_lines()
         axis.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
     figure.suptitle(f"{record.path.name}: learning curves")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_confusion(record: RunRecord, path: Path) -> Path:
@@ -97,7 +105,7 @@ def plot_confusion(record: RunRecord, path: Path) -> Path:
     axis.set_ylabel("true")
     axis.set_title(f"Confusion matrix, test accuracy {record.metrics['test_accuracy']:.2%}")
     figure.colorbar(image, ax=axis, label="log(1 + count)")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_per_class(record: RunRecord, path: Path) -> Path:
@@ -113,7 +121,7 @@ def plot_per_class(record: RunRecord, path: Path) -> Path:
     axis.legend(ncols=3, loc="lower right")
     axis.grid(axis="y", alpha=0.3)
     axis.set_title("Per-class scores on the test set")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_misclassified(
@@ -135,7 +143,7 @@ def plot_misclassified(
             fontsize=8,
         )
     figure.suptitle(f"Most confidently misclassified: {len(worst)} of {len(wrong)} errors")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def sample_grid(dataset: Dataset, per_class: int, path: Path, seed: int = 0) -> Path:
@@ -154,7 +162,7 @@ def sample_grid(dataset: Dataset, per_class: int, path: Path, seed: int = 0) -> 
             axis.set_yticks([])
         row[0].set_ylabel(classes[label], rotation=0, ha="right", va="center", fontsize=9)
     figure.suptitle(f"{dataset.name}: {per_class} training images per class")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def write_report(run_dir: str | Path, data_path: str | None = None) -> Path:
@@ -180,6 +188,7 @@ def write_report(run_dir: str | Path, data_path: str | None = None) -> Path:
             images, labels, probabilities, info.classes, out / "misclassified.png"
         ),
     }
+    figures |= {title: record.path / name for title, name in SEARCH_FIGURES.items() if (record.path / name).exists()}
     write_text_atomic(out / "report.md", _markdown(record, figures))
     html_path = out / "report.html"
     write_text_atomic(html_path, _html(record, figures))
@@ -211,7 +220,7 @@ def _markdown(record: RunRecord, figures: dict[str, Path]) -> str:
         for r in record.metrics["evaluation"]["per_class"]
     ]
     for title, path in figures.items():
-        lines += ["", f"## {title}", "", f"![{title}]({path.name})"]
+        lines += ["", f"## {title}", "", f"![{title}]({os.path.relpath(path, record.path / 'report')})"]
     return "\n".join(lines) + "\n"
 
 
@@ -259,7 +268,7 @@ def compare_runs(run_dirs: Sequence[str | Path], path: Path) -> tuple[list[str],
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    _save(figure, path)
+    save_figure(figure, path)
     return header, rows
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from mnist_classifier.config import ENGINES, check_choice, check_count
 from mnist_classifier.errors import ConfigError, TrainingError
 from mnist_classifier.fast_fit import fast_fit, supported
+from mnist_classifier.interrupts import interrupts_between_steps, stop_if_interrupted
 from mnist_classifier.persistence import ModelInfo, load_model, save_model
 
 
@@ -133,16 +134,29 @@ def train_model(
         )
     check_choice("engine", engine, ENGINES)
     settings = dict(
-        batch_size=batch_size, epochs=epochs, callbacks=[*chain, *callbacks], verbose=verbose, shuffle=shuffle,
-        initial_epoch=initial_epoch,
+        batch_size=batch_size, epochs=epochs, callbacks=[*chain, *callbacks, _StopOnInterrupt()], verbose=verbose,
+        shuffle=shuffle, initial_epoch=initial_epoch,
     )  # fmt: skip
-    if engine == "auto" and supported(network, data):
-        return fast_fit(network, data, labels, validation_data=validation_data, input_transform=input_transform, **settings)
-    if input_transform is not None:
-        data = keras.ops.convert_to_numpy(input_transform(data))
-        if validation_data is not None:
-            validation_data = (keras.ops.convert_to_numpy(input_transform(validation_data[0])), validation_data[1])
-    return network.fit(data, labels, validation_data=validation_data, **settings)
+    with interrupts_between_steps():
+        if engine == "auto" and supported(network, data):
+            return fast_fit(
+                network, data, labels, validation_data=validation_data, input_transform=input_transform, **settings
+            )  # fmt: skip
+        if input_transform is not None:
+            data = keras.ops.convert_to_numpy(input_transform(data))
+            if validation_data is not None:
+                validation_data = (keras.ops.convert_to_numpy(input_transform(validation_data[0])), validation_data[1])
+        return network.fit(data, labels, validation_data=validation_data, **settings)
+
+
+class _StopOnInterrupt(keras.callbacks.Callback):
+    """Ends training with KeyboardInterrupt at the first batch or epoch boundary after a Ctrl-C."""
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        stop_if_interrupted()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        stop_if_interrupted()
 
 
 class _LearningRate(keras.callbacks.Callback):

@@ -1,0 +1,142 @@
+"""Hyperparameter search: the space, pruning, validation apart from the test set, resuming, workers, PostgreSQL."""
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+
+from mnist_classifier import ConfigError, load_dataset
+from mnist_classifier.config import TuneConfig
+from mnist_classifier.presets import resolve_config
+from mnist_classifier.tune import Search, open_study, redact, run_search
+from tests.test_cli import assert_one_line_error, cli, cli_path
+from tests.test_data import write_npz
+from tests.test_distribute import free_port
+
+QUICK = ["--epochs", "2", "--set", "data.train_limit=2500", "--set", "data.validation_size=500", "--set", "data.test_limit=500"]
+POSTGRES_BIN = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+
+
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        ({}, "tune.space is empty"),
+        ({"data.dataset": {"choices": ["mnist"]}}, "cannot search 'data.dataset'"),
+        ({"optimizer.alpa": {"low": 1e-4, "high": 1e-2}}, "did you mean optimizer.alpha?"),
+        ({"optimizer.alpha": {"low": 0.1, "high": 0.01}}, "low=0.1 must be below high=0.01"),
+        ({"optimizer.alpha": {"low": 0.0, "high": 0.1, "log": True}}, "a log range needs low > 0"),
+        ({"model.layers": {"low": 1, "high": 2}}, "expected a list"),
+        ({"model.layers": {"choices": []}}, "expected only choices = [a non-empty list]"),
+        ({"training.batch_size": {"low": 16, "high": 256, "step": 0}}, "step=0: expected a positive number"),
+        ({"training.batch_size": [32, 64]}, "expected {low = ..., high = ...} or {choices = [...]}"),
+    ],
+)
+def test_bad_search_spaces_are_config_errors(space, message):
+    with pytest.raises(ConfigError) as caught:
+        TuneConfig(space)
+    assert message in str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def scrambled_test_npz(mnist_dir, tmp_path_factory) -> Path:
+    """Real MNIST whose test labels are shuffled: a model validated on the test set would score ~10% there."""
+    (x_train, y_train), (x_test, y_test) = load_dataset("mnist", mnist_dir)
+    shuffled = np.random.default_rng(0).permutation(y_test)
+    path = tmp_path_factory.mktemp("scrambled") / "mnist-scrambled-test.npz"
+    return write_npz(path, {"x_train": x_train[:3000], "y_train": y_train[:3000], "x_test": x_test, "y_test": shuffled})
+
+
+def test_a_trial_far_below_the_median_is_pruned(mnist_dir, tmp_path):
+    base = resolve_config("notebook", overrides={
+        "data.path": str(mnist_dir), "data.train_limit": 2500, "data.validation_size": 500, "training.epochs": 4,
+        "tune.space": {"optimizer.alpha": {"low": 1e-7, "high": 1e-2, "log": True}},
+    })  # fmt: skip
+    plan = Search(f"sqlite:///{tmp_path / 'prune.db'}", "prune", trials=4)
+    study = open_study(plan)
+    for alpha in (3e-3, 2e-3, 1e-3, 1e-7):  # three sound trials, then one that can barely learn
+        study.enqueue_trial({"optimizer.alpha": alpha})
+    run_search(base, plan)
+    trials = optuna.load_study(study_name="prune", storage=plan.storage).trials
+    states = [t.state for t in trials]
+    assert states == [optuna.trial.TrialState.COMPLETE] * 3 + [optuna.trial.TrialState.PRUNED], states
+    assert len(trials[-1].intermediate_values) == 2  # judged after the warm-up epoch, stopped before epoch 3 of 4
+
+
+def test_tune_validates_apart_from_test_resumes_and_retrains_the_best(scrambled_test_npz, tmp_path):
+    result = cli("tune", "--preset", "notebook", "--data", scrambled_test_npz, "--trials", "3", *QUICK, "--out", tmp_path)
+    assert "best trial" in result.stdout and "report:" in result.stdout
+    (run,) = [path for path in tmp_path.iterdir() if path.is_dir()]
+    search = json.loads((run / "tune" / "tune.json").read_text())
+    assert search["study"] == "notebook-mnist" and len(search["trials"]) == 3
+    # The notebook validates on the test set; trials must not: on held-out training images they score
+    # well, while the scrambled test labels give the final model chance accuracy.
+    assert search["best_value"] > 0.7
+    assert json.loads((run / "metrics.json").read_text())["test_accuracy"] < 0.3
+    settings = (run / "config.toml").read_text()
+    assert f"alpha = {search['best_params']['optimizer.alpha']}" in settings and 'validation = "holdout"' in settings
+    assert (run / "tune" / "history.png").stat().st_size > 10_000
+    assert "Search: validation accuracy of each trial" in (run / "report" / "report.html").read_text()
+    # The same storage and study continue the search, here with two worker processes.
+    more = cli("tune", "--preset", "notebook", "--data", scrambled_test_npz, "--trials", "2", "--jobs", "2",
+               "--no-retrain", *QUICK, "--out", tmp_path)  # fmt: skip
+    assert "2 more trial(s), 2 worker(s)" in more.stdout
+    study = optuna.load_study(study_name="notebook-mnist", storage=f"sqlite:///{tmp_path / 'tune.db'}")
+    assert len(study.trials) == 5 and all(t.state.is_finished() for t in study.trials)
+    assert len([path for path in tmp_path.iterdir() if path.is_dir()]) == 1
+
+
+def test_tune_without_finished_trials_says_so(tmp_path, mnist_dir):
+    result = cli("tune", "--data", mnist_dir, "--trials", "0", "--out", tmp_path, check=False)
+    assert_one_line_error(result, "study 'mlp-mnist' has no finished trial yet")
+
+
+def test_unreachable_storage_is_a_one_line_error(tmp_path):
+    url = f"postgresql://tuner:secret@127.0.0.1:{free_port()}/studies"
+    result = cli("tune", "--storage", url, "--out", tmp_path, check=False)
+    assert_one_line_error(result, "--storage postgresql://tuner:***@127.0.0.1", "cannot open the study")
+    assert "secret" not in result.stderr
+
+
+def test_redact_hides_only_the_password():
+    assert redact("postgresql://me:pw@db:5432/x") == "postgresql://me:***@db:5432/x"
+    assert redact("sqlite:////tmp/tune.db") == "sqlite:////tmp/tune.db"
+
+
+@pytest.fixture(scope="module")
+def postgres(tmp_path_factory):
+    """A real PostgreSQL server (Debian's) on 127.0.0.1, run as the postgres user in a scratch folder."""
+    if not POSTGRES_BIN:
+        pytest.fail("PostgreSQL is not installed: make test installs Debian's postgresql package")
+    folder = tmp_path_factory.mktemp("postgres")
+    data, port = folder / "data", free_port()
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(folder, "postgres")
+    bin_dir = POSTGRES_BIN[-1]
+    subprocess.run([*as_postgres, bin_dir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"], check=True, capture_output=True)
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -k {folder}"
+    subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-o", options, "-l", folder / "log", "-w", "start"], check=True, capture_output=True)
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run([*as_postgres, bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+
+
+def test_two_workers_share_one_study_in_postgresql(postgres, mnist_dir, tmp_path):
+    command = [cli_path(), "tune", "--preset", "notebook", "--data", str(mnist_dir), "--storage", postgres,
+               "--study", "shared", "--trials", "2", "--no-retrain", *QUICK, "--out", str(tmp_path)]  # fmt: skip
+    workers = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    started = time.monotonic()
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    assert all(worker.returncode == 0 for worker in workers), [err for _, err in outputs]
+    trials = optuna.load_study(study_name="shared", storage=postgres).trials
+    assert sorted(t.number for t in trials) == [0, 1, 2, 3]
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    # Each worker ran its own two trials, numbered by the shared study.
+    numbers = [{int(line.split()[1]) for line in out.splitlines() if line.startswith("trial ")} for out, _ in outputs]
+    assert len(numbers[0]) == len(numbers[1]) == 2 and not numbers[0] & numbers[1], numbers
+    assert time.monotonic() - started < 600
