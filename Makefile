@@ -19,12 +19,14 @@ install: $(BIN)/.installed
 train: install
 	$(BIN)/mnist-classifier train $(ARGS)
 
-# Fashion-MNIST for the tests comes from Debian's package (no internet needed), and
-# the page tests drive Debian's Chromium.
+# Fashion-MNIST for the tests comes from Debian's package (no internet needed), the
+# page tests drive Debian's Chromium, and the shared-study test of tune runs Debian's
+# PostgreSQL.
 test-data:
 	@MISSING=""; \
 	test -d /usr/share/datasets/fashion-mnist || MISSING="$$MISSING dataset-fashion-mnist"; \
 	test -x /usr/bin/chromium || MISSING="$$MISSING chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || MISSING="$$MISSING postgresql"; \
 	test -z "$$MISSING" || { \
 		SUDO=$$(test "$$(id -u)" -eq 0 || echo "sudo -n"); \
 		$$SUDO apt-get update -qq && \

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from mnist_classifier.pipeline import PreparedData, compile_network, fit, prepar
 PRUNER_STARTUP_TRIALS = 3
 PRUNER_WARMUP_EPOCHS = 1
 SQLITE_FILE = "tune.db"
+OPEN_ATTEMPTS = 3
 TrialReport = Callable[[optuna.trial.FrozenTrial], None]
 
 
@@ -119,16 +121,20 @@ def open_study(search: Search) -> optuna.Study:
     storage: str | optuna.storages.RDBStorage = search.storage
     if search.storage.startswith("sqlite:"):  # several local processes wait for the file's lock
         storage = optuna.storages.RDBStorage(search.storage, engine_kwargs={"connect_args": {"timeout": 60}})
-    try:
-        return optuna.create_study(
-            storage=storage, study_name=search.study, direction="maximize", load_if_exists=True,
-            pruner=optuna.pruners.MedianPruner(PRUNER_STARTUP_TRIALS, PRUNER_WARMUP_EPOCHS),
-        )  # fmt: skip
-    except (ImportError, ModuleNotFoundError) as exc:
-        raise ConfigError(f"--storage {redact(search.storage)}: its database driver is not installed ({exc})") from None
-    except Exception as exc:  # SQLAlchemy's errors: bad URL, server down, wrong password
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--storage {redact(search.storage)}: cannot open the study ({first})") from None
+    for attempt in range(OPEN_ATTEMPTS):
+        try:
+            return optuna.create_study(
+                storage=storage, study_name=search.study, direction="maximize", load_if_exists=True,
+                pruner=optuna.pruners.MedianPruner(PRUNER_STARTUP_TRIALS, PRUNER_WARMUP_EPOCHS),
+            )  # fmt: skip
+        except ImportError as exc:
+            raise ConfigError(f"--storage {redact(search.storage)}: its database driver is not installed ({exc})") from None
+        except Exception as exc:  # SQLAlchemy's errors: bad URL, server down, wrong password, ...
+            failure = exc
+            # ... or workers starting together on a new database, racing to create Optuna's tables.
+            time.sleep(attempt + 1)
+    first = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
+    raise ConfigError(f"--storage {redact(search.storage)}: cannot open the study ({first})") from None
 
 
 def redact(url: str) -> str:
