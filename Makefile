@@ -32,5 +32,6 @@ test-data:
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$MISSING; }
 
+# Two workers: much of the suite waits on process start-up and compilation.
 test: install test-data
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
