@@ -87,6 +87,7 @@ def test_tune_validates_apart_from_test_resumes_and_retrains_the_best(scrambled_
     more = cli("tune", "--preset", "notebook", "--data", scrambled_test_npz, "--trials", "2", "--jobs", "2",
                "--no-retrain", *QUICK, "--out", tmp_path)  # fmt: skip
     assert "2 more trial(s), 2 worker(s)" in more.stdout
+    assert sorted(line.split()[1] for line in more.stdout.splitlines() if line.startswith("trial ")) == ["3", "4"]
     study = optuna.load_study(study_name="notebook-mnist", storage=f"sqlite:///{tmp_path / 'tune.db'}")
     assert len(study.trials) == 5 and all(t.state.is_finished() for t in study.trials)
     assert len([path for path in tmp_path.iterdir() if path.is_dir()]) == 1

@@ -157,7 +157,8 @@ def run_search(base: Config, search: Search, report: TrialReport | None = None, 
     else:
         context = multiprocessing.get_context("spawn")
         with context.Pool(len(shares)) as pool:
-            pool.starmap(_work, [(base, dataclasses.replace(search, trials=share), None, None) for share in shares])
+            # Each worker reports its own trials (a module-level function travels to it by name).
+            pool.starmap(_work, [(base, dataclasses.replace(search, trials=share), report, None) for share in shares])
     return open_study(search)
 
 
