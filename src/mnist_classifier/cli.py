@@ -194,7 +194,7 @@ def _finish(result: RunResult, report: bool) -> None:
 def tune(
     preset: Annotated[Optional[str], typer.Option(help="The preset to search around (default: mlp).")] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="TOML config file ([tune.space] sets the search space).")
+        Optional[Path], typer.Option("--config", help="TOML config file (its tune.space table sets the search space).")
     ] = None,
     set_: Annotated[
         Optional[list[str]], typer.Option("--set", help="Override a setting: section.key=value (repeatable).")
