@@ -1,6 +1,7 @@
 """Data-parallel training: two simulated CPU devices in a child process, and two processes joined as hosts."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pytest
 
 from mnist_classifier import ConfigError
 from mnist_classifier.config import TrainingConfig
+from mnist_classifier.distribute import cpu_devices
 from tests.test_cli import SMALL, TINY, assert_one_line_error, cli, cli_path
 
 TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -37,6 +39,14 @@ with distributed(TrainingConfig(batch_size=64, distribute="data-parallel")) as d
     layout = keras.distribution.distribution().get_data_layout((64, 784))
 print(json.dumps({"devices": devices, "variable_devices": seen[-1], "batch_axes": list(layout.axes)}))
 """
+
+
+@pytest.mark.parametrize(
+    "batch_size, cores, devices",
+    [(128, 2, 8), (32, 2, 2), (64, 2, 4), (128, 16, 16), (100, 2, 5), (33, 2, 1), (256, 4, 16)],
+)
+def test_the_cpu_is_split_into_shares_of_about_16_images_at_least_one_per_core(batch_size, cores, devices):
+    assert cpu_devices(batch_size, cores) == devices
 
 
 def test_unknown_distribution_is_a_config_error():
@@ -78,13 +88,16 @@ def two_hosts(*args):
 def test_data_parallel_runs_match_one_device(mnist_dir, tmp_path):
     common = ["train", "--data", mnist_dir, "--epochs", "2", "--no-report", *SMALL, *TINY]
     cli(*common, "--out", tmp_path / "one")
-    cli(*common, "--distribute", "data-parallel", "--out", tmp_path / "devices", env=TWO_DEVICES)
+    cli(*common, "--distribute", "data-parallel", "--out", tmp_path / "devices")  # the CPU split by the tool
     hosts = two_hosts(*common, "--out", tmp_path / "hosts")
     assert "process 0 records the run" in hosts[1][1]
     runs = {name: list((tmp_path / name).iterdir()) for name in ("one", "devices", "hosts")}
     assert all(len(found) == 1 for found in runs.values()), runs  # process 1 records nothing
     metrics = {name: json.loads((found[0] / "metrics.json").read_text()) for name, found in runs.items()}
-    assert [(m["distribute"], m["devices"]) for m in metrics.values()] == [("none", 1), *[("data-parallel", 2)] * 2]
+    split = cpu_devices(32, len(os.sched_getaffinity(0)))  # SMALL's batch of 32
+    assert [(m["distribute"], m["devices"]) for m in metrics.values()] == [
+        ("none", 1), ("data-parallel", split), ("data-parallel", 2)
+    ]  # fmt: skip
     accuracy = [m["test_accuracy"] for m in metrics.values()]
     assert min(accuracy) > 0.7 and max(accuracy) - min(accuracy) < 0.02, accuracy
 
