@@ -51,6 +51,9 @@ DataOpt = Annotated[
     Optional[str],
     typer.Option("--data", help="Folder of IDX files or a .npz (default: $MNIST_CLASSIFIER_DATA, caches, download)."),
 ]
+SetOpt = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Override a setting: section.key=value (repeatable).")
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 NormalizeOpt = Annotated[
     Optional[str],
@@ -105,9 +108,7 @@ def train(
         Optional[str], typer.Option(help="notebook, mlp (the default), cnn or cnn-augmented.")
     ] = None,
     config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file.")] = None,
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a setting: section.key=value (repeatable).")
-    ] = None,
+    set_: SetOpt = None,
     dataset: DatasetOpt = None,
     data: DataOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Number of epochs.")] = None,
@@ -196,9 +197,7 @@ def tune(
     config: Annotated[
         Optional[Path], typer.Option("--config", help="TOML config file (its tune.space table sets the search space).")
     ] = None,
-    set_: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Override a setting: section.key=value (repeatable).")
-    ] = None,
+    set_: SetOpt = None,
     dataset: DatasetOpt = None,
     data: DataOpt = None,
     epochs: Annotated[Optional[int], typer.Option(help="Epochs per trial (and for the retrained best).")] = None,

@@ -89,7 +89,6 @@ def distributed(training: TrainingConfig) -> Iterator[int]:
         yield len(devices)
 
 
-
 def device_count() -> int:
     """How many devices each batch is split over now: 1 outside ``distributed``."""
     current = keras.distribution.distribution()

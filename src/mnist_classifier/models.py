@@ -169,6 +169,11 @@ def allow_jit(model: keras.Model) -> keras.Model:
     return model
 
 
+def input_shape(config: ModelConfig) -> tuple[int, ...]:
+    """The shape of one input of the network a model config describes: flat pixels, or a 28×28×1 image."""
+    return (IMAGE_SIZE, IMAGE_SIZE, 1) if config.architecture == "cnn" else (IMAGE_SIZE * IMAGE_SIZE,)
+
+
 def build_from_config(config: ModelConfig) -> keras.Model:
     """The network a model config describes, for 28×28 images."""
     if config.architecture == "cnn":

@@ -8,6 +8,7 @@ import math
 import multiprocessing
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import optuna
 from mnist_classifier.config import Config, apply_overrides
 from mnist_classifier.errors import ConfigError, MnistClassifierError
 from mnist_classifier.files import write_text_atomic
-from mnist_classifier.models import build_from_config
+from mnist_classifier.models import build_from_config, input_shape
 from mnist_classifier.pipeline import PreparedData, compile_network, fit, prepare_data
 
 # Trials the median pruner lets finish before it compares, and epochs it waits within each trial.
@@ -167,8 +168,7 @@ def _work(base: Config, search: Search, report: TrialReport | None, progress) ->
     if not search.trials:
         return
     study = open_study(search)
-    network = build_from_config(base.model)
-    data = prepare_data(base.data, network.input_shape[1:], progress)
+    data = prepare_data(base.data, input_shape(base.model), progress)
     callbacks = [lambda _study, trial: report(trial)] if report else []
     study.optimize(
         objective(base, data), n_trials=search.trials, timeout=search.timeout, callbacks=callbacks,
@@ -224,10 +224,7 @@ def _plot(study: optuna.Study, out: Path) -> None:
 
 def finished_summary(study: optuna.Study) -> dict[str, int]:
     """How many trials of the study ended in each state."""
-    counts: dict[str, int] = {}
-    for trial in study.trials:
-        counts[trial.state.name.lower()] = counts.get(trial.state.name.lower(), 0) + 1
-    return counts
+    return dict(Counter(trial.state.name.lower() for trial in study.trials))
 
 
 def value_text(value: float | None) -> str:
