@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test install test-data
+.PHONY: train test install test-data models
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ install: $(BIN)/.installed
 
 train: install
 	$(BIN)/mnist-classifier train $(ARGS)
+
+# The bundled models (src/mnist_classifier/weights): trained with their presets, then
+# copied in without optimizer state, with metrics.json and a model card. Needs both data sets.
+models: install
+	$(BIN)/python scripts/make_models.py $(ARGS)
 
 # Fashion-MNIST for the tests comes from Debian's package (no internet needed), the
 # page tests drive Debian's Chromium, and the shared-study test of tune runs Debian's

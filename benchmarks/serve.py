@@ -1,14 +1,16 @@
-"""Prediction latency and throughput, in process and over HTTP on 127.0.0.1.
+"""Prediction latency and throughput on Keras and on onnxruntime, in process and over HTTP on 127.0.0.1.
 
-Usage (from the project root):
+Usage (from the project root; the test digits come from MNIST):
 
-    .venv/bin/python benchmarks/serve.py --model runs/…/model.keras
-    MNIST_CLASSIFIER_DATA=../shared/data/mnist .venv/bin/python benchmarks/serve.py   # trains mlp for 3 epochs first
+    MNIST_CLASSIFIER_DATA=../shared/data/mnist .venv/bin/python benchmarks/serve.py
+    ... benchmarks/serve.py --model runs/…/model.keras --runtime onnx
 
-Prints p50/p99 single-image latency of the model call on a prepared 28×28 image,
-of the image preprocessing (PNG bytes to 28×28) apart, and of ``POST /predict``
-against ``mnist-classifier serve`` in its own process; and batch throughput in
-images per second, in process (batch 256) and over HTTP (``/predict/batch``, 64).
+For each model (default: the bundled mnist-mlp and mnist-cnn) and runtime (default:
+keras and onnx) it prints p50/p99 single-image latency of the model on a prepared
+28×28 image, of the image preprocessing (PNG bytes to 28×28) apart, and of
+``POST /predict`` against ``mnist-classifier serve`` in its own process; and batch
+throughput in images per second, in process (batch 256) and over HTTP
+(``/predict/batch``, 64). Targets are checked on onnxruntime.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -31,10 +32,10 @@ import numpy as np
 from PIL import Image
 
 from mnist_classifier import load_dataset
-from mnist_classifier.config import apply_overrides
-from mnist_classifier.pipeline import train_run
 from mnist_classifier.predict import Classifier
-from mnist_classifier.presets import PRESETS
+
+MODEL_TARGET_US = {"mnist-mlp": 100, "mnist-cnn": 500}  # one prepared image on onnxruntime
+HTTP_TARGET_MS = (3, 10)  # POST /predict p50, p99 on onnxruntime
 
 
 def percentiles(run: Callable[[], object], repeats: int) -> tuple[float, float]:
@@ -80,37 +81,42 @@ def free_port() -> int:
 
 
 def main() -> None:
-    """Measure in process, then against a served model."""
+    """Measure each model on each runtime, in process, then served."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="a .keras model (default: train the mlp preset for 3 epochs)")
+    parser.add_argument("--model", action="append", help="a .keras or .onnx file or a bundled model (repeatable)")
+    parser.add_argument("--runtime", action="append", choices=["keras", "onnx"], help="(repeatable; default both)")
     parser.add_argument("--repeats", type=int, default=300)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        model = args.model
-        if model is None:
-            print("training the mlp preset for 3 epochs...", file=sys.stderr, flush=True)
-            config = apply_overrides(PRESETS["mlp"], {"training.epochs": 3})
-            model = str(train_run(config, Path(tmp)).run_dir / "model.keras")
-        _, (test_images, _) = load_dataset("mnist")
-        measure(model, test_images[:256], args.repeats)
+    _, (test_images, _) = load_dataset("mnist")
+    for model in args.model or list(MODEL_TARGET_US):
+        for runtime in args.runtime or ["keras", "onnx"]:
+            measure(model, runtime, test_images[:256], args.repeats)
 
 
-def measure(model: str, digits: np.ndarray, repeats: int) -> None:
-    """Every figure for one model."""
-    classifier = Classifier.load(model)
+def verdict(value: float, target: float | None, runtime: str) -> str:
+    """``target ≤ X: met`` (or not met) for onnxruntime figures with a target."""
+    if target is None or runtime != "onnx":
+        return ""
+    return f"  (target ≤ {target:g}: {'met' if value <= target else 'NOT met'})"
+
+
+def measure(model: str, runtime: str, digits: np.ndarray, repeats: int) -> None:
+    """Every figure for one model on one runtime."""
+    classifier = Classifier.load(model, runtime=runtime)
     upload = png(digits[0])
     one = digits[:1]
-    row("model", f"{model}")
+    row(f"model {model} on {runtime}", "")
     p50, p99 = percentiles(lambda: classifier.probabilities(one), repeats)
-    row("in process: model call, one prepared image", f"p50 {p50 * 1000:.0f} µs, p99 {p99 * 1000:.0f} µs")
+    target = MODEL_TARGET_US.get(model)
+    row("  in process: model, one prepared image", f"p50 {p50 * 1000:.0f} µs, p99 {p99 * 1000:.0f} µs" + verdict(p50 * 1000, target, runtime))
     p50, p99 = percentiles(lambda: classifier.prepare(upload), repeats)
-    row("in process: preprocessing, 140×140 PNG to 28×28", f"p50 {p50 * 1000:.0f} µs, p99 {p99 * 1000:.0f} µs")
+    row("  in process: preprocessing, 140×140 PNG to 28×28", f"p50 {p50 * 1000:.0f} µs, p99 {p99 * 1000:.0f} µs")
     rate = throughput(lambda: classifier.probabilities(digits), len(digits))
-    row("in process: batch of 256 prepared images", f"{rate:,.0f} images/s")
+    row("  in process: batch of 256 prepared images", f"{rate:,.0f} images/s")
 
     port = free_port()
     server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mnist-classifier"), "serve", model, "--port", str(port)],
+        [str(Path(sys.executable).parent / "mnist-classifier"), "serve", model, "--port", str(port), "--runtime", runtime],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ},
     )  # fmt: skip
     try:
@@ -118,13 +124,14 @@ def measure(model: str, digits: np.ndarray, repeats: int) -> None:
             _wait_for(client)
             pixels = {"pixels": digits[0].tolist()}
             p50, p99 = percentiles(lambda: client.post("/predict", json=pixels).raise_for_status(), repeats)
-            row("HTTP POST /predict, JSON 28×28 pixels", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+            met = verdict(p50, HTTP_TARGET_MS[0], runtime) + verdict(p99, HTTP_TARGET_MS[1], runtime)
+            row("  HTTP POST /predict, JSON 28×28 pixels", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms{met}")
             files = {"file": ("digit.png", upload, "image/png")}
             p50, p99 = percentiles(lambda: client.post("/predict", files=files).raise_for_status(), repeats)
-            row("HTTP POST /predict, 140×140 PNG upload", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+            row("  HTTP POST /predict, 140×140 PNG upload", f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
             batch = {"images": [{"pixels": d.tolist()} for d in digits[:64]]}
             rate = throughput(lambda: client.post("/predict/batch", json=batch).raise_for_status(), 64)
-            row("HTTP POST /predict/batch, 64 JSON images", f"{rate:,.0f} images/s")
+            row("  HTTP POST /predict/batch, 64 JSON images", f"{rate:,.0f} images/s")
     finally:
         server.terminate()
         server.wait(30)

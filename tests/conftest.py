@@ -19,9 +19,16 @@ def _compile_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("xla_cache")
 
 
+@pytest.fixture(scope="session")
+def _user_cache(tmp_path_factory) -> Path:
+    """One package cache (ONNX exports) for the whole session, away from the user's."""
+    return tmp_path_factory.mktemp("user_cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path_factory, monkeypatch, _compile_cache):
-    """No test sees the user's data variables or Keras cache; downloads go nowhere real."""
+def _isolated_environment(tmp_path_factory, monkeypatch, _compile_cache, _user_cache):
+    """No test sees the user's data variables or caches; downloads go nowhere real."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(_user_cache))
     monkeypatch.delenv("MNIST_CLASSIFIER_DATA", raising=False)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path_factory.mktemp("keras_home")))
     monkeypatch.setenv("MNIST_CLASSIFIER_MIRROR", "http://127.0.0.1:9/unreachable/")

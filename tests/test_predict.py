@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +18,12 @@ from tests.test_cli import assert_one_line_error, cli
 def test_digits(mnist_dir):
     _, (images, labels) = load_dataset("mnist", mnist_dir)
     return images[:200], labels[:200]
+
+
+def png_file(path: Path, pixels: np.ndarray) -> Path:
+    """A data set image as a person would save it: dark on white, enlarged, as PNG."""
+    Image.fromarray(255 - pixels).resize((112, 112)).save(path, "PNG")
+    return path
 
 
 def _redraw(digit: np.ndarray, style: str, rng: np.random.Generator) -> bytes:

@@ -1,13 +1,16 @@
 """The HTTP service against a real uvicorn server on 127.0.0.1: answers, every refusal, bursts."""
 
 import base64
+import contextlib
 import io
+import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,7 +36,7 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def service(mlp_model_path):
     """A real server in a background thread, for the module's tests."""
-    app = create_app(Classifier.load(mlp_model_path), LIMITS, "model.keras")
+    app = create_app(Classifier.load(mlp_model_path), LIMITS)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -147,22 +150,31 @@ def test_a_burst_of_concurrent_requests_is_answered_correctly(service, digits):
     assert answers == [labels[i % 10] for i in range(64)]
 
 
-def test_the_cli_serves_until_ctrl_c(mlp_model_path):
+@contextlib.contextmanager
+def served(*args, env=None) -> Iterator[httpx.Client]:
+    """``mnist-classifier serve ARGS`` in its own process, until Ctrl-C; yields a client once it answers."""
     port = free_port()
     exe = Path(sys.executable).parent / "mnist-classifier"
-    process = subprocess.Popen([exe, "serve", mlp_model_path, "--port", str(port)], stderr=subprocess.PIPE, text=True)
+    command = [exe, "serve", *args, "--port", str(port)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                assert httpx.get(f"http://127.0.0.1:{port}/health").json() == {"status": "ok"}
-                break
-            except httpx.TransportError:
-                time.sleep(0.3)
-        else:
-            pytest.fail("the served model never answered")
-        assert "Draw a digit" in httpx.get(f"http://127.0.0.1:{port}/").text
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    assert client.get("/health").json() == {"status": "ok"}
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.3)
+            else:
+                pytest.fail(f"the served model never answered: {process.stderr.read() if process.poll() is not None else ''}")
+            yield client
     finally:
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=30)
     assert process.returncode in (0, 130) and "Traceback" not in stderr
+
+
+def test_the_cli_serves_until_ctrl_c(mlp_model_path):
+    with served(mlp_model_path) as client:
+        assert "Draw a digit" in client.get("/").text

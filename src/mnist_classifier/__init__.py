@@ -52,6 +52,7 @@ _LAZY = {
     "predict_images": "predict",
     "Classifier": "predict",
     "Prediction": "predict",
+    "export_onnx": "onnx_format",
 }
 
 

@@ -24,6 +24,7 @@ from rich.progress import (
 from rich.markup import escape
 from rich.table import Table
 
+from mnist_classifier.bundled import DEFAULT_MODEL
 from mnist_classifier.compilation import enable_compilation_cache
 from mnist_classifier.errors import ConfigError, MnistClassifierError
 
@@ -55,6 +56,14 @@ SetOpt = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a setting: section.key=value (repeatable).")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+ModelArg = Annotated[Path, typer.Argument(help="A .keras file or a bundled model's name (see `models`).")]
+InferenceModelArg = Annotated[
+    Path, typer.Argument(help="A .keras or .onnx file, or a bundled model's name (see `models`).")
+]
+RuntimeOpt = Annotated[
+    Optional[str],
+    typer.Option(help="keras or onnx (onnxruntime; a .keras model is exported once, cached). Default: by file type."),
+]
 NormalizeOpt = Annotated[
     Optional[str],
     typer.Option(help="scale, l2 or standardize: for models not written by this tool (e.g. the notebook's: l2)."),
@@ -354,7 +363,7 @@ class _EpochReporter:
 
 @app.command()
 def evaluate(
-    model: Annotated[Path, typer.Argument(help="A .keras model file.")],
+    model: ModelArg,
     dataset: DatasetOpt = None,
     data: DataOpt = None,
     normalize: NormalizeOpt = None,
@@ -409,11 +418,12 @@ class _DownloadBars:
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="A .keras model file.")],
+    model: InferenceModelArg,
     images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, WebP) or folders of them.")],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many classes to list per image.")] = 3,
     dataset: DatasetOpt = None,
     normalize: NormalizeOpt = None,
+    runtime: RuntimeOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Classify pictures: dark ink on light paper or light on dark, any size, framed as MNIST frames its digits."""
@@ -423,7 +433,7 @@ def predict(
     from mnist_classifier.predict import Classifier
 
     enable_compilation_cache()
-    classifier = Classifier.load(model, dataset, normalize)
+    classifier = Classifier.load(model, dataset, normalize, runtime)
     records: list[dict] = []
     prepared = []
     for path in images:
@@ -455,16 +465,60 @@ def predict(
 
 @app.command()
 def serve(
-    model: Annotated[Path, typer.Argument(help="A .keras model file.")],
+    model: Annotated[
+        Path, typer.Argument(help="A .keras or .onnx file, or a bundled model's name (see `models`).")
+    ] = Path(DEFAULT_MODEL),
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    runtime: RuntimeOpt = None,
 ) -> None:
     """Serve the model over HTTP: POST /predict, /predict/batch; GET /model, /health, /docs; a drawing page at /."""
+    from mnist_classifier.predict import Classifier
     from mnist_classifier.serve import serve as run_service
 
     enable_compilation_cache()
+    classifier = Classifier.load(model, runtime=runtime)
     err.print(f"serving {model} on http://{host}:{port}/ (drawing page), API docs at /docs; Ctrl-C stops")
-    run_service(model, host, port)
+    run_service(classifier, host, port)
+
+
+@app.command()
+def models(as_json: JsonOpt = False) -> None:
+    """The trained models shipped with the package: usable by name wherever a model file is accepted."""
+    from mnist_classifier.bundled import bundled_models
+
+    rows = bundled_models()
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    table = Table("name", "dataset", "preset", "test accuracy", "epochs", "size", "about")
+    for row in rows:
+        accuracy = "missing" if row["test_accuracy"] is None else f"{row['test_accuracy']:.2%}"
+        size = "" if row["size_bytes"] is None else f"{row['size_bytes'] / 2**20:.1f} MB"
+        table.add_row(row["name"], row["dataset"], row["preset"], accuracy, str(row["epochs"] or ""), size, row["summary"])
+    out.print(table)
+
+
+@app.command()
+def export(
+    model: ModelArg,
+    fmt: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Where to write (default: MODEL with .onnx).")] = None,
+) -> None:
+    """Export a model to ONNX through Keras's exporter, checked against Keras on onnxruntime before it is kept."""
+    from mnist_classifier.bundled import model_path
+    from mnist_classifier.onnx_format import check_target, export_onnx
+    from mnist_classifier.pipeline import open_model
+
+    if fmt != "onnx":
+        raise ConfigError(f"--format {fmt}: expected onnx")
+    path = model_path(model)
+    target = out_file or (path.with_suffix(".onnx") if path == model else Path(f"{model}.onnx"))
+    network, _, info = open_model(path, runtime="keras")
+    check_target(target)
+    err.print(f"exporting {model} to {target} ...")
+    export_onnx(network, target, info)
+    out.print(f"{target} ({target.stat().st_size / 2**20:.1f} MB), checked against Keras on onnxruntime")
 
 
 def _tune_malloc(arenas: int = 2, mmap_threshold: int = 4 << 20) -> None:

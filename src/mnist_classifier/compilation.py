@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from mnist_classifier.files import cache_root
+
 CACHE_ENV = "MNIST_CLASSIFIER_COMPILE_CACHE"
 
 
@@ -14,8 +16,7 @@ def cache_dir() -> Path | None:
     chosen = os.environ.get(CACHE_ENV)
     if chosen is not None:
         return None if chosen.strip().lower() in ("", "0", "off", "false", "no") else Path(chosen).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "mnist-classifier" / "xla"
+    return cache_root() / "xla"
 
 
 def enable_compilation_cache() -> Path | None:

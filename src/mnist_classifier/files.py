@@ -1,4 +1,4 @@
-"""Atomic file writes: write beside the target, then rename, so no reader sees half a file."""
+"""Atomic file writes (write beside the target, then rename, so no reader sees half a file) and the cache folder."""
 
 from __future__ import annotations
 
@@ -34,3 +34,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as temp:
         temp.write_text(text)
+
+
+def cache_root() -> Path:
+    """The package's cache folder: ``$XDG_CACHE_HOME/mnist-classifier`` (default ``~/.cache/...``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mnist-classifier"

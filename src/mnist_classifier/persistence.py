@@ -84,7 +84,7 @@ def load_model(filename: str | os.PathLike, *, compile: bool = True) -> keras.Mo
     try:
         model = keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad archive
-        raise ModelFileError(f"{path}: cannot load the model ({_first_line(exc)})") from None
+        raise ModelFileError(f"{path}: cannot load the model ({first_line(exc)})") from None
     return allow_jit(model)
 
 
@@ -118,7 +118,7 @@ def _check_archive(path: Path) -> Path:
     return path
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     """The first line of an exception's message."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -15,6 +15,7 @@ from mnist_classifier.data import DATASETS
 from mnist_classifier.errors import ConfigError
 from mnist_classifier.images import read_image, to_digit, to_item
 from mnist_classifier.persistence import ModelInfo
+from mnist_classifier.onnx_format import OnnxNetwork
 from mnist_classifier.pipeline import open_model
 from mnist_classifier.preprocessing import Normalization, preprocess
 
@@ -45,26 +46,42 @@ class Prediction:
 
 
 class Classifier:
-    """A loaded model with the preprocessing recorded in its file, ready for images."""
+    """A loaded model with the preprocessing recorded in its file, ready for images.
 
-    def __init__(self, network: keras.Model, info: ModelInfo) -> None:
+    ``runtime`` says what computes its answers: ``keras``, or ``onnx`` (onnxruntime);
+    ``name`` is the model's file name or bundled name.
+    """
+
+    def __init__(self, network: keras.Model | OnnxNetwork, info: ModelInfo, name: str = "model") -> None:
         self.network = network
         self.info = info
+        self.name = name
+        self.runtime = "onnx" if isinstance(network, OnnxNetwork) else "keras"
         self.frame = to_digit if info.dataset == "mnist" else to_item
         self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: str | os.PathLike, dataset: str | None = None, normalize: str | None = None) -> Classifier:
-        """Load a ``.keras`` file; ``dataset`` and ``normalize`` describe a model we did not write."""
-        network, shape, info = open_model(Path(path), dataset)
+    def load(
+        cls,
+        model: str | os.PathLike,
+        dataset: str | None = None,
+        normalize: str | None = None,
+        runtime: str | None = None,
+    ) -> Classifier:
+        """Load a ``.keras`` or ``.onnx`` file or a bundled model (by name) on ``runtime`` (keras or onnx).
+
+        ``dataset`` and ``normalize`` describe a model we did not write. A ``.keras``
+        model asked to run on onnx is exported once, checked, and kept in the cache.
+        """
+        network, shape, info = open_model(model, dataset, runtime)
         if info is None:
             if normalize == "standardize":
                 raise ConfigError("normalize=standardize needs the training statistics a model file of ours records")
             name = dataset or "mnist"
             info = ModelInfo(name, DATASETS[name].classes, Normalization(normalize or "scale"), shape)
         elif normalize is not None:
-            info = ModelInfo(info.dataset, info.classes, Normalization(normalize), shape)
-        return cls(network, info)
+            info = ModelInfo(info.dataset, info.classes, Normalization(normalize), shape, metrics=info.metrics)
+        return cls(network, info, Path(model).name)
 
     def prepare(self, source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
         """One image in the data set's 28×28 uint8 form; a 28×28 array is taken as already in it."""
@@ -79,6 +96,8 @@ class Classifier:
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities of N×28×28 uint8 images."""
         inputs = preprocess(images, self.info.normalization, self.info.input_shape)
+        if self.runtime == "onnx":  # onnxruntime sessions are thread-safe
+            return self.network(inputs)
         with self._lock:  # one model, many threads (the service): Keras's predict state is shared
             return keras.ops.convert_to_numpy(self.network.predict_on_batch(inputs))
 

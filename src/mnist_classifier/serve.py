@@ -51,7 +51,7 @@ class RequestError(Exception):
         self.status = status
 
 
-def create_app(classifier: Classifier, limits: Limits = Limits(), model_name: str = "model") -> FastAPI:
+def create_app(classifier: Classifier, limits: Limits = Limits(), model_name: str | None = None) -> FastAPI:
     """The service around one loaded model."""
     app = FastAPI(
         title="mnist-classifier",
@@ -72,7 +72,7 @@ def create_app(classifier: Classifier, limits: Limits = Limits(), model_name: st
     def model() -> dict[str, Any]:
         info = classifier.info
         return {
-            "file": model_name,
+            "file": model_name or classifier.name,
             "dataset": info.dataset,
             "classes": list(info.classes),
             "input_shape": list(info.input_shape),
@@ -81,6 +81,7 @@ def create_app(classifier: Classifier, limits: Limits = Limits(), model_name: st
             "package_version": info.package_version,
             "keras_version": keras.__version__,
             "backend": keras.backend.backend(),
+            "runtime": classifier.runtime,
             "limits": {"upload_bytes": limits.upload_bytes, "pixels": limits.pixels, "batch": limits.batch},
         }
 
@@ -227,10 +228,16 @@ def _request_doc(batch: bool) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": json_schema}, "multipart/form-data": {"schema": form}}}}
 
 
-def serve(model: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits = Limits()) -> None:
-    """Load ``model`` once and serve it with uvicorn until interrupted."""
+def serve(
+    model: str | Path | Classifier,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    limits: Limits = Limits(),
+    runtime: str | None = None,
+) -> None:
+    """Serve ``model`` (loaded, a file or a bundled model's name, loaded once on ``runtime``) with uvicorn until interrupted."""
     import uvicorn
 
-    classifier = Classifier.load(model)
+    classifier = model if isinstance(model, Classifier) else Classifier.load(model, runtime=runtime)
     classifier.classify(np.zeros((1, 28, 28), np.uint8), ["warm-up"])  # compile before the first request
-    uvicorn.run(create_app(classifier, limits, Path(model).name), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(classifier, limits), host=host, port=port, log_level="info")

@@ -1,0 +1,184 @@
+"""Trained models shipped with the package, usable by name wherever a model file is accepted.
+
+Each lives in ``weights/NAME/``: ``model.keras`` (weights and our record, no
+optimizer state), the training run's ``metrics.json`` and a ``MODEL_CARD.md``.
+``scripts/make_models.py`` (``make models``) trains them with their presets and
+writes them here with :func:`bundle_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from mnist_classifier.errors import ModelFileError
+
+WEIGHTS = Path(str(resources.files("mnist_classifier") / "weights"))
+MODEL_SUFFIXES = (".keras", ".onnx")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A shipped model: its name, the preset and data set it was trained with, one line about it."""
+
+    name: str
+    preset: str
+    dataset: str
+    summary: str
+    limitations: tuple[str, ...]
+
+    @property
+    def folder(self) -> Path:
+        """Where its files are installed."""
+        return WEIGHTS / self.name
+
+    @property
+    def path(self) -> Path:
+        """Its ``.keras`` file."""
+        return self.folder / "model.keras"
+
+    def metrics(self) -> dict[str, Any]:
+        """The training run's ``metrics.json``."""
+        return json.loads((self.folder / "metrics.json").read_text())
+
+
+_DIGITS = (
+    "Expects one handwritten digit per image. Anything else (letters, several digits, a blank page) still gets "
+    "a digit as its answer, often with high probability: the probabilities are not a test of whether the image is a digit.",
+    "Trained on MNIST's writers (US Census employees and high-school students); other handwriting styles, such as "
+    "a continental 1 with a long upstroke or a crossed 7, are rarer in it.",
+)
+BUNDLES = {
+    bundle.name: bundle
+    for bundle in (
+        Bundle("mnist-mlp", "mlp", "mnist", "Multilayer perceptron (the notebook's model, wider and regularized).", _DIGITS),
+        Bundle("mnist-cnn", "cnn-augmented", "mnist", "Convolutional network trained with random shifts, rotations and zoom.", _DIGITS),
+        Bundle(
+            "fashion-cnn", "cnn", "fashion_mnist", "Convolutional network for Zalando's Fashion-MNIST articles.",
+            (
+                "Expects one article on a plain background, photographed from the front as in Zalando's catalogue; "
+                "worn clothes, several items or cluttered scenes are outside what it saw.",
+                "Shirts, T-shirts, pullovers and coats look alike at 28×28 pixels: most of its mistakes are among them.",
+            ),
+        ),  # fmt: skip
+    )
+}
+DEFAULT_MODEL = "mnist-cnn"
+
+
+def model_path(model: str | os.PathLike) -> Path:
+    """A model argument as a file: an existing path as it is, else a bundled model's file.
+
+    Raises ModelFileError for a name that is neither a file nor a bundled model
+    (a path with a model suffix is left for the loader to report as missing).
+    """
+    path = Path(model)
+    if path.exists() or path.suffix in MODEL_SUFFIXES:
+        return path
+    if str(model) in BUNDLES:
+        return BUNDLES[str(model)].path
+    raise ModelFileError(f"{model}: no such model file, and not a bundled model ({', '.join(BUNDLES)})")
+
+
+def bundled_models() -> list[dict[str, Any]]:
+    """What ``mnist-classifier models`` lists: each bundled model's name, data set, accuracy, size and file."""
+    rows = []
+    for bundle in BUNDLES.values():
+        metrics = bundle.metrics() if bundle.path.exists() else {}
+        rows.append({
+            "name": bundle.name,
+            "dataset": bundle.dataset,
+            "preset": bundle.preset,
+            "test_accuracy": metrics.get("test_accuracy"),
+            "epochs": metrics.get("epochs"),
+            "size_bytes": bundle.path.stat().st_size if bundle.path.exists() else None,
+            "file": str(bundle.path),
+            "summary": bundle.summary,
+        })  # fmt: skip
+    return rows
+
+
+def bundle_run(run_dir: Path, name: str, root: Path = WEIGHTS) -> Path:
+    """Copy a finished run's model into ``root/name`` without its optimizer state, with metrics and a model card.
+
+    Raises ModelFileError when the run is not of the bundle's preset and data set.
+    """
+    from mnist_classifier.persistence import load_model, read_model_info, save_model
+
+    bundle = BUNDLES[name]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    if (metrics.get("preset"), metrics.get("dataset")) != (bundle.preset, bundle.dataset):
+        raise ModelFileError(
+            f"{run_dir}: a {metrics.get('preset')} run on {metrics.get('dataset')}; "
+            f"{name} is the {bundle.preset} preset on {bundle.dataset}"
+        )  # fmt: skip
+    folder = root / name
+    folder.mkdir(parents=True, exist_ok=True)
+    source = run_dir / "model.keras"
+    info = read_model_info(source)
+    save_model(load_model(source, compile=False), folder / "model.keras", info)
+    shutil.copyfile(run_dir / "metrics.json", folder / "metrics.json")
+    card = model_card(bundle, metrics, info.normalization.mode, (run_dir / "config.toml").read_text())
+    (folder / "MODEL_CARD.md").write_text(card)
+    return folder
+
+
+def model_card(bundle: Bundle, metrics: dict[str, Any], normalization: str, config_toml: str) -> str:
+    """A short model card: what it is, its data and preprocessing, per-class results, limitations."""
+    evaluation = metrics["evaluation"]
+    rows = "\n".join(
+        f"| {row['class']} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
+        for row in evaluation["per_class"]
+    )
+    confusions = _top_confusions(evaluation["confusion_matrix"], [row["class"] for row in evaluation["per_class"]])
+    timings = metrics.get("timings", {})
+    versions = ", ".join(f"{key} {value}" for key, value in metrics.get("versions", {}).items())
+    limitations = "\n".join(f"- {line}" for line in (*bundle.limitations, f"Most frequent mistakes on the test set: {confusions}."))
+    return f"""# {bundle.name}
+
+{bundle.summary}
+
+- Use: `mnist-classifier predict {bundle.name} IMAGE`, `mnist-classifier serve {bundle.name}`,
+  or `Classifier.load("{bundle.name}")` in Python.
+- Made by `make models` (`scripts/make_models.py`): `mnist-classifier train --preset {bundle.preset}
+  --dataset {bundle.dataset}`, then the run's model without its optimizer state.
+
+## Data
+{bundle.dataset} as distributed: the 60,000 training images (a held-out part of them for
+validation, see the configuration below) and the 10,000 test images, which were used only
+for the results here.
+
+## Preprocessing
+28×28 greyscale images, `{normalization}` normalization, as recorded inside the model file.
+Pictures given to `predict` or the service are first framed the way the data set frames
+its images (inverted if dark on light, cropped, scaled into the centre of a 28×28 frame).
+
+## Results on the test set
+Test accuracy **{metrics["test_accuracy"]:.4f}**, loss {metrics["test_loss"]:.4f}, after
+{metrics["epochs"]} epochs (best epoch {metrics.get("best_epoch")}), trained in
+{timings.get("total_s", 0) / 60:.0f} minutes. Versions: {versions}.
+
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{rows}
+
+## Known limitations
+{limitations}
+
+## Configuration
+```toml
+{config_toml.strip()}
+```
+"""
+
+
+def _top_confusions(confusion: list[list[int]], classes: list[str], count: int = 3) -> str:
+    """The most frequent (true, predicted) mistakes, as text."""
+    pairs = [(n, t, p) for t, row in enumerate(confusion) for p, n in enumerate(row) if t != p and n]
+    top = sorted(pairs, reverse=True)[:count]
+    return "; ".join(f"{classes[t]} taken for {classes[p]} {n} times" for n, t, p in top) or "none"

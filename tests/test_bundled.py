@@ -1,0 +1,103 @@
+"""The models shipped with the package: listed, as accurate as recorded, exportable, usable by name without data."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_classifier import load_dataset, preprocess
+from mnist_classifier.bundled import BUNDLES, DEFAULT_MODEL, WEIGHTS, bundle_run
+from mnist_classifier.errors import ModelFileError
+from mnist_classifier.onnx_format import TOLERANCE, OnnxNetwork, export_onnx
+from mnist_classifier.persistence import load_model, read_model_info
+from mnist_classifier.pipeline import evaluate_file, open_model
+from tests.test_cli import assert_one_line_error, cli
+from tests.test_predict import png_file
+from tests.test_serve import served
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "mnist_classifier"
+
+
+@pytest.fixture(scope="module")
+def test_sets(mnist_dir, fashion_dir):
+    """Each data set's test images and labels."""
+    return {name: load_dataset(name, folder)[1] for name, folder in (("mnist", mnist_dir), ("fashion_mnist", fashion_dir))}
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_each_bundled_model_scores_the_accuracy_recorded_beside_it(name, test_sets, mnist_dir, fashion_dir):
+    bundle = BUNDLES[name]
+    recorded = bundle.metrics()["test_accuracy"]
+    folder = mnist_dir if bundle.dataset == "mnist" else fashion_dir
+    result, record = evaluate_file(name, data_path=str(folder))
+    assert record.dataset == bundle.dataset and len(result.confusion) == 10
+    assert result.accuracy == pytest.approx(recorded, abs=2e-4)  # two images: CPU arithmetic may round otherwise
+    assert read_model_info(bundle.path).metrics["test_accuracy"] == pytest.approx(recorded)
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_each_bundled_model_exports_to_onnx_that_agrees_on_1000_test_images(name, test_sets, tmp_path):
+    network, shape, info = open_model(name)
+    path = export_onnx(network, tmp_path / f"{name}.onnx", info)
+    images, _ = test_sets[info.dataset]
+    inputs = preprocess(images[:1000], info.normalization, shape)
+    expected = keras.ops.convert_to_numpy(network.predict_on_batch(inputs))
+    got = OnnxNetwork(path)(inputs)
+    assert np.array_equal(got.argmax(1), expected.argmax(1))
+    assert np.max(np.abs(got - expected)) <= TOLERANCE
+
+
+def test_models_lists_them_and_the_package_stays_small():
+    rows = json.loads(cli("models", "--json").stdout)
+    assert [row["name"] for row in rows] == list(BUNDLES)
+    assert all(row["test_accuracy"] > 0.9 and row["size_bytes"] > 0 and Path(row["file"]).is_file() for row in rows)
+    table = cli("models").stdout
+    assert all(name in table for name in BUNDLES) and "%" in table
+    package = sum(path.stat().st_size for path in PACKAGE.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
+    assert package < 8 * 2**20, f"the package holds {package / 2**20:.1f} MB"
+    for bundle in BUNDLES.values():
+        card = (WEIGHTS / bundle.name / "MODEL_CARD.md").read_text()
+        assert "## Known limitations" in card and "| class | precision |" in card
+
+
+def test_bundled_models_work_right_away_without_any_data_set(test_sets, tmp_path):
+    """The test's own environment has no data variable, an empty Keras cache and an unreachable mirror."""
+    (digits, digit_labels), (items, item_labels) = test_sets["mnist"], test_sets["fashion_mnist"]
+    digit = png_file(tmp_path / "digit.png", digits[0])
+    item = tmp_path / "item.png"
+    Image.fromarray(items[0]).resize((112, 112)).save(item)  # light article on black, as in the data set
+    answer = json.loads(cli("predict", "mnist-cnn", digit, "--json").stdout)[0]
+    assert answer["label"] == digit_labels[0]
+    for name in ("mnist-mlp", "mnist-cnn"):
+        on_onnx = json.loads(cli("predict", name, digit, "--json", "--runtime", "onnx").stdout)[0]
+        assert on_onnx["label"] == digit_labels[0]
+    assert json.loads(cli("predict", "fashion-cnn", item, "--json").stdout)[0]["label"] == item_labels[0]
+    with served() as client:  # no model given: mnist-cnn
+        model = client.get("/model").json()
+        assert model["file"] == "mnist-cnn" and model["dataset"] == "mnist" and model["test_accuracy"] > 0.99
+        assert client.post("/predict", json={"pixels": digits[1].tolist()}).json()["label"] == digit_labels[1]
+    assert DEFAULT_MODEL == "mnist-cnn"
+
+
+def test_a_name_that_is_neither_a_file_nor_a_bundled_model_is_one_clear_error(tmp_path):
+    result = cli("predict", "mnist-cn", tmp_path, check=False)
+    assert_one_line_error(result, "mnist-cn: no such model file, and not a bundled model (mnist-mlp, mnist-cnn, fashion-cnn)")
+
+
+def test_bundling_a_run_drops_the_optimizer_and_writes_metrics_and_a_card(mlp_model_path, tmp_path):
+    run_dir = mlp_model_path.parent
+    folder = bundle_run(run_dir, "mnist-mlp", root=tmp_path)
+    bundled, source = folder / "model.keras", load_model(mlp_model_path)
+    assert bundled.stat().st_size < 0.5 * mlp_model_path.stat().st_size  # Adam's two moments are gone
+    plain = keras.models.load_model(bundled)
+    x = np.random.default_rng(0).random((8, 784), np.float32)
+    np.testing.assert_allclose(plain.predict_on_batch(x), source.predict_on_batch(x), atol=1e-6)
+    assert read_model_info(bundled) == read_model_info(mlp_model_path)
+    assert json.loads((folder / "metrics.json").read_text()) == json.loads((run_dir / "metrics.json").read_text())
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert card.startswith("# mnist-mlp") and "| 9 |" in card and "taken for" in card
+    with pytest.raises(ModelFileError, match="mnist-cnn is the cnn-augmented preset on mnist"):
+        bundle_run(run_dir, "mnist-cnn", root=tmp_path)

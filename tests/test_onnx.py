@@ -1,0 +1,120 @@
+"""ONNX export through Keras's exporter, checked against Keras; predict and serve on onnxruntime."""
+
+import json
+
+import keras
+import numpy as np
+import onnx
+import pytest
+
+from mnist_classifier import Augmentation, Normalization, build_cnn, build_model, load_dataset, preprocess
+from mnist_classifier.errors import ModelFileError
+from mnist_classifier.files import cache_root
+from mnist_classifier.onnx_format import TOLERANCE, OnnxNetwork, PoolByReshape, check_export, export_onnx
+from mnist_classifier.persistence import ModelInfo
+from mnist_classifier.predict import Classifier
+from tests.test_cli import assert_one_line_error, cli
+from tests.test_predict import png_file
+from tests.test_serve import served
+
+
+@pytest.fixture(scope="module")
+def test_images(mnist_dir):
+    _, (images, labels) = load_dataset("mnist", mnist_dir)
+    return images[:1000], labels[:1000]
+
+
+@pytest.fixture(scope="module")
+def mlp_onnx(mlp_model_path, tmp_path_factory):
+    """The session's mlp exported with the CLI."""
+    target = tmp_path_factory.mktemp("onnx") / "mlp.onnx"
+    result = cli("export", mlp_model_path, "--out", target)
+    assert target.exists() and "checked against Keras" in result.stdout
+    return target
+
+
+def agreement(network: keras.Model, path, inputs: np.ndarray) -> tuple[float, float]:
+    """Largest probability gap between onnxruntime and Keras, and the share of equal predicted classes."""
+    expected = keras.ops.convert_to_numpy(network.predict_on_batch(inputs))
+    got = OnnxNetwork(path)(inputs)
+    return float(np.max(np.abs(got - expected))), float(np.mean(got.argmax(1) == expected.argmax(1)))
+
+
+@pytest.mark.parametrize("pool", [(2, 2), (3, 3)])
+def test_pooling_by_reshape_is_keras_max_pooling(pool):
+    x = np.random.default_rng(0).normal(size=(3, 7, 9, 5)).astype(np.float32)
+    expected = keras.layers.MaxPooling2D(pool)(x)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(PoolByReshape(pool)(x)), keras.ops.convert_to_numpy(expected))
+
+
+def test_a_cnn_with_augmentation_exports_and_matches_keras(tmp_path, test_images):
+    keras.utils.set_random_seed(0)
+    network = build_cnn(filters=(8, 16, 16), augmentation=Augmentation(0.1, 10, 0.1))
+    info = ModelInfo("mnist", tuple("0123456789"), Normalization("scale"), (28, 28, 1))
+    path = export_onnx(network, tmp_path / "cnn.onnx", info)
+    assert not any(node.op_type == "MaxPool" for node in onnx.load(str(path)).graph.node)
+    gap, same = agreement(network, path, preprocess(test_images[0], info.normalization, info.input_shape))
+    assert gap <= TOLERANCE and same == 1.0
+    assert OnnxNetwork(path).info == info
+
+
+def test_an_export_that_differs_from_keras_is_refused(tmp_path):
+    keras.utils.set_random_seed(0)
+    exported, other = build_model(784, [16, 10], ["relu", "softmax"], 0.0, 1.0), build_model(784, [16, 10], ["relu", "softmax"], 0.0, 1.0)
+    path = export_onnx(exported, tmp_path / "a.onnx")
+    assert check_export(exported, path) <= TOLERANCE
+    with pytest.raises(ModelFileError, match="a.onnx: the exported graph differs from Keras"):
+        check_export(other, path)
+
+
+def test_cli_export_then_predict_on_onnxruntime_agrees_with_keras(mlp_model_path, mlp_onnx, test_images, tmp_path):
+    images, labels = test_images
+    files = [png_file(tmp_path / f"{i}.png", images[i]) for i in range(5)]
+    on_onnx = json.loads(cli("predict", mlp_onnx, *files, "--json").stdout)
+    on_keras = json.loads(cli("predict", mlp_model_path, *files, "--json").stdout)
+    assert [a["label"] for a in on_onnx] == [a["label"] for a in on_keras] == list(labels[:5])
+    assert np.max(np.abs(np.array([a["probabilities"] for a in on_onnx]) - [a["probabilities"] for a in on_keras])) <= TOLERANCE
+    gap, same = agreement(keras.models.load_model(mlp_model_path), mlp_onnx, preprocess(images, Normalization("scale"), (784,)))
+    assert gap <= TOLERANCE and same == 1.0
+
+
+def test_serve_on_an_onnx_file(mlp_onnx, test_images):
+    images, labels = test_images
+    with served(mlp_onnx) as client:
+        model = client.get("/model").json()
+        assert model["runtime"] == "onnx" and model["dataset"] == "mnist" and model["file"] == "mlp.onnx"
+        answers = [client.post("/predict", json={"pixels": images[i].tolist()}).json()["label"] for i in range(5)]
+    assert answers == list(labels[:5])
+
+
+def test_runtime_onnx_exports_a_keras_model_once_into_the_cache(mlp_model_path, test_images):
+    first = Classifier.load(mlp_model_path, runtime="onnx")
+    (cached,) = (cache_root() / "onnx").glob("model-*.onnx")
+    stamp = cached.stat().st_mtime_ns
+    second = Classifier.load(mlp_model_path, runtime="onnx")
+    assert first.runtime == second.runtime == "onnx" and cached.stat().st_mtime_ns == stamp
+    keras_answers = Classifier.load(mlp_model_path).probabilities(test_images[0][:100])
+    assert np.max(np.abs(second.probabilities(test_images[0][:100]) - keras_answers)) <= TOLERANCE
+
+
+def test_broken_onnx_files_are_one_clear_error(mlp_onnx, test_images, tmp_path):
+    image = png_file(tmp_path / "digit.png", test_images[0][0])
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    (tmp_path / "garbage.onnx").write_bytes(b"not a protobuf at all" * 50)
+    data = mlp_onnx.read_bytes()
+    (tmp_path / "truncated.onnx").write_bytes(data[: len(data) // 2])
+    assert_one_line_error(cli("predict", tmp_path / "empty.onnx", image, check=False), "empty.onnx: model file is empty")
+    for name in ("garbage.onnx", "truncated.onnx"):
+        assert_one_line_error(cli("predict", tmp_path / name, image, check=False), f"{name}: not a usable ONNX model")
+    assert_one_line_error(cli("serve", tmp_path / "truncated.onnx", check=False), "truncated.onnx: not a usable ONNX model")
+    assert_one_line_error(cli("predict", mlp_onnx, image, "--runtime", "keras", check=False), "runs on onnxruntime only")
+    assert_one_line_error(cli("predict", mlp_onnx, image, "--runtime", "tflite", check=False), "runtime 'tflite'")
+
+
+def test_export_refuses_bad_requests_and_writes_nothing(mlp_model_path, tmp_path):
+    assert_one_line_error(cli("export", mlp_model_path, "--format", "tflite", check=False), "--format tflite: expected onnx")
+    target = tmp_path / "missing" / "m.onnx"
+    assert_one_line_error(cli("export", mlp_model_path, "--out", target, check=False), "folder", "does not exist")
+    assert_one_line_error(cli("export", mlp_model_path, "--out", tmp_path / "m.txt", check=False), "must end in .onnx")
+    assert_one_line_error(cli("export", tmp_path / "none.keras", check=False), "none.keras: model file not found")
+    assert list(tmp_path.iterdir()) == []
