@@ -160,8 +160,8 @@ its images (inverted if dark on light, cropped, scaled into the centre of a 28×
 
 ## Results on the test set
 Test accuracy **{metrics["test_accuracy"]:.4f}**, loss {metrics["test_loss"]:.4f}, after
-{metrics["epochs"]} epochs (best epoch {metrics.get("best_epoch")}), trained in
-{timings.get("total_s", 0) / 60:.0f} minutes. Versions: {versions}.
+{metrics["epochs"]} epochs (best validation loss at epoch {metrics.get("best_epoch")}); the run took
+{timings.get("total_s", 0) / 60:.1f} minutes ({metrics.get("devices", 1)} device(s)). Versions: {versions}.
 
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|

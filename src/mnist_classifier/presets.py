@@ -34,7 +34,7 @@ PRESETS: dict[str, Config] = {
         preset="mlp",
         data=DataConfig(normalize="scale", validation="holdout"),
         model=ModelConfig(
-            (1024, 1024, 10), ("relu", "relu", "softmax"), lambtha=1e-5, keep_prob=0.5, input_keep_prob=0.8
+            (512, 512, 10), ("relu", "relu", "softmax"), lambtha=1e-5, keep_prob=0.5, input_keep_prob=0.8
         ),
         optimizer=OptimizerConfig(0.001, 0.9, 0.999),
         training=TrainingConfig(
