@@ -58,6 +58,16 @@ def test_a_cnn_with_augmentation_exports_and_matches_keras(tmp_path, test_images
     assert OnnxNetwork(path).info == info
 
 
+def test_keras_plain_export_of_pooling_is_caught_not_shipped(tmp_path):
+    """The known obstacle: Keras's own export of MaxPooling2D is a graph onnxruntime cannot run."""
+    keras.utils.set_random_seed(0)
+    network = build_cnn(filters=(8,))
+    raw = tmp_path / "raw.onnx"
+    network.export(str(raw), format="onnx", verbose=False, input_signature=[keras.InputSpec(shape=(None, 28, 28, 1), dtype="float32", name="image")])
+    with pytest.raises(ModelFileError, match="raw.onnx: onnxruntime cannot run the model .*pooling"):
+        check_export(network, raw)
+
+
 def test_an_export_that_differs_from_keras_is_refused(tmp_path):
     keras.utils.set_random_seed(0)
     exported, other = build_model(784, [16, 10], ["relu", "softmax"], 0.0, 1.0), build_model(784, [16, 10], ["relu", "softmax"], 0.0, 1.0)

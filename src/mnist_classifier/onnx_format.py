@@ -112,6 +112,7 @@ class OnnxNetwork:
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelFileError(f"{path}: ONNX model has several inputs or outputs, expected one of each")
+        self.path = path
         self.input = inputs[0].name
         self.input_shape = tuple(inputs[0].shape[1:])
         self.output_shape = tuple(outputs[0].shape[1:])
@@ -119,7 +120,10 @@ class OnnxNetwork:
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of inputs shaped as the model expects."""
-        return self.session.run(None, {self.input: np.asarray(inputs, np.float32)})[0]
+        try:
+            return self.session.run(None, {self.input: np.asarray(inputs, np.float32)})[0]
+        except Exception as exc:  # e.g. an operator onnxruntime does not implement
+            raise ModelFileError(f"{self.path}: onnxruntime cannot run the model ({first_line(exc)})") from None
 
 
 def _read_info(path: Path, session) -> ModelInfo | None:
