@@ -4,8 +4,9 @@ Usage (from the project root; the data sets are found as for ``train``):
 
     .venv/bin/python scripts/make_models.py [--only NAME ...] [--out runs/models] [--from-run NAME=RUN_DIR ...]
 
-Each model is ``mnist-classifier train --preset P --dataset D`` (the CNNs with
-``--distribute data-parallel``: the same model, about twice as fast on a CPU),
+Each model is ``Bundle.command``: ``mnist-classifier train --preset P --dataset D``
+(the CNNs with ``--distribute data-parallel``: the same model, about twice as fast
+on a CPU; mnist-cnn with ``--epochs 30``),
 then :func:`mnist_classifier.bundled.bundle_run` copies the run's model without
 its optimizer state into ``src/mnist_classifier/weights/NAME/`` with its
 ``metrics.json`` and a model card. ``--from-run`` bundles a finished run of the
@@ -25,10 +26,7 @@ from mnist_classifier.bundled import BUNDLES, bundle_run
 def train(name: str, out: Path) -> Path:
     """Train one bundled model's preset with the CLI; returns its run directory."""
     bundle = BUNDLES[name]
-    command = [Path(sys.executable).with_name("mnist-classifier"), "train", "--preset", bundle.preset,
-               "--dataset", bundle.dataset, "--out", out, "--no-report"]  # fmt: skip
-    if bundle.preset.startswith("cnn"):
-        command += ["--distribute", "data-parallel"]
+    command = [Path(sys.executable).with_name("mnist-classifier"), *bundle.command.split()[1:], "--out", out]
     before = set(out.glob("*")) if out.exists() else set()
     subprocess.run([str(part) for part in command], check=True)
     (run_dir,) = set(out.glob(f"*-{bundle.preset}-{bundle.dataset}")) - before

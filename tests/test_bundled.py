@@ -6,7 +6,6 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
 from mnist_classifier import load_dataset, preprocess
 from mnist_classifier.bundled import BUNDLES, DEFAULT_MODEL, WEIGHTS, bundle_run
@@ -65,16 +64,13 @@ def test_models_lists_them_and_the_package_stays_small():
 
 def test_bundled_models_work_right_away_without_any_data_set(test_sets, tmp_path):
     """The test's own environment has no data variable, an empty Keras cache and an unreachable mirror."""
-    (digits, digit_labels), (items, item_labels) = test_sets["mnist"], test_sets["fashion_mnist"]
+    digits, digit_labels = test_sets["mnist"]
     digit = png_file(tmp_path / "digit.png", digits[0])
-    item = tmp_path / "item.png"
-    Image.fromarray(items[0]).resize((112, 112)).save(item)  # light article on black, as in the data set
     answer = json.loads(cli("predict", "mnist-cnn", digit, "--json").stdout)[0]
     assert answer["label"] == digit_labels[0]
     for name in ("mnist-mlp", "mnist-cnn"):
         on_onnx = json.loads(cli("predict", name, digit, "--json", "--runtime", "onnx").stdout)[0]
         assert on_onnx["label"] == digit_labels[0]
-    assert json.loads(cli("predict", "fashion-cnn", item, "--json").stdout)[0]["label"] == item_labels[0]
     with served() as client:  # no model given: mnist-cnn
         model = client.get("/model").json()
         assert model["file"] == "mnist-cnn" and model["dataset"] == "mnist" and model["test_accuracy"] > 0.99
@@ -84,7 +80,7 @@ def test_bundled_models_work_right_away_without_any_data_set(test_sets, tmp_path
 
 def test_a_name_that_is_neither_a_file_nor_a_bundled_model_is_one_clear_error(tmp_path):
     result = cli("predict", "mnist-cn", tmp_path, check=False)
-    assert_one_line_error(result, "mnist-cn: no such model file, and not a bundled model (mnist-mlp, mnist-cnn, fashion-cnn)")
+    assert_one_line_error(result, "mnist-cn: no such model file, and not a bundled model (mnist-mlp, mnist-cnn)")
 
 
 def test_bundling_a_run_drops_the_optimizer_and_writes_metrics_and_a_card(mlp_model_path, tmp_path):
