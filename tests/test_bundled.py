@@ -35,6 +35,7 @@ def test_each_bundled_model_scores_the_accuracy_recorded_beside_it(name, test_se
     assert record.dataset == bundle.dataset and len(result.confusion) == 10
     assert result.accuracy == pytest.approx(recorded, abs=2e-4)  # two images: CPU arithmetic may round otherwise
     assert read_model_info(bundle.path).metrics["test_accuracy"] == pytest.approx(recorded)
+    assert load_model(bundle.path, compile=False).jit_compile  # augmentation layers must not make predict eager
 
 
 @pytest.mark.parametrize("name", BUNDLES)
