@@ -23,7 +23,7 @@ import numpy as np
 
 from mnist_classifier.errors import ModelFileError
 from mnist_classifier.files import atomic_path, cache_root
-from mnist_classifier.persistence import ModelInfo, first_line
+from mnist_classifier.persistence import ModelInfo, check_model_file, first_line, parse_model_info
 
 RUNTIMES = ("keras", "onnx")
 INFO_KEY = "mnist_classifier"
@@ -102,7 +102,7 @@ class OnnxNetwork:
     def __init__(self, path: Path) -> None:
         import onnxruntime
 
-        _check_file(path)
+        check_model_file(path, ".onnx")
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only, not onnxruntime's shape-merging notes
         try:
@@ -129,10 +129,7 @@ class OnnxNetwork:
 def _read_info(path: Path, session) -> ModelInfo | None:
     """The record an export of ours stores in the metadata; None for a foreign file."""
     text = session.get_modelmeta().custom_metadata_map.get(INFO_KEY)
-    try:
-        return ModelInfo.from_json(text) if text else None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelFileError(f"{path}: unreadable {INFO_KEY} metadata ({exc})") from None
+    return parse_model_info(text, path, f"{INFO_KEY} metadata") if text else None
 
 
 def _trace(network: keras.Model, path: Path) -> None:
@@ -175,12 +172,3 @@ def _add_info(path: Path, info: ModelInfo | None) -> None:
     model.producer_name = "mnist-classifier"
     onnx.save(model, str(path))
 
-
-def _check_file(path: Path) -> None:
-    """An ONNX path must be an existing, non-empty file."""
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, expected a .onnx file")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"{path}: model file is empty")

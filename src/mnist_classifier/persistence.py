@@ -94,22 +94,33 @@ def read_model_info(filename: str | os.PathLike) -> ModelInfo | None:
     with zipfile.ZipFile(path) as archive:
         if INFO_ENTRY not in archive.namelist():
             return None
-        try:
-            info = ModelInfo.from_json(archive.read(INFO_ENTRY).decode())
-            check_normalize_mode(info.normalization.mode)
-            return info
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ModelFileError(f"{path}: unreadable {INFO_ENTRY} ({exc})") from None
+        return parse_model_info(archive.read(INFO_ENTRY).decode(), path, INFO_ENTRY)
+
+
+def parse_model_info(text: str, path: Path, where: str) -> ModelInfo:
+    """A record as stored in ``path`` (at ``where``), checked; a ModelFileError when it cannot be used."""
+    try:
+        info = ModelInfo.from_json(text)
+        check_normalize_mode(info.normalization.mode)
+        return info
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: unreadable {where} ({exc})") from None
+
+
+def check_model_file(path: Path, suffix: str) -> Path:
+    """A model path must be an existing, non-empty file (``suffix`` names the kind expected)."""
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, expected a {suffix} file")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: model file is empty")
+    return path
 
 
 def _check_archive(path: Path) -> Path:
     """A model path must be an existing, non-empty zip with a Keras config."""
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, expected a .keras file")
-    if path.stat().st_size == 0:
-        raise ModelFileError(f"{path}: model file is empty")
+    check_model_file(path, ".keras")
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path}: not a .keras model (not a zip archive)")
     with zipfile.ZipFile(path) as archive:

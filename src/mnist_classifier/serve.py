@@ -51,7 +51,7 @@ class RequestError(Exception):
         self.status = status
 
 
-def create_app(classifier: Classifier, limits: Limits = Limits(), model_name: str | None = None) -> FastAPI:
+def create_app(classifier: Classifier, limits: Limits = Limits()) -> FastAPI:
     """The service around one loaded model."""
     app = FastAPI(
         title="mnist-classifier",
@@ -72,7 +72,7 @@ def create_app(classifier: Classifier, limits: Limits = Limits(), model_name: st
     def model() -> dict[str, Any]:
         info = classifier.info
         return {
-            "file": model_name or classifier.name,
+            "file": classifier.name,
             "dataset": info.dataset,
             "classes": list(info.classes),
             "input_shape": list(info.input_shape),
