@@ -10,7 +10,7 @@ import pytest
 from mnist_classifier import Augmentation, Normalization, build_cnn, build_model, load_dataset, preprocess
 from mnist_classifier.errors import ModelFileError
 from mnist_classifier.files import cache_root
-from mnist_classifier.onnx_format import TOLERANCE, OnnxNetwork, PoolByReshape, check_export, export_onnx
+from mnist_classifier.onnx_format import TOLERANCE, OnnxNetwork, check_export, export_onnx
 from mnist_classifier.persistence import ModelInfo
 from mnist_classifier.predict import Classifier
 from tests.test_cli import assert_one_line_error, cli
@@ -40,11 +40,30 @@ def agreement(network: keras.Model, path, inputs: np.ndarray) -> tuple[float, fl
     return float(np.max(np.abs(got - expected))), float(np.mean(got.argmax(1) == expected.argmax(1)))
 
 
-@pytest.mark.parametrize("pool", [(2, 2), (3, 3)])
-def test_pooling_by_reshape_is_keras_max_pooling(pool):
-    x = np.random.default_rng(0).normal(size=(3, 7, 9, 5)).astype(np.float32)
-    expected = keras.layers.MaxPooling2D(pool)(x)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(PoolByReshape(pool)(x)), keras.ops.convert_to_numpy(expected))
+def kernel_shape(node: onnx.NodeProto) -> list[int]:
+    """A pooling node's window."""
+    return next(list(attribute.ints) for attribute in node.attribute if attribute.name == "kernel_shape")
+
+
+@pytest.mark.parametrize(
+    "shape, pooling",
+    [
+        ((7, 9, 5), dict(pool_size=2)),
+        ((7, 9, 5), dict(pool_size=3)),
+        ((8, 8, 3), dict(pool_size=3, strides=2, padding="same")),
+        ((9, 9, 4), dict(pool_size=(2, 3), strides=(1, 2))),
+        ((5, 8, 8), dict(pool_size=2, data_format="channels_first")),
+    ],
+)
+def test_max_pooling_exports_as_a_spatial_maxpool_equal_to_keras(tmp_path, shape, pooling):
+    """jax2onnx's MaxPool over all axes (refused by onnxruntime) is rewritten; the maxima are Keras's exactly."""
+    inputs = keras.Input(shape)
+    network = keras.Model(inputs, keras.layers.MaxPooling2D(**pooling)(inputs))
+    path = export_onnx(network, tmp_path / "pool.onnx")
+    pools = [kernel_shape(node) for node in onnx.load(str(path)).graph.node if node.op_type == "MaxPool"]
+    assert len(pools) == 1 and len(pools[0]) == 2
+    x = np.random.default_rng(0).normal(size=(4, *shape)).astype(np.float32)
+    np.testing.assert_array_equal(OnnxNetwork(path)(x), keras.ops.convert_to_numpy(network(x)))
 
 
 def test_a_cnn_with_augmentation_exports_and_matches_keras(tmp_path, test_images):
@@ -52,7 +71,7 @@ def test_a_cnn_with_augmentation_exports_and_matches_keras(tmp_path, test_images
     network = build_cnn(filters=(8, 16, 16), augmentation=Augmentation(0.1, 10, 0.1))
     info = ModelInfo("mnist", tuple("0123456789"), Normalization("scale"), (28, 28, 1))
     path = export_onnx(network, tmp_path / "cnn.onnx", info)
-    assert not any(node.op_type == "MaxPool" for node in onnx.load(str(path)).graph.node)
+    assert [kernel_shape(node) for node in onnx.load(str(path)).graph.node if node.op_type == "MaxPool"] == [[2, 2]] * 3
     gap, same = agreement(network, path, preprocess(test_images[0], info.normalization, info.input_shape))
     assert gap <= TOLERANCE and same == 1.0
     assert OnnxNetwork(path).info == info

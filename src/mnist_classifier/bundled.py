@@ -61,6 +61,12 @@ _DIGITS = (
     "Trained on MNIST's writers (US Census employees and high-school students); other handwriting styles, such as "
     "a continental 1 with a long upstroke or a crossed 7, are rarer in it.",
 )
+_ARTICLES = (
+    "Expects one article of clothing, centred on a plain background and seen from the front, as in Zalando's "
+    "catalogue photographs that Fashion-MNIST is made from; photographs of worn clothes or cluttered scenes are "
+    "outside what it has seen.",
+    "Shirts, T-shirts/tops, pullovers and coats look alike at 28x28 pixels: most of its mistakes are between them.",
+)
 BUNDLES = {
     bundle.name: bundle
     for bundle in (
@@ -68,6 +74,10 @@ BUNDLES = {
         Bundle(
             "mnist-cnn", "cnn-augmented", "mnist", "Convolutional network trained with random shifts, rotations and zoom.",
             _DIGITS, epochs=30,
+        ),
+        Bundle(
+            "fashion-cnn", "cnn", "fashion_mnist", "Convolutional network for Fashion-MNIST's ten kinds of clothing.",
+            _ARTICLES,
         ),  # fmt: skip
     )
 }

@@ -1,11 +1,14 @@
 """ONNX: export a model through Keras's own exporter, checked against Keras, and load one for onnxruntime.
 
-Keras exports JAX models with jax2onnx, which writes 2-D max-pooling as a 4-D
-``MaxPool`` that onnxruntime refuses ("Unsupported pooling size"). The exported
-graph therefore traces a copy of the model whose pooling layers compute the same
-maxima by reshaping (plain ``Reshape`` and ``ReduceMax`` in ONNX). Every export is
-run on onnxruntime and compared with Keras before it is kept: a graph that
-disagrees is an error, never a file.
+Keras exports JAX models with jax2onnx, which writes 2-D max-pooling as a
+``MaxPool`` over all four axes of the tensor (made 6-D by two ``Unsqueeze``) that
+onnxruntime refuses ("Unsupported pooling size"). Each such pooling is rewritten
+into the standard form: a ``MaxPool`` over the spatial axes of a channels-first
+tensor, between two ``Transpose`` nodes for a channels-last model (onnxruntime
+cancels those, folds batch normalization into the convolutions and runs the whole
+network in its blocked NCHWc layout). Every export is run on onnxruntime and
+compared with Keras before it is kept: a graph that disagrees is an error, never
+a file.
 
 The model's record (data set, classes, normalization) travels in the ONNX
 metadata, so a ``.onnx`` file predicts with the same preprocessing as its
@@ -30,21 +33,7 @@ INFO_KEY = "mnist_classifier"
 INPUT_NAME = "image"
 TOLERANCE = 1e-5  # largest difference in any probability between onnxruntime and Keras
 CHECK_IMAGES = 256
-
-
-class PoolByReshape(keras.layers.Layer):
-    """2-D max-pooling whose strides equal its window, with valid padding: crop, reshape, max."""
-
-    def __init__(self, pool_size: tuple[int, int], **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.pool_size = pool_size
-
-    def call(self, x):
-        """The same maxima as ``MaxPooling2D(pool_size)`` on channels-last images."""
-        (ph, pw), (height, width, channels) = self.pool_size, x.shape[1:]
-        x = x[:, : height // ph * ph, : width // pw * pw, :]
-        x = keras.ops.reshape(x, (-1, height // ph, ph, width // pw, pw, channels))
-        return keras.ops.max(x, axis=(2, 4))
+EXPORT_REVISION = "spatial-maxpool"  # part of a cached export's key: change it when exports change
 
 
 def export_onnx(network: keras.Model, path: str | os.PathLike, info: ModelInfo | None = None) -> Path:
@@ -57,7 +46,7 @@ def export_onnx(network: keras.Model, path: str | os.PathLike, info: ModelInfo |
     path = check_target(Path(path))
     with atomic_path(path, suffix=".onnx") as temp:
         _trace(network, temp)
-        _add_info(temp, info)
+        _finish(temp, info)
         check_export(network, temp)
     return path
 
@@ -87,8 +76,8 @@ def check_export(network: keras.Model, path: Path, inputs: np.ndarray | None = N
 
 
 def cached_export(keras_path: Path, network: keras.Model, info: ModelInfo | None) -> Path:
-    """The ONNX export of ``network`` loaded from ``keras_path``, made once and kept in the cache (keyed by the file's content)."""
-    digest = hashlib.sha256(keras_path.read_bytes()).hexdigest()[:16]
+    """The ONNX export of ``network`` loaded from ``keras_path``, made once and kept in the cache (keyed by the file's content and EXPORT_REVISION)."""
+    digest = hashlib.sha256(keras_path.read_bytes() + EXPORT_REVISION.encode()).hexdigest()[:16]
     target = cache_root() / "onnx" / f"{keras_path.stem}-{digest}.onnx"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -115,13 +104,14 @@ class OnnxNetwork:
         self.path = path
         self.input = inputs[0].name
         self.input_shape = tuple(inputs[0].shape[1:])
+        self.outputs = [outputs[0].name]
         self.output_shape = tuple(outputs[0].shape[1:])
         self.info = _read_info(path, self.session)
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of inputs shaped as the model expects."""
         try:
-            return self.session.run(None, {self.input: np.asarray(inputs, np.float32)})[0]
+            return self.session.run(self.outputs, {self.input: np.asarray(inputs, np.float32)})[0]
         except Exception as exc:  # e.g. an operator onnxruntime does not implement
             raise ModelFileError(f"{self.path}: onnxruntime cannot run the model ({first_line(exc)})") from None
 
@@ -133,42 +123,102 @@ def _read_info(path: Path, session) -> ModelInfo | None:
 
 
 def _trace(network: keras.Model, path: Path) -> None:
-    """Keras's ONNX export of ``network`` with its pooling rewritten for onnxruntime."""
+    """Keras's own ONNX export of ``network``, with the input named ``image``."""
     spec = keras.InputSpec(shape=(None, *network.input_shape[1:]), dtype="float32", name=INPUT_NAME)
     try:
-        _for_onnx(network).export(str(path), format="onnx", verbose=False, input_signature=[spec])
+        network.export(str(path), format="onnx", verbose=False, input_signature=[spec])
     except ImportError as exc:
         raise ModelFileError(f"ONNX export needs jax2onnx ({first_line(exc)})") from None
     except Exception as exc:  # the exporter raises many kinds for what it cannot convert
         raise ModelFileError(f"cannot export {network.name} to ONNX ({first_line(exc)})") from None
 
 
-def _for_onnx(network: keras.Model) -> keras.Model:
-    """``network`` sharing its weights, with 2-D max-pooling computed by reshaping."""
-
-    def swap(layer: keras.layers.Layer) -> keras.layers.Layer:
-        if (
-            isinstance(layer, keras.layers.MaxPooling2D)
-            and tuple(layer.strides) == tuple(layer.pool_size)
-            and layer.padding == "valid"
-            and layer.data_format == "channels_last"
-        ):
-            return PoolByReshape(tuple(layer.pool_size), name=layer.name)
-        return layer
-
-    if not any(isinstance(layer, keras.layers.MaxPooling2D) for layer in network.layers):
-        return network
-    return keras.models.clone_model(network, clone_function=swap)
-
-
-def _add_info(path: Path, info: ModelInfo | None) -> None:
-    """Store the model's record (if any) in the ONNX file's metadata."""
+def _finish(path: Path, info: ModelInfo | None) -> None:
+    """Rewrite the exported graph's max-pooling for onnxruntime and store the model's record (if any) in its metadata."""
     import onnx
 
     model = onnx.load(str(path))
+    _rewrite_pooling(model.graph)
     if info is not None:
         entry = model.metadata_props.add()
         entry.key, entry.value = INFO_KEY, info.to_json()
     model.producer_name = "mnist-classifier"
     onnx.save(model, str(path))
 
+
+def _rewrite_pooling(graph) -> None:
+    """Replace each max-pooling jax2onnx writes (Unsqueeze twice, MaxPool over every axis, Squeeze) by a spatial MaxPool."""
+    from onnx import numpy_helper
+
+    constants = {tensor.name: numpy_helper.to_array(tensor).tolist() for tensor in graph.initializer}
+    producer = {name: node for node in graph.node for name in node.output}
+    nodes = []
+    for node in graph.node:
+        pool = producer.get(node.input[0]) if node.op_type == "Squeeze" else None
+        source = _pooled_source(pool, producer, constants) if pool is not None and pool.op_type == "MaxPool" else None
+        window = _spatial_window(pool) if source is not None and constants.get(node.input[1]) == [0, 1] else None
+        nodes.extend(_spatial_pool(source, node.output[0], *window) if window else [node])
+    live = {output.name for output in graph.output}
+    kept = []
+    for node in reversed(nodes):  # drop what no output needs any more: the bypassed Unsqueeze and MaxPool nodes
+        if live.intersection(node.output):
+            kept.append(node)
+            live.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+
+
+def _pooled_source(pool, producer: dict, constants: dict) -> str | None:
+    """The tensor a MaxPool pools when its input is that tensor with two leading axes added by Unsqueeze."""
+    axes, name = [], pool.input[0]
+    while (node := producer.get(name)) is not None and node.op_type == "Unsqueeze" and len(axes) < 2:
+        axes.insert(0, constants.get(node.input[1]))
+        name = node.input[0]
+    return name if axes in ([[0], [1]], [[0], [0]], [[0, 1]]) else None
+
+
+def _spatial_window(pool) -> tuple[int, list[int], dict] | None:
+    """The channel axis and spatial axes of a MaxPool over every axis of a tensor, and its attributes over those.
+
+    None unless the window leaves the batch axis and one channel axis (the last
+    or the second) untouched, with no ceiling or storage options.
+    """
+    import onnx
+
+    attributes = {item.name: onnx.helper.get_attribute_value(item) for item in pool.attribute}
+    kernel = attributes.pop("kernel_shape")
+    rank = len(kernel)
+    window = {
+        "kernel_shape": kernel,
+        "strides": attributes.pop("strides", [1] * rank),
+        "dilations": attributes.pop("dilations", [1] * rank),
+    }
+    pads = attributes.pop("pads", [0] * 2 * rank)
+    if attributes or not 3 <= rank <= 5:
+        return None
+
+    def untouched(axis: int) -> bool:
+        return all(values[axis] == 1 for values in window.values()) and pads[axis] == pads[rank + axis] == 0
+
+    channel = next((axis for axis in (rank - 1, 1) if untouched(axis)), None)
+    if channel is None or not untouched(0):
+        return None
+    spatial = [axis for axis in range(1, rank) if axis != channel]
+    attributes = {key: [values[axis] for axis in spatial] for key, values in window.items()}
+    attributes["pads"] = [pads[axis] for axis in spatial] + [pads[rank + axis] for axis in spatial]
+    return channel, spatial, attributes
+
+
+def _spatial_pool(source: str, output: str, channel: int, spatial: list[int], attributes: dict) -> list:
+    """ONNX MaxPool nodes computing ``output`` from ``source``, moving the channel axis to second place and back."""
+    from onnx import helper
+
+    if channel == 1:
+        return [helper.make_node("MaxPool", [source], [output], **attributes)]
+    order = [0, channel, *spatial]
+    back = [order.index(axis) for axis in range(len(order))]
+    return [
+        helper.make_node("Transpose", [source], [f"{output}_nc"], perm=order),
+        helper.make_node("MaxPool", [f"{output}_nc"], [f"{output}_nc_pooled"], **attributes),
+        helper.make_node("Transpose", [f"{output}_nc_pooled"], [output], perm=back),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,15 +59,18 @@ def normalize(x: np.ndarray, norm: Normalization) -> np.ndarray:
         from keras.utils import normalize as keras_normalize
 
         return keras_normalize(x.astype(np.float32), axis=1).astype(np.float32)
-    out = aligned_empty(np.shape(x), np.float32)  # one float copy
     table = pixel_table(norm)
+    if len(x) <= LOOKUP_ROWS:  # a served image or a small batch: one plain lookup is quickest
+        return table[x]
+    out = aligned_empty(np.shape(x), np.float32)  # one float copy, ready for JAX without another
     for start in range(0, len(x), LOOKUP_ROWS):  # numpy widens the indices: keep that copy small
         np.take(table, x[start : start + LOOKUP_ROWS], out=out[start : start + LOOKUP_ROWS])
     return out
 
 
+@functools.cache
 def pixel_table(norm: Normalization) -> np.ndarray:
-    """The float32 input for each of the 256 pixel values (``scale`` or ``standardize``).
+    """The float32 input for each of the 256 pixel values (``scale`` or ``standardize``), made once, read-only.
 
     Looking values up, in numpy or inside a compiled step, gives bit-identical inputs
     whichever way the arithmetic would have been fused.
@@ -74,6 +78,7 @@ def pixel_table(norm: Normalization) -> np.ndarray:
     values = np.arange(256, dtype=np.float32) / np.float32(255.0)
     if norm.mode == "standardize":
         values = (values - np.float32(norm.mean)) / np.float32(norm.std)
+    values.flags.writeable = False
     return values
 
 
