@@ -6,6 +6,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
 from mnist_classifier import load_dataset, preprocess
 from mnist_classifier.bundled import BUNDLES, DEFAULT_MODEL, WEIGHTS, bundle_run
@@ -77,11 +78,16 @@ def test_bundled_models_work_right_away_without_any_data_set(test_sets, tmp_path
         assert model["file"] == "mnist-cnn" and model["dataset"] == "mnist" and model["test_accuracy"] > 0.99
         assert client.post("/predict", json={"pixels": digits[1].tolist()}).json()["label"] == digit_labels[1]
     assert DEFAULT_MODEL == "mnist-cnn"
+    items, item_labels = test_sets["fashion_mnist"]
+    article = tmp_path / "article.png"
+    Image.fromarray(items[0]).resize((112, 112)).save(article)  # light garment on black, as in the data set
+    answer = json.loads(cli("predict", "fashion-cnn", article, "--json", "--runtime", "onnx").stdout)[0]
+    assert answer["label"] == item_labels[0] and answer["name"] == "Ankle boot"
 
 
 def test_a_name_that_is_neither_a_file_nor_a_bundled_model_is_one_clear_error(tmp_path):
     result = cli("predict", "mnist-cn", tmp_path, check=False)
-    assert_one_line_error(result, "mnist-cn: no such model file, and not a bundled model (mnist-mlp, mnist-cnn)")
+    assert_one_line_error(result, "mnist-cn: no such model file, and not a bundled model (mnist-mlp, mnist-cnn, fashion-cnn)")
 
 
 def test_bundling_a_run_drops_the_optimizer_and_writes_metrics_and_a_card(mlp_model_path, tmp_path):

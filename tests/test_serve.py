@@ -108,6 +108,8 @@ def _chunked():
         (dict(files={"file": ("notes.png", b"plain text", "image/png")}), 422, "notes.png: not an image"),
         (dict(json={"pixels": [[0] * 28] * 27}), 422, "body.pixels: expected 28 rows of 28 numbers"),
         (dict(json={"pixels": [["x"] * 28] * 28}), 422, "body.pixels: expected 28 rows of 28 numbers"),
+        (dict(json={"pixels": [[True] * 28] * 28}), 422, "body.pixels: expected 28 rows of 28 numbers"),
+        (dict(json={"pixels": [[0] * 28] * 27 + [[0] * 29]}), 422, "body.pixels: expected 28 rows of 28 numbers"),
         (dict(json={"pixels": [[900] * 28] * 28}), 422, "pixels must be finite values in 0-255"),
         (dict(json={"image": "%%%"}), 422, "body.image: not valid base64"),
         (dict(json={"picture": 1}), 422, 'expected {"pixels"'),
@@ -116,7 +118,7 @@ def _chunked():
         (dict(data={"file": "not a file"}, files={"other": ("o.png", b"x", "image/png")}), 422, "must be a file upload"),
         (dict(files=[("file", ("a.png", b"x", "image/png")), ("file", ("b.png", b"x", "image/png"))]), 422, "use /predict/batch"),
     ],
-    ids=["bad-json", "no-length", "too-big", "media-type", "not-image", "short-rows", "not-numbers", "out-of-range",
+    ids=["bad-json", "no-length", "too-big", "media-type", "not-image", "short-rows", "not-numbers", "booleans", "ragged", "out-of-range",
          "bad-base64", "no-image-key", "blank", "too-many-pixels", "field-not-file", "two-files"],
 )
 def test_bad_requests_get_4xx_with_a_json_error(service, request_args, status, message):

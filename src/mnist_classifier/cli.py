@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -491,12 +492,14 @@ def models(as_json: JsonOpt = False) -> None:
     if as_json:
         out.print_json(json.dumps(rows))
         return
-    table = Table("name", "dataset", "preset", "test accuracy", "epochs", "size", "about")
+    table = Table("name", "dataset", "preset", "accuracy", "epochs", "size", box=box.SIMPLE_HEAD)
     for row in rows:
         accuracy = "missing" if row["test_accuracy"] is None else f"{row['test_accuracy']:.2%}"
         size = "" if row["size_bytes"] is None else f"{row['size_bytes'] / 2**20:.1f} MB"
-        table.add_row(row["name"], row["dataset"], row["preset"], accuracy, str(row["epochs"] or ""), size, row["summary"])
+        table.add_row(row["name"], row["dataset"], row["preset"], accuracy, str(row["epochs"] or ""), size)
     out.print(table)
+    for row in rows:  # below the table, so that an 80-column terminal squeezes nothing
+        out.print(f"[bold]{row['name']}[/]: {row['summary']}", highlight=False)
 
 
 @app.command()

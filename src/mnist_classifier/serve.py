@@ -180,10 +180,15 @@ def _from_json(body: bytes, batch: bool) -> list[tuple[str, Any]]:
 def _json_image(item: Any, name: str) -> tuple[str, Any]:
     """One JSON image: a 28×28 pixel array, or a base64 (or data-URL) encoded picture."""
     if isinstance(item, dict) and "pixels" in item:
-        pixels = np.asarray(item["pixels"], dtype=object)
-        if pixels.shape != (28, 28) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in pixels.flat):
+        rows = item["pixels"]
+        if not (
+            isinstance(rows, list)
+            and len(rows) == 28
+            and all(isinstance(row, list) and len(row) == 28 for row in rows)
+            and {type(value) for row in rows for value in row} <= {int, float}  # JSON numbers, not true/false
+        ):
             raise RequestError(422, f"{name}.pixels: expected 28 rows of 28 numbers")
-        return name, pixels.astype(np.float64)
+        return name, np.array(rows, np.float64)
     if isinstance(item, dict) and isinstance(item.get("image"), str):
         encoded = item["image"].split(",", 1)[1] if item["image"].startswith("data:") else item["image"]
         try:
