@@ -10,7 +10,8 @@ keras and onnx) it prints p50/p99 single-image latency of the model on a prepare
 28×28 image, of the image preprocessing (PNG bytes to 28×28) apart, and of
 ``POST /predict`` against ``mnist-classifier serve`` in its own process; and batch
 throughput in images per second, in process (batch 256) and over HTTP
-(``/predict/batch``, 64). Targets are checked on onnxruntime.
+(``/predict/batch``, 64). Targets are checked on onnxruntime. Each model and
+runtime is measured in a process of its own.
 """
 
 from __future__ import annotations
@@ -87,10 +88,14 @@ def main() -> None:
     parser.add_argument("--runtime", action="append", choices=["keras", "onnx"], help="(repeatable; default both)")
     parser.add_argument("--repeats", type=int, default=300)
     args = parser.parse_args()
-    _, (test_images, _) = load_dataset("mnist")
-    for model in args.model or list(MODEL_TARGET_US):
-        for runtime in args.runtime or ["keras", "onnx"]:
-            measure(model, runtime, test_images[:256], args.repeats)
+    pairs = [(model, runtime) for model in args.model or list(MODEL_TARGET_US) for runtime in args.runtime or ["keras", "onnx"]]
+    if len(pairs) == 1:
+        _, (test_images, _) = load_dataset("mnist")
+        measure(*pairs[0], test_images[:256], args.repeats)
+        return
+    for model, runtime in pairs:  # each in a fresh process: JAX's and onnxruntime's threads would disturb the next
+        command = [sys.executable, __file__, "--model", model, "--runtime", runtime, "--repeats", str(args.repeats)]
+        subprocess.run(command, check=True)
 
 
 def verdict(value: float, target: float | None, runtime: str) -> str:
