@@ -156,7 +156,7 @@ def _rewrite_pooling(graph) -> None:
     for node in graph.node:
         pool = producer.get(node.input[0]) if node.op_type == "Squeeze" else None
         source = _pooled_source(pool, producer, constants) if pool is not None and pool.op_type == "MaxPool" else None
-        window = _spatial_window(pool) if source is not None and constants.get(node.input[1]) == [0, 1] else None
+        window = _spatial_window(pool) if source is not None and _axes(node, constants) == [0, 1] else None
         nodes.extend(_spatial_pool(source, node.output[0], *window) if window else [node])
     live = {output.name for output in graph.output}
     kept = []
@@ -166,13 +166,23 @@ def _rewrite_pooling(graph) -> None:
             live.update(node.input)
     del graph.node[:]
     graph.node.extend(reversed(kept))
+    unused = [tensor for tensor in graph.initializer if tensor.name not in live]  # the bypassed nodes' axes
+    for tensor in unused:
+        graph.initializer.remove(tensor)
+
+
+def _axes(node, constants: dict) -> list[int] | None:
+    """The ``axes`` of an Unsqueeze or Squeeze node: its second input (opset 13 on) or its attribute."""
+    if len(node.input) > 1:
+        return constants.get(node.input[1])
+    return next((list(item.ints) for item in node.attribute if item.name == "axes"), None)
 
 
 def _pooled_source(pool, producer: dict, constants: dict) -> str | None:
     """The tensor a MaxPool pools when its input is that tensor with two leading axes added by Unsqueeze."""
     axes, name = [], pool.input[0]
     while (node := producer.get(name)) is not None and node.op_type == "Unsqueeze" and len(axes) < 2:
-        axes.insert(0, constants.get(node.input[1]))
+        axes.insert(0, _axes(node, constants))
         name = node.input[0]
     return name if axes in ([[0], [1]], [[0], [0]], [[0, 1]]) else None
 
