@@ -23,13 +23,16 @@ def test_the_cache_can_be_turned_off(monkeypatch, value):
     assert cache_dir() is None
 
 
-def test_compiled_programs_are_kept_for_the_next_process(monkeypatch, tmp_path):
+@pytest.mark.parametrize("jax_first", [True, False], ids=["jax-imported-first", "enabled-before-jax"])
+def test_compiled_programs_are_kept_for_the_next_process(monkeypatch, tmp_path, jax_first):
+    """Enabling works whether JAX is already imported (its config) or not yet (its environment variables)."""
     monkeypatch.setenv("MNIST_CLASSIFIER_COMPILE_CACHE", str(tmp_path / "xla"))
+    enable = "from mnist_classifier.compilation import enable_compilation_cache\nprint(enable_compilation_cache())\n"
+    use_jax = "import jax, jax.numpy as jnp\n"
     script = (
-        "import mnist_classifier, jax, jax.numpy as jnp\n"
-        "from mnist_classifier.compilation import enable_compilation_cache\n"
-        "print(enable_compilation_cache())\n"
-        "print(float(jax.jit(lambda x: jnp.tanh(x) @ x.T)(jnp.ones((8, 8))).sum()))\n"
+        "import mnist_classifier\n"
+        + (use_jax + enable if jax_first else enable + use_jax)
+        + "print(float(jax.jit(lambda x: jnp.tanh(x) @ x.T)(jnp.ones((8, 8))).sum()))\n"
     )
     first = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert first.stdout.splitlines()[0] == str(tmp_path / "xla")

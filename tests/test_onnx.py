@@ -1,6 +1,8 @@
 """ONNX export through Keras's exporter, checked against Keras; predict and serve on onnxruntime."""
 
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -10,8 +12,9 @@ import pytest
 from mnist_classifier import Augmentation, Normalization, build_cnn, build_model, load_dataset, preprocess
 from mnist_classifier.errors import ModelFileError
 from mnist_classifier.files import cache_root
-from mnist_classifier.onnx_format import TOLERANCE, OnnxNetwork, check_export, export_onnx
-from mnist_classifier.persistence import ModelInfo
+from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.onnx_format import TOLERANCE, check_export, export_onnx
+from mnist_classifier.onnx_runtime import OnnxNetwork
 from mnist_classifier.predict import Classifier
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_predict import png_file
@@ -110,6 +113,7 @@ def test_serve_on_an_onnx_file(mlp_onnx, test_images):
     with served(mlp_onnx) as client:
         model = client.get("/model").json()
         assert model["runtime"] == "onnx" and model["dataset"] == "mnist" and model["file"] == "mlp.onnx"
+        assert model["backend"] == "onnxruntime"
         answers = [client.post("/predict", json={"pixels": images[i].tolist()}).json()["label"] for i in range(5)]
     assert answers == list(labels[:5])
 
@@ -122,6 +126,28 @@ def test_runtime_onnx_exports_a_keras_model_once_into_the_cache(mlp_model_path, 
     assert first.runtime == second.runtime == "onnx" and cached.stat().st_mtime_ns == stamp
     keras_answers = Classifier.load(mlp_model_path).probabilities(test_images[0][:100])
     assert np.max(np.abs(second.probabilities(test_images[0][:100]) - keras_answers)) <= TOLERANCE
+
+
+WITHOUT_KERAS = """
+import sys
+from mnist_classifier.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit as stop:
+    assert not stop.code, stop.code
+print(sorted({"keras", "jax", "tensorflow"} & set(sys.modules)))
+"""
+
+
+def test_onnxruntime_predictions_never_import_keras(mlp_model_path, mlp_onnx, test_images, tmp_path):
+    """A .onnx file, or a .keras file whose export is cached, predicts in a process without Keras or JAX (fast start)."""
+    images, labels = test_images
+    image = png_file(tmp_path / "digit.png", images[0])
+    Classifier.load(mlp_model_path, runtime="onnx")  # exported into the cache, if not there yet
+    for model in (mlp_onnx, mlp_model_path):
+        command = [sys.executable, "-c", WITHOUT_KERAS, "predict", str(model), str(image), "--runtime", "onnx", "--json"]
+        *answer, imported = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()
+        assert imported == "[]" and json.loads("\n".join(answer))[0]["label"] == labels[0]
 
 
 def test_broken_onnx_files_are_one_clear_error(mlp_onnx, test_images, tmp_path):

@@ -16,7 +16,7 @@ from mnist_classifier import (
     load_model,
     save_model,
 )
-from mnist_classifier.persistence import ModelInfo, read_model_info
+from mnist_classifier.model_info import ModelInfo, read_model_info
 from tests.conftest import FIXTURES
 
 INFO = ModelInfo("mnist", tuple("0123456789"), Normalization("scale"), (784,), "0.1.0", {"test_accuracy": 0.9})

@@ -34,7 +34,7 @@ from mnist_classifier.preprocessing import (  # noqa: E402
 
 __version__ = "0.1.0"
 
-# Public names whose modules import Keras, loaded on first use.
+# Public names loaded on first use: most of their modules import Keras.
 _LAZY = {
     "Config": "config",
     "resolve_config": "presets",
@@ -47,8 +47,8 @@ _LAZY = {
     "evaluate": "evaluation",
     "save_model": "persistence",
     "load_model": "persistence",
-    "read_model_info": "persistence",
-    "ModelInfo": "persistence",
+    "read_model_info": "model_info",
+    "ModelInfo": "model_info",
     "predict_images": "predict",
     "Classifier": "predict",
     "Prediction": "predict",

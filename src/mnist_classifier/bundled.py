@@ -121,7 +121,8 @@ def bundle_run(run_dir: Path, name: str, root: Path = WEIGHTS) -> Path:
 
     Raises ModelFileError when the run is not of the bundle's preset and data set.
     """
-    from mnist_classifier.persistence import load_model, read_model_info, save_model
+    from mnist_classifier.model_info import read_model_info
+    from mnist_classifier.persistence import load_model, save_model
 
     bundle = BUNDLES[name]
     metrics = json.loads((run_dir / "metrics.json").read_text())

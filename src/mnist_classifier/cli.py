@@ -511,7 +511,7 @@ def export(
     """Export a model to ONNX through Keras's exporter, checked against Keras on onnxruntime before it is kept."""
     from mnist_classifier.bundled import model_path
     from mnist_classifier.onnx_format import check_target, export_onnx
-    from mnist_classifier.pipeline import open_model
+    from mnist_classifier.predict import open_model
 
     if fmt != "onnx":
         raise ConfigError(f"--format {fmt}: expected onnx")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from mnist_classifier.files import cache_root
@@ -20,15 +21,23 @@ def cache_dir() -> Path | None:
 
 
 def enable_compilation_cache() -> Path | None:
-    """Turn on JAX's persistent cache for every compiled program; returns its folder (None: off or not JAX)."""
-    import keras
+    """Turn on JAX's persistent cache for every compiled program; returns its folder (None: off or not JAX).
 
+    Before JAX is imported this sets JAX's own environment variables, so commands
+    that end up running on onnxruntime never import Keras or JAX for it.
+    """
     folder = cache_dir()
-    if folder is None or keras.backend.backend() != "jax":
+    if folder is None or os.environ.get("KERAS_BACKEND") != "jax":
         return None
-    import jax
-
-    jax.config.update("jax_compilation_cache_dir", str(folder))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    settings = {
+        "jax_compilation_cache_dir": str(folder),
+        "jax_persistent_cache_min_compile_time_secs": 0.0,
+        "jax_persistent_cache_min_entry_size_bytes": 0,
+    }
+    jax = sys.modules.get("jax")
+    for name, value in settings.items():
+        if jax is None:
+            os.environ[name.upper()] = str(value)
+        else:
+            jax.config.update(name, value)
     return folder

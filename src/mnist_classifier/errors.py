@@ -27,3 +27,9 @@ class TrainingError(MnistClassifierError):
 
 class ImageError(MnistClassifierError):
     """An image to classify is missing, too large, of another format or undecodable."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

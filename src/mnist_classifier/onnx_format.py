@@ -1,4 +1,4 @@
-"""ONNX: export a model through Keras's own exporter, checked against Keras, and load one for onnxruntime.
+"""ONNX export of a model through Keras's own exporter, checked against Keras on onnxruntime.
 
 Keras exports JAX models with jax2onnx, which writes 2-D max-pooling as a
 ``MaxPool`` over all four axes of the tensor (made 6-D by two ``Unsqueeze``) that
@@ -17,23 +17,20 @@ metadata, so a ``.onnx`` file predicts with the same preprocessing as its
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from mnist_classifier.errors import ModelFileError
-from mnist_classifier.files import atomic_path, cache_root
-from mnist_classifier.persistence import ModelInfo, check_model_file, first_line, parse_model_info
+from mnist_classifier.errors import ModelFileError, first_line
+from mnist_classifier.files import atomic_path
+from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.onnx_runtime import INFO_KEY, OnnxNetwork
 
-RUNTIMES = ("keras", "onnx")
-INFO_KEY = "mnist_classifier"
 INPUT_NAME = "image"
 TOLERANCE = 1e-5  # largest difference in any probability between onnxruntime and Keras
 CHECK_IMAGES = 256
-EXPORT_REVISION = "spatial-maxpool"  # part of a cached export's key: change it when exports change
 
 
 def export_onnx(network: keras.Model, path: str | os.PathLike, info: ModelInfo | None = None) -> Path:
@@ -73,53 +70,6 @@ def check_export(network: keras.Model, path: Path, inputs: np.ndarray | None = N
     if not gap <= TOLERANCE:
         raise ModelFileError(f"{path}: the exported graph differs from Keras by {gap:.2g} (at most {TOLERANCE} allowed)")
     return gap
-
-
-def cached_export(keras_path: Path, network: keras.Model, info: ModelInfo | None) -> Path:
-    """The ONNX export of ``network`` loaded from ``keras_path``, made once and kept in the cache (keyed by the file's content and EXPORT_REVISION)."""
-    digest = hashlib.sha256(keras_path.read_bytes() + EXPORT_REVISION.encode()).hexdigest()[:16]
-    target = cache_root() / "onnx" / f"{keras_path.stem}-{digest}.onnx"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(network, target, info)
-    return target
-
-
-class OnnxNetwork:
-    """An ONNX classifier on onnxruntime: called on a batch of preprocessed inputs, it returns probabilities."""
-
-    def __init__(self, path: Path) -> None:
-        import onnxruntime
-
-        check_model_file(path, ".onnx")
-        options = onnxruntime.SessionOptions()
-        options.log_severity_level = 3  # errors only, not onnxruntime's shape-merging notes
-        try:
-            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ... types
-            raise ModelFileError(f"{path}: not a usable ONNX model ({first_line(exc)})") from None
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelFileError(f"{path}: ONNX model has several inputs or outputs, expected one of each")
-        self.path = path
-        self.input = inputs[0].name
-        self.input_shape = tuple(inputs[0].shape[1:])
-        self.outputs = [outputs[0].name]
-        self.output_shape = tuple(outputs[0].shape[1:])
-        self.info = _read_info(path, self.session)
-
-    def __call__(self, inputs: np.ndarray) -> np.ndarray:
-        """Class probabilities of a batch of inputs shaped as the model expects."""
-        try:
-            return self.session.run(self.outputs, {self.input: np.asarray(inputs, np.float32)})[0]
-        except Exception as exc:  # e.g. an operator onnxruntime does not implement
-            raise ModelFileError(f"{self.path}: onnxruntime cannot run the model ({first_line(exc)})") from None
-
-
-def _read_info(path: Path, session) -> ModelInfo | None:
-    """The record an export of ours stores in the metadata; None for a foreign file."""
-    text = session.get_modelmeta().custom_metadata_map.get(INFO_KEY)
-    return parse_model_info(text, path, f"{INFO_KEY} metadata") if text else None
 
 
 def _trace(network: keras.Model, path: Path) -> None:

@@ -20,19 +20,13 @@ from mnist_classifier.config import Config, DataConfig, write_config
 from mnist_classifier.presets import resolve_config
 from mnist_classifier.data import Split, read_dataset
 from mnist_classifier.distribute import device_count, distributed, host_batch, host_share, on_this_host
-from mnist_classifier.formats import IMAGE_SIZE
 from mnist_classifier.download import Progress
-from mnist_classifier.bundled import model_path
-from mnist_classifier.errors import ConfigError, ModelFileError, TrainingError
+from mnist_classifier.errors import TrainingError
 from mnist_classifier.evaluation import Evaluation, evaluate
+from mnist_classifier.model_info import ModelInfo
 from mnist_classifier.models import build_from_config
-from mnist_classifier.onnx_format import RUNTIMES, OnnxNetwork, cached_export
-from mnist_classifier.persistence import (
-    ModelInfo,
-    load_model,
-    read_model_info,
-    save_model,
-)
+from mnist_classifier.persistence import load_model, save_model
+from mnist_classifier.predict import open_model
 from mnist_classifier.preprocessing import (
     batch_normalizer,
     Normalization,
@@ -252,55 +246,6 @@ def evaluate_file(
     (x_test, y_test), classes = loaded.test, loaded.classes
     del loaded  # the training images (47 MB for MNIST) are not needed any more
     return evaluate(network, preprocess(x_test[:test_limit], norm, shape), y_test[:test_limit], classes), record
-
-
-def open_model(
-    model: str | Path, dataset: str | None = None, runtime: str | None = None
-) -> tuple[keras.Model | OnnxNetwork, tuple[int, ...], ModelInfo | None]:
-    """A classifier of 28×28 images for inference, its input shape and its record (if any).
-
-    ``model`` is a ``.keras`` or ``.onnx`` file or a bundled model's name; ``runtime``
-    (default: ``onnx`` for a ``.onnx`` file, else ``keras``) is what runs it, a
-    ``.keras`` model on ``onnx`` being exported once into the cache. ``dataset``,
-    when given, must be the one the record names.
-    """
-    path = model_path(model)
-    runtime = runtime or ("onnx" if path.suffix == ".onnx" else "keras")
-    if runtime not in RUNTIMES:
-        raise ConfigError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
-    if path.suffix == ".onnx":
-        if runtime != "onnx":
-            raise ConfigError(f"{path}: an ONNX file runs on onnxruntime only (runtime onnx), not on {runtime}")
-        network = OnnxNetwork(path)
-        shape, info = check_shapes(network.input_shape, network.output_shape, path), network.info
-    else:
-        network = load_model(path, compile=False)
-        shape, info = image_input_shape(network, path), read_model_info(path)
-        if runtime == "onnx":
-            network = OnnxNetwork(cached_export(path, network, info))
-    if info is not None and dataset is not None and dataset != info.dataset:
-        raise ModelFileError(f"{path}: model was trained on {info.dataset}, not {dataset}")
-    return network, shape, info
-
-
-def image_input_shape(network: keras.Model, path: Path) -> tuple[int, ...]:
-    """The per-image input shape of a one-input, ten-output Keras classifier of 28×28 images."""
-    try:
-        shape, outputs = network.input_shape, network.output_shape
-    except (AttributeError, ValueError):
-        raise ModelFileError(f"{path}: model has no defined input and output (never built)") from None
-    if not isinstance(shape, tuple) or not isinstance(outputs, tuple):
-        raise ModelFileError(f"{path}: model has several inputs or outputs, expected one of each")
-    return check_shapes(tuple(shape[1:]), tuple(outputs[1:]), path)
-
-
-def check_shapes(shape: tuple, outputs: tuple, path: Path, n_classes: int = 10) -> tuple[int, ...]:
-    """A model's per-image input shape, checked to hold a 28×28 image, and its outputs one score per class."""
-    if not all(isinstance(size, int) for size in shape) or math.prod(shape) != IMAGE_SIZE * IMAGE_SIZE:
-        raise ModelFileError(f"{path}: model takes inputs of shape {shape}, which do not fit 28×28 images")
-    if outputs != (n_classes,):
-        raise ModelFileError(f"{path}: model outputs shape {outputs}, expected ({n_classes},): one score per class")
-    return shape
 
 
 def _metrics(

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
+from mnist_classifier.bundled import model_path
 from mnist_classifier.data import DATASETS
-from mnist_classifier.errors import ConfigError
+from mnist_classifier.errors import ConfigError, ModelFileError
+from mnist_classifier.formats import IMAGE_SIZE
 from mnist_classifier.images import read_image, to_digit, to_item
-from mnist_classifier.persistence import ModelInfo
-from mnist_classifier.onnx_format import OnnxNetwork
-from mnist_classifier.pipeline import open_model
+from mnist_classifier.model_info import ModelInfo, read_model_info
+from mnist_classifier.onnx_runtime import RUNTIMES, OnnxNetwork, cached_export_path
 from mnist_classifier.preprocessing import Normalization, preprocess
+
+if TYPE_CHECKING:  # Keras is imported only for models that run on it: onnxruntime starts without it
+    import keras
 
 ImageSource = str | os.PathLike | bytes | np.ndarray
 
@@ -99,7 +104,7 @@ class Classifier:
         if self.runtime == "onnx":  # onnxruntime sessions are thread-safe
             return self.network(inputs)
         with self._lock:  # one model, many threads (the service): Keras's predict state is shared
-            return keras.ops.convert_to_numpy(self.network.predict_on_batch(inputs))
+            return np.asarray(self.network.predict_on_batch(inputs))
 
     def classify(self, images: np.ndarray, sources: Sequence[str], top_k: int = 3) -> list[Prediction]:
         """Predictions for prepared 28×28 images, named by ``sources``."""
@@ -112,6 +117,72 @@ class Classifier:
             top = tuple((classes[i], float(row[i])) for i in order)
             results.append(Prediction(source, int(order[0]), classes[order[0]], float(row[order[0]]), top, tuple(map(float, row))))
         return results
+
+
+def open_model(
+    model: str | Path, dataset: str | None = None, runtime: str | None = None
+) -> tuple[keras.Model | OnnxNetwork, tuple[int, ...], ModelInfo | None]:
+    """A classifier of 28×28 images for inference, its input shape and its record (if any).
+
+    ``model`` is a ``.keras`` or ``.onnx`` file or a bundled model's name; ``runtime``
+    (default: ``onnx`` for a ``.onnx`` file, else ``keras``) is what runs it, a
+    ``.keras`` model on ``onnx`` being exported once into the cache. ``dataset``,
+    when given, must be the one the record names.
+    """
+    path = model_path(model)
+    runtime = runtime or ("onnx" if path.suffix == ".onnx" else "keras")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"runtime {runtime!r}: expected one of {', '.join(RUNTIMES)}")
+    if path.suffix == ".onnx" and runtime != "onnx":
+        raise ConfigError(f"{path}: an ONNX file runs on onnxruntime only (runtime onnx), not on {runtime}")
+    if runtime == "onnx":
+        network = OnnxNetwork(path if path.suffix == ".onnx" else _cached_export(path))
+        shape, info = check_shapes(network.input_shape, network.output_shape, path), network.info
+    else:
+        network, shape, info = _keras_classifier(path)
+    if info is not None and dataset is not None and dataset != info.dataset:
+        raise ModelFileError(f"{path}: model was trained on {info.dataset}, not {dataset}")
+    return network, shape, info
+
+
+def _cached_export(path: Path) -> Path:
+    """The ONNX export of a ``.keras`` file, from the cache; exported (with Keras) on first use."""
+    target = cached_export_path(path)
+    if not target.exists():
+        from mnist_classifier.onnx_format import export_onnx  # Keras is imported only to export
+
+        network, _, info = _keras_classifier(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(network, target, info)
+    return target
+
+
+def _keras_classifier(path: Path) -> tuple[keras.Model, tuple[int, ...], ModelInfo | None]:
+    """A ``.keras`` classifier of 28×28 images, its input shape and its record."""
+    from mnist_classifier.persistence import load_model  # imports Keras
+
+    network = load_model(path, compile=False)
+    return network, image_input_shape(network, path), read_model_info(path)
+
+
+def image_input_shape(network: keras.Model, path: Path) -> tuple[int, ...]:
+    """The per-image input shape of a one-input, ten-output Keras classifier of 28×28 images."""
+    try:
+        shape, outputs = network.input_shape, network.output_shape
+    except (AttributeError, ValueError):
+        raise ModelFileError(f"{path}: model has no defined input and output (never built)") from None
+    if not isinstance(shape, tuple) or not isinstance(outputs, tuple):
+        raise ModelFileError(f"{path}: model has several inputs or outputs, expected one of each")
+    return check_shapes(tuple(shape[1:]), tuple(outputs[1:]), path)
+
+
+def check_shapes(shape: tuple, outputs: tuple, path: Path, n_classes: int = 10) -> tuple[int, ...]:
+    """A model's per-image input shape, checked to hold a 28×28 image, and its outputs one score per class."""
+    if not all(isinstance(size, int) for size in shape) or math.prod(shape) != IMAGE_SIZE * IMAGE_SIZE:
+        raise ModelFileError(f"{path}: model takes inputs of shape {shape}, which do not fit 28×28 images")
+    if outputs != (n_classes,):
+        raise ModelFileError(f"{path}: model outputs shape {outputs}, expected ({n_classes},): one score per class")
+    return shape
 
 
 def _as_pixels(array: np.ndarray, name: str) -> np.ndarray:

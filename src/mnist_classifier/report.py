@@ -167,7 +167,7 @@ def sample_grid(dataset: Dataset, per_class: int, path: Path, seed: int = 0) -> 
 
 def write_report(run_dir: str | Path, data_path: str | None = None) -> Path:
     """Figures, ``report.html`` (self-contained) and ``report.md`` in ``RUN_DIR/report/``; returns the HTML path."""
-    from mnist_classifier.pipeline import open_model
+    from mnist_classifier.predict import open_model
     from mnist_classifier.preprocessing import preprocess
 
     record = RunRecord.read(run_dir)

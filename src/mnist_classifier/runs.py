@@ -26,7 +26,8 @@ import numpy as np
 from mnist_classifier.config import Config
 from mnist_classifier.errors import TrainingError
 from mnist_classifier.files import write_text_atomic
-from mnist_classifier.persistence import ModelInfo, save_model
+from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.persistence import save_model
 
 
 def check_output_dir(out: Path) -> None:

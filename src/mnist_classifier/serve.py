@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -79,8 +79,8 @@ def create_app(classifier: Classifier, limits: Limits = Limits()) -> FastAPI:
             "normalization": info.normalization.mode,
             "test_accuracy": info.metrics.get("test_accuracy"),
             "package_version": info.package_version,
-            "keras_version": keras.__version__,
-            "backend": keras.backend.backend(),
+            "keras_version": metadata.version("keras"),
+            "backend": os.environ["KERAS_BACKEND"] if classifier.runtime == "keras" else "onnxruntime",
             "runtime": classifier.runtime,
             "limits": {"upload_bytes": limits.upload_bytes, "pixels": limits.pixels, "batch": limits.batch},
         }

@@ -13,7 +13,8 @@ from mnist_classifier.config import ENGINES, check_choice, check_count
 from mnist_classifier.errors import ConfigError, TrainingError
 from mnist_classifier.fast_fit import fast_fit, supported
 from mnist_classifier.interrupts import interrupts_between_steps, stop_if_interrupted
-from mnist_classifier.persistence import ModelInfo, load_model, save_model
+from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.persistence import load_model, save_model
 
 
 LearningRate = float | keras.optimizers.schedules.LearningRateSchedule

@@ -1,0 +1,93 @@
+"""The record a model file carries (data set, classes, normalization, input shape), read without Keras.
+
+:func:`~mnist_classifier.persistence.save_model` stores it as an extra
+``mnist_classifier.json`` entry in the ``.keras`` zip (plain
+``keras.models.load_model`` ignores it), and ONNX exports carry it in their
+metadata. Reading it, and checking that a model file is there and whole, needs
+no Keras: inference on onnxruntime starts without importing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mnist_classifier.errors import ModelFileError
+from mnist_classifier.preprocessing import Normalization, check_normalize_mode
+
+INFO_ENTRY = "mnist_classifier.json"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model needs to be fed and understood: recorded with it at save time."""
+
+    dataset: str
+    classes: tuple[str, ...]
+    normalization: Normalization
+    input_shape: tuple[int, ...]
+    package_version: str = ""
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_json(self) -> str:
+        """Serialize to JSON."""
+        return json.dumps(dataclasses.asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelInfo:
+        """Parse what :meth:`to_json` wrote."""
+        raw = json.loads(text)
+        return cls(
+            dataset=raw["dataset"],
+            classes=tuple(raw["classes"]),
+            normalization=Normalization(**raw["normalization"]),
+            input_shape=tuple(raw["input_shape"]),
+            package_version=raw.get("package_version", ""),
+            metrics=raw.get("metrics", {}),
+        )
+
+
+def read_model_info(filename: str | os.PathLike) -> ModelInfo | None:
+    """The record stored with a model by :func:`save_model`, or None for a foreign file."""
+    path = check_archive(Path(filename))
+    with zipfile.ZipFile(path) as archive:
+        if INFO_ENTRY not in archive.namelist():
+            return None
+        return parse_model_info(archive.read(INFO_ENTRY).decode(), path, INFO_ENTRY)
+
+
+def parse_model_info(text: str, path: Path, where: str) -> ModelInfo:
+    """A record as stored in ``path`` (at ``where``), checked; a ModelFileError when it cannot be used."""
+    try:
+        info = ModelInfo.from_json(text)
+        check_normalize_mode(info.normalization.mode)
+        return info
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: unreadable {where} ({exc})") from None
+
+
+def check_model_file(path: Path, suffix: str) -> Path:
+    """A model path must be an existing, non-empty file (``suffix`` names the kind expected)."""
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder, expected a {suffix} file")
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path}: model file is empty")
+    return path
+
+
+def check_archive(path: Path) -> Path:
+    """A model path must be an existing, non-empty zip with a Keras config."""
+    check_model_file(path, ".keras")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path}: not a .keras model (not a zip archive)")
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            raise ModelFileError(f"{path}: zip archive without config.json: not a Keras model")
+    return path

@@ -1,0 +1,65 @@
+"""Run an ONNX classifier on onnxruntime, without Keras.
+
+A ``.keras`` model asked to run on onnxruntime is exported once
+(:mod:`mnist_classifier.onnx_format`, which needs Keras) into the cache, under a
+name made of the file's content and EXPORT_REVISION; later runs load the cached
+graph directly and never import Keras.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from mnist_classifier.errors import ModelFileError, first_line
+from mnist_classifier.files import cache_root
+from mnist_classifier.model_info import ModelInfo, check_model_file, parse_model_info
+
+RUNTIMES = ("keras", "onnx")
+INFO_KEY = "mnist_classifier"  # the ONNX metadata entry that holds the model's record
+EXPORT_REVISION = "spatial-maxpool"  # part of a cached export's key: change it when exports change
+
+
+def cached_export_path(keras_path: Path) -> Path:
+    """Where the cache keeps the ONNX export of a ``.keras`` file (keyed by its content and EXPORT_REVISION)."""
+    digest = hashlib.sha256(keras_path.read_bytes() + EXPORT_REVISION.encode()).hexdigest()[:16]
+    return cache_root() / "onnx" / f"{keras_path.stem}-{digest}.onnx"
+
+
+class OnnxNetwork:
+    """An ONNX classifier on onnxruntime: called on a batch of preprocessed inputs, it returns probabilities."""
+
+    def __init__(self, path: Path) -> None:
+        import onnxruntime
+
+        check_model_file(path, ".onnx")
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3  # errors only, not onnxruntime's shape-merging notes
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ... types
+            raise ModelFileError(f"{path}: not a usable ONNX model ({first_line(exc)})") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelFileError(f"{path}: ONNX model has several inputs or outputs, expected one of each")
+        self.path = path
+        self.input = inputs[0].name
+        self.input_shape = tuple(inputs[0].shape[1:])
+        self.outputs = [outputs[0].name]
+        self.output_shape = tuple(outputs[0].shape[1:])
+        self.info = _read_info(path, self.session)
+
+    def __call__(self, inputs: np.ndarray) -> np.ndarray:
+        """Class probabilities of a batch of inputs shaped as the model expects."""
+        try:
+            return self.session.run(self.outputs, {self.input: np.asarray(inputs, np.float32)})[0]
+        except Exception as exc:  # e.g. an operator onnxruntime does not implement
+            raise ModelFileError(f"{self.path}: onnxruntime cannot run the model ({first_line(exc)})") from None
+
+
+def _read_info(path: Path, session) -> ModelInfo | None:
+    """The record an export of ours stores in the metadata; None for a foreign file."""
+    text = session.get_modelmeta().custom_metadata_map.get(INFO_KEY)
+    return parse_model_info(text, path, f"{INFO_KEY} metadata") if text else None
