@@ -164,6 +164,19 @@ def test_broken_onnx_files_are_one_clear_error(mlp_onnx, test_images, tmp_path):
     assert_one_line_error(cli("predict", mlp_onnx, image, "--runtime", "tflite", check=False), "runtime 'tflite'")
 
 
+def test_runtime_onnx_checks_a_keras_file_before_looking_for_its_export(tmp_path):
+    (tmp_path / "folder.keras").mkdir()
+    (tmp_path / "empty.keras").write_bytes(b"")
+    (tmp_path / "text.keras").write_bytes(b"not a zip archive")
+    expected = {"missing": "model file not found", "folder": "is a folder", "empty": "model file is empty",
+                "text": "not a .keras model"}  # fmt: skip
+    for name, message in expected.items():
+        with pytest.raises(ModelFileError, match=f"{name}.keras: {message}"):
+            Classifier.load(tmp_path / f"{name}.keras", runtime="onnx")
+    result = cli("predict", tmp_path / "missing.keras", tmp_path / "digit.png", "--runtime", "onnx", check=False)
+    assert_one_line_error(result, "missing.keras: model file not found")
+
+
 def test_export_refuses_bad_requests_and_writes_nothing(mlp_model_path, tmp_path):
     assert_one_line_error(cli("export", mlp_model_path, "--format", "tflite", check=False), "--format tflite: expected onnx")
     target = tmp_path / "missing" / "m.onnx"

@@ -17,7 +17,7 @@ from mnist_classifier.data import DATASETS
 from mnist_classifier.errors import ConfigError, ModelFileError
 from mnist_classifier.formats import IMAGE_SIZE
 from mnist_classifier.images import read_image, to_digit, to_item
-from mnist_classifier.model_info import ModelInfo, read_model_info
+from mnist_classifier.model_info import ModelInfo, check_archive, read_model_info
 from mnist_classifier.onnx_runtime import RUNTIMES, OnnxNetwork, cached_export_path
 from mnist_classifier.preprocessing import Normalization, preprocess
 
@@ -147,7 +147,7 @@ def open_model(
 
 def _cached_export(path: Path) -> Path:
     """The ONNX export of a ``.keras`` file, from the cache; exported (with Keras) on first use."""
-    target = cached_export_path(path)
+    target = cached_export_path(check_archive(path))
     if not target.exists():
         from mnist_classifier.onnx_format import export_onnx  # Keras is imported only to export
 
