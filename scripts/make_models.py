@@ -6,7 +6,7 @@ Usage (from the project root; the data sets are found as for ``train``):
 
 Each model is ``Bundle.command``: ``mnist-classifier train --preset P --dataset D``
 (the CNNs with ``--distribute data-parallel``: the same model, about twice as fast
-on a CPU; mnist-cnn with ``--epochs 30``),
+on a CPU),
 then :func:`mnist_classifier.bundled.bundle_run` copies the run's model without
 its optimizer state into ``src/mnist_classifier/weights/NAME/`` with its
 ``metrics.json`` and a model card. ``--from-run`` bundles a finished run of the

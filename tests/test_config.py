@@ -72,6 +72,7 @@ def test_set_values_parse_as_toml_or_bare_strings(text, expected):
         ({"data.dataset": "cifar"}, "data.dataset='cifar': expected one of mnist, fashion_mnist"),
         ({"data.validation": "train"}, "data.validation='train'"),
         ({"training.schedule": "cosin"}, "training.schedule='cosin'"),
+        ({"training.label_smoothing": 1.0}, "training.label_smoothing=1.0: expected 0 <= value < 1"),
         ({"optimizer.beta1": 1.0}, "optimizer.beta1=1.0"),
         ({"optimizer.alpha": float("nan")}, "optimizer.alpha=nan: expected a finite number"),
         ({"model.lambtha": float("inf")}, "model.lambtha=inf: expected a finite number"),

@@ -119,11 +119,12 @@ def test_evaluate_file_applies_the_stored_preprocessing(tmp_path, data_env):
 
 @pytest.mark.parametrize("name", ["cnn", "cnn-augmented"])
 def test_cnn_presets_train_save_and_reload(tmp_path, data_env, name, small_mnist):
-    config = apply_overrides(preset(name), {**SMALL, "data.train_limit": 1024, "training.epochs": 1})
-    run = train_run(config, tmp_path).run_dir
+    settings = {**SMALL, "data.train_limit": 1024, "training.epochs": 1, "training.label_smoothing": 0.1}
+    run = train_run(apply_overrides(preset(name), settings), tmp_path).run_dir
     info = read_model_info(run / "model.keras")
     assert info.input_shape == (28, 28, 1)
     model = load_model(run / "model.keras")
+    assert model.loss.get_config()["label_smoothing"] == pytest.approx(0.1)
     x = small_mnist["test"][0][:64].reshape(-1, 28, 28, 1)
     first, second = model.predict(x, verbose=0), model.predict(x, verbose=0)
     np.testing.assert_array_equal(first, second)  # augmentation and dropout are off

@@ -23,6 +23,16 @@ def test_optimize_model_compiles_with_adam_and_cross_entropy():
     assert model.loss == "categorical_crossentropy"
 
 
+def test_label_smoothing_spreads_part_of_each_target_over_all_classes():
+    model = build_model(784, [10], ["softmax"], 0.0, None)
+    optimize_model(model, 0.001, 0.9, 0.999, label_smoothing=0.1)
+    x, y = np.random.default_rng(0).random((4, 784), np.float32), np.eye(10, dtype=np.float32)[[3, 1, 4, 1]]
+    probabilities = model.predict_on_batch(x)
+    targets = 0.9 * y + 0.1 / 10
+    expected = -np.mean(np.sum(targets * np.log(probabilities), axis=1))
+    assert model.evaluate(x, y, verbose=0)[0] == pytest.approx(expected, rel=1e-5)
+
+
 def test_training_learns_and_records_the_learning_rate(tiny_model, small_mnist):
     history = train_model(tiny_model, *small_mnist["train"], 64, 3, validation_data=small_mnist["val"], verbose=False)
     logs = history.history
@@ -145,7 +155,10 @@ def test_save_best_needs_a_keras_file_name_up_front(tiny_model, small_mnist, tmp
                     save_best=True, filepath=tmp_path / "best.h5")  # fmt: skip
 
 
-@pytest.mark.parametrize(("args", "message"), [((0.0, 0.9, 0.999), "alpha=0.0"), ((0.001, 1.5, 0.999), "beta1=1.5")])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [((0.0, 0.9, 0.999), "alpha=0.0"), ((0.001, 1.5, 0.999), "beta1=1.5"), ((0.001, 0.9, 0.999, 1.0), "label_smoothing=1.0")],
+)
 def test_optimize_model_checks_its_arguments(args, message):
     with pytest.raises(ValueError, match=message):
         optimize_model(build_model(784, [10], ["softmax"], 0.0, None), *args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -31,14 +32,12 @@ class Bundle:
     dataset: str
     summary: str
     limitations: tuple[str, ...]
-    epochs: int | None = None  # the preset's own when None
 
     @property
     def command(self) -> str:
         """The training command that makes it."""
-        epochs = f" --epochs {self.epochs}" if self.epochs else ""
         parallel = " --distribute data-parallel" if self.preset.startswith("cnn") else ""
-        return f"mnist-classifier train --preset {self.preset} --dataset {self.dataset}{epochs}{parallel}"
+        return f"mnist-classifier train --preset {self.preset} --dataset {self.dataset}{parallel}"
 
     @property
     def folder(self) -> Path:
@@ -73,7 +72,7 @@ BUNDLES = {
         Bundle("mnist-mlp", "mlp", "mnist", "Multilayer perceptron (the notebook's model, wider and regularized).", _DIGITS),
         Bundle(
             "mnist-cnn", "cnn-augmented", "mnist", "Convolutional network trained with random shifts, rotations and zoom.",
-            _DIGITS, epochs=30,
+            _DIGITS,
         ),
         Bundle(
             "fashion-cnn", "cnn", "fashion_mnist", "Convolutional network for Fashion-MNIST's ten kinds of clothing.",
@@ -153,6 +152,7 @@ def model_card(bundle: Bundle, metrics: dict[str, Any], normalization: str, conf
     timings = metrics.get("timings", {})
     versions = ", ".join(f"{key} {value}" for key, value in metrics.get("versions", {}).items())
     limitations = "\n".join(f"- {line}" for line in (*bundle.limitations, f"Most frequent mistakes on the test set: {confusions}."))
+    best = f" (best validation loss at epoch {metrics['best_epoch']})" if metrics.get("best_epoch") else ""
     return f"""# {bundle.name}
 
 {bundle.summary}
@@ -163,9 +163,8 @@ def model_card(bundle: Bundle, metrics: dict[str, Any], normalization: str, conf
   then the run's model without its optimizer state.
 
 ## Data
-{bundle.dataset} as distributed: the 60,000 training images (a held-out part of them for
-validation, see the configuration below) and the 10,000 test images, which were used only
-for the results here.
+{bundle.dataset} as distributed: {_training_images(tomllib.loads(config_toml)["data"])}.
+The 10,000 test images were used only for the results here.
 
 ## Preprocessing
 28×28 greyscale images, `{normalization}` normalization, as recorded inside the model file.
@@ -173,9 +172,9 @@ Pictures given to `predict` or the service are first framed the way the data set
 its images (inverted if dark on light, cropped, scaled into the centre of a 28×28 frame).
 
 ## Results on the test set
-Test accuracy **{metrics["test_accuracy"]:.4f}**, loss {metrics["test_loss"]:.4f}, after
-{metrics["epochs"]} epochs (best validation loss at epoch {metrics.get("best_epoch")}); the run took
-{timings.get("total_s", 0) / 60:.1f} minutes ({metrics.get("devices", 1)} device(s)). Versions: {versions}.
+Test accuracy **{metrics["test_accuracy"]:.4f}**, loss {metrics["test_loss"]:.4f}, after {metrics["epochs"]} epochs{best}.
+The run took {timings.get("total_s", 0) / 60:.1f} minutes ({metrics.get("devices", 1)} device(s)).
+Versions: {versions}.
 
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|
@@ -189,6 +188,13 @@ Test accuracy **{metrics["test_accuracy"]:.4f}**, loss {metrics["test_loss"]:.4f
 {config_toml.strip()}
 ```
 """
+
+
+def _training_images(data: dict[str, Any]) -> str:
+    """How the run used the 60,000 training images, from its ``[data]`` settings."""
+    if data["validation"] == "holdout":
+        return f"the 60,000 training images, {data['validation_size']:,} of them held out for validation"
+    return "all 60,000 training images for training, for the preset's fixed number of epochs"
 
 
 def _top_confusions(confusion: list[list[int]], classes: list[str], count: int = 3) -> str:

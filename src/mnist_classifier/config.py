@@ -118,6 +118,8 @@ class TrainingConfig:
     # (per step, alpha down to 0) | one_cycle (per step: warm-up to alpha, then cosine to 0)
     schedule: str = "constant"
     decay_rate: float = 1.0
+    # share of each one-hot target spread evenly over the classes (keras's label_smoothing)
+    label_smoothing: float = 0.0
     save_best: bool = True
     restore_best: bool = False
     seed: int = 0
@@ -136,6 +138,8 @@ class TrainingConfig:
         check_choice("training.distribute", self.distribute, DISTRIBUTIONS)
         if self.decay_rate < 0:
             raise ConfigError(f"training.decay_rate={self.decay_rate}: expected >= 0")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"training.label_smoothing={self.label_smoothing}: expected 0 <= value < 1")
         if self.seed < 0:
             raise ConfigError(f"training.seed={self.seed}: expected >= 0")
 

@@ -148,7 +148,7 @@ def compile_network(config: Config, network: keras.Model, train_count: int) -> N
     """Compile with Adam at the config's rate; a per-step schedule spans the whole run."""
     steps = math.ceil(train_count / config.training.batch_size) * config.training.epochs
     rate = step_schedule(config.optimizer.alpha, config.training.schedule, steps)
-    optimize_model(network, rate, config.optimizer.beta1, config.optimizer.beta2)
+    optimize_model(network, rate, config.optimizer.beta1, config.optimizer.beta2, config.training.label_smoothing)
 
 
 def fit(

@@ -24,7 +24,9 @@ ONE_CYCLE_WARMUP = 0.3
 ONE_CYCLE_START = 1 / 25
 
 
-def optimize_model(network: keras.Model, alpha: LearningRate, beta1: float, beta2: float) -> None:
+def optimize_model(
+    network: keras.Model, alpha: LearningRate, beta1: float, beta2: float, label_smoothing: float = 0.0
+) -> None:
     """Compile ``network`` with Adam, categorical cross-entropy and accuracy.
 
     Args:
@@ -32,14 +34,19 @@ def optimize_model(network: keras.Model, alpha: LearningRate, beta1: float, beta
         alpha: learning rate, or a per-step Keras ``LearningRateSchedule``.
         beta1: Adam's first-moment decay (momentum), typically 0.9.
         beta2: Adam's second-moment decay, typically 0.999.
+        label_smoothing: share of each target's probability spread evenly over all
+            classes (0: the plain one-hot targets).
     """
     if isinstance(alpha, (int, float)) and not 0 < alpha < math.inf:
         raise ConfigError(f"alpha={alpha!r}: expected a learning rate > 0")
     for name, beta in (("beta1", beta1), ("beta2", beta2)):
         if not 0 <= beta < 1:
             raise ConfigError(f"{name}={beta!r}: expected 0 <= {name} < 1")
+    if not 0 <= label_smoothing < 1:
+        raise ConfigError(f"label_smoothing={label_smoothing!r}: expected 0 <= label_smoothing < 1")
     optimizer = keras.optimizers.Adam(learning_rate=alpha, beta_1=beta1, beta_2=beta2)
-    network.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing) if label_smoothing else "categorical_crossentropy"
+    network.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
 
 def inverse_time_decay(alpha: float, decay_rate: float) -> Callable[[int], float]:
