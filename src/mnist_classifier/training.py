@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -12,6 +13,7 @@ import numpy as np
 from mnist_classifier.config import ENGINES, check_choice, check_count
 from mnist_classifier.errors import ConfigError, TrainingError
 from mnist_classifier.fast_fit import fast_fit, supported
+from mnist_classifier.fast_ops import fast_training_ops
 from mnist_classifier.interrupts import interrupts_between_steps, stop_if_interrupted
 from mnist_classifier.model_info import ModelInfo
 from mnist_classifier.persistence import load_model, save_model
@@ -113,8 +115,10 @@ def train_model(
         callbacks: more Keras callbacks.
         resume_state: ``best`` val_loss and ``wait`` epochs of an interrupted run.
         engine: ``auto`` trains with one compiled scan per chunk of an epoch where it
-            can (JAX, arrays in memory: the same arithmetic as ``fit``, faster);
-            ``keras`` always calls ``network.fit``.
+            can (JAX, arrays in memory: the same arithmetic as ``fit``, faster), and
+            on a CPU with faster gradients of convolution, pooling and split-batch
+            normalization (``fast_ops``); ``keras`` always calls ``network.fit``
+            with Keras's own operations.
         input_transform: a Keras-ops function turning stored inputs into model
             inputs (e.g. uint8 images into normalized floats); it runs on each batch
             inside the compiled step, or once up front under Keras's ``fit``.
@@ -145,7 +149,7 @@ def train_model(
         batch_size=batch_size, epochs=epochs, callbacks=[*chain, *callbacks, _StopOnInterrupt()], verbose=verbose,
         shuffle=shuffle, initial_epoch=initial_epoch,
     )  # fmt: skip
-    with interrupts_between_steps():
+    with interrupts_between_steps(), fast_training_ops() if engine == "auto" else contextlib.nullcontext():
         if engine == "auto" and supported(network, data):
             return fast_fit(
                 network, data, labels, validation_data=validation_data, input_transform=input_transform, **settings

@@ -1,0 +1,101 @@
+"""Faster CPU training ops: the same values and gradients as Keras's own, only inside the context, only where they apply."""
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+import pytest
+from keras.src.backend.jax import nn as jax_nn
+
+from mnist_classifier import build_cnn, optimize_model, train_model
+from mnist_classifier import fast_ops
+from mnist_classifier.fast_ops import fast_training_ops
+
+def _images(shape, seed: int = 0) -> jnp.ndarray:
+    """Standard normal float32 values of ``shape``, the same for the same seed."""
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape, dtype=np.float32))
+
+
+def _value_and_grads(function, *arrays):
+    """``function``'s value, and the gradients of a fixed random projection of it, with respect to each array."""
+    value = function(*arrays)
+    weights = _images(value.shape, seed=99)
+    grads = jax.grad(lambda *a: jnp.sum(function(*a) * weights), argnums=tuple(range(len(arrays))))(*arrays)
+    return value, grads
+
+
+def _assert_close(expected, got):
+    for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(got)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kernel, padding, strides",
+    [((3, 3), "same", 1), ((5, 5), "same", 1), ((2, 4), "same", 1), ((3, 3), "valid", 1), ((3, 3), "same", 2)],
+)
+def test_convolutions_keep_keras_values_and_gradients(kernel, padding, strides):
+    images, kernels = _images((4, 9, 10, 3)), _images((*kernel, 3, 5))
+    conv = lambda x, w: keras.ops.conv(x, w, strides=strides, padding=padding)  # noqa: E731
+    expected = _value_and_grads(conv, images, kernels)
+    with fast_training_ops():
+        got = _value_and_grads(conv, images, kernels)
+    _assert_close(expected, got)
+
+
+def _record_kernel_grads(monkeypatch) -> list:
+    """Record the padding of every matrix-product kernel gradient traced from now on."""
+    calls, original = [], fast_ops._kernel_grad
+    monkeypatch.setattr(fast_ops, "_kernel_grad", lambda *a: calls.append(a[-1]) or original(*a))
+    return calls
+
+
+def test_plain_convolutions_take_the_matrix_product_kernel_gradient(monkeypatch):
+    calls = _record_kernel_grads(monkeypatch)
+    images, kernels = _images((2, 6, 6, 1)), _images((3, 3, 1, 2))
+    with fast_training_ops():
+        for strides, padding in ((1, "same"), (1, "valid"), (2, "same")):
+            jax.grad(lambda w: jnp.sum(keras.ops.conv(images, w, strides=strides, padding=padding)))(kernels)
+    assert calls == [((1, 1), (1, 1)), ((0, 0), (0, 0))]  # strided convolutions keep XLA's gradient
+
+
+@pytest.mark.parametrize("size, pool, strides", [(8, 2, 2), (7, 2, 2), (9, 3, 3), (8, 2, 1)])
+def test_max_pooling_keeps_keras_values_and_gradients(size, pool, strides):
+    images = _images((3, size, size, 4))
+    max_pool = lambda x: keras.ops.max_pool(x, pool, strides)  # noqa: E731
+    expected = _value_and_grads(max_pool, images)
+    with fast_training_ops():
+        got = _value_and_grads(max_pool, images)
+    _assert_close(expected, got)
+
+
+def test_moments_take_one_pass_only_with_the_batch_split_over_devices():
+    features = _images((64, 5, 5, 8)) * 3 + 10
+    expected = keras.ops.moments(features, axes=(0, 1, 2))
+    with fast_training_ops():
+        one_device = keras.ops.moments(features, axes=(0, 1, 2))
+        with keras.distribution.DataParallel(devices=keras.distribution.list_devices()).scope():
+            mean, variance = keras.ops.moments(features, axes=(0, 1, 2))
+    np.testing.assert_array_equal(one_device, expected)
+    assert not np.array_equal(variance, expected[1])  # computed the other way: rounding differs
+    np.testing.assert_allclose(mean, expected[0], rtol=1e-5)
+    np.testing.assert_allclose(variance, expected[1], rtol=1e-4)
+    assert float(jnp.min(variance)) >= 0
+
+
+def test_keras_own_ops_come_back_after_the_context_even_on_error():
+    originals = jax_nn.conv, jax_nn.max_pool, jax_nn.moments
+    with pytest.raises(RuntimeError), fast_training_ops():
+        assert jax_nn.conv is not originals[0]
+        raise RuntimeError("stop")
+    assert (jax_nn.conv, jax_nn.max_pool, jax_nn.moments) == originals
+
+
+def test_train_model_traces_a_cnn_with_them(small_mnist, monkeypatch):
+    calls = _record_kernel_grads(monkeypatch)
+    keras.utils.set_random_seed(0)
+    model = build_cnn((16, 10), ("relu", "softmax"), 0.0, None, filters=(4, 8))
+    optimize_model(model, 0.003, 0.9, 0.999)
+    x, y = small_mnist["train"]
+    history = train_model(model, x[:512].reshape(-1, 28, 28, 1), y[:512], 64, 2, verbose=False)
+    assert len(calls) == 2  # one kernel gradient per convolution, traced once
+    assert history.history["loss"][1] < history.history["loss"][0]
