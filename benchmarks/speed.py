@@ -243,7 +243,7 @@ def cnn_section(tf: Path | None, steps: int) -> None:
             row(name, f"{epoch:.1f} s", reference, target, epoch / tf_epoch <= 0.8)
         else:
             row(name, f"{epoch:.1f} s", "TensorFlow skipped: no environment")
-        row("  the same with Keras's own ops", f"{plain:.1f} s", f"fast ops {plain / epoch:.2f}x faster")
+        row("  the same, engine keras (Keras's fit and ops)", f"{plain:.1f} s", f"ratio {epoch / plain:.2f}")
 
 
 def inference_section() -> None:

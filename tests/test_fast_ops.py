@@ -29,19 +29,6 @@ def _assert_close(expected, got):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize(
-    "kernel, padding, strides",
-    [((3, 3), "same", 1), ((5, 5), "same", 1), ((2, 4), "same", 1), ((3, 3), "valid", 1), ((3, 3), "same", 2)],
-)
-def test_convolutions_keep_keras_values_and_gradients(kernel, padding, strides):
-    images, kernels = _images((4, 9, 10, 3)), _images((*kernel, 3, 5))
-    conv = lambda x, w: keras.ops.conv(x, w, strides=strides, padding=padding)  # noqa: E731
-    expected = _value_and_grads(conv, images, kernels)
-    with fast_training_ops():
-        got = _value_and_grads(conv, images, kernels)
-    _assert_close(expected, got)
-
-
 def _record_kernel_grads(monkeypatch) -> list:
     """Record the padding of every matrix-product kernel gradient traced from now on."""
     calls, original = [], fast_ops._kernel_grad
@@ -49,13 +36,31 @@ def _record_kernel_grads(monkeypatch) -> list:
     return calls
 
 
-def test_plain_convolutions_take_the_matrix_product_kernel_gradient(monkeypatch):
+@pytest.mark.parametrize(
+    "kernel, padding, strides",
+    [((3, 3), "same", 1), ((5, 5), "same", 1), ((2, 4), "same", 1), ((3, 3), "valid", 1), ((3, 3), "same", 2)],
+)
+def test_convolutions_keep_keras_values_and_gradients(kernel, padding, strides, monkeypatch):
+    images, kernels = _images((4, 9, 10, 3)), _images((*kernel, 3, 5), seed=1)
+    conv = lambda x, w: keras.ops.conv(x, w, strides=strides, padding=padding)  # noqa: E731
+    expected = _value_and_grads(conv, images, kernels)
     calls = _record_kernel_grads(monkeypatch)
-    images, kernels = _images((2, 6, 6, 1)), _images((3, 3, 1, 2))
     with fast_training_ops():
-        for strides, padding in ((1, "same"), (1, "valid"), (2, "same")):
-            jax.grad(lambda w: jnp.sum(keras.ops.conv(images, w, strides=strides, padding=padding)))(kernels)
-    assert calls == [((1, 1), (1, 1)), ((0, 0), (0, 0))]  # strided convolutions keep XLA's gradient
+        got = _value_and_grads(conv, images, kernels)
+    _assert_close(expected, got)
+    assert len(calls) == (strides == 1)  # strided convolutions keep XLA's gradient
+
+
+def test_only_plain_convolutions_take_the_matrix_product_kernel_gradient(monkeypatch):
+    calls = _record_kernel_grads(monkeypatch)
+    images, kernels = _images((2, 6, 6, 1)), _images((3, 3, 1, 2), seed=1)
+    with fast_training_ops():
+        for strides, padding, dilation in ((1, "same", 1), (1, "valid", 1), (2, "same", 1), (1, "same", 2)):
+            conv = lambda w: keras.ops.conv(images, w, strides, padding, dilation_rate=dilation)  # noqa: E731
+            jax.grad(lambda w: jnp.sum(conv(w)))(kernels)
+        with pytest.raises(ValueError, match="empty output"):  # Keras's own check of a kernel larger than the image
+            keras.ops.conv(images, _images((7, 7, 1, 2)), padding="valid")
+    assert calls == [((1, 1), (1, 1)), ((0, 0), (0, 0))]
 
 
 @pytest.mark.parametrize("size, pool, strides", [(8, 2, 2), (7, 2, 2), (9, 3, 3), (8, 2, 1)])
@@ -65,16 +70,18 @@ def test_max_pooling_keeps_keras_values_and_gradients(size, pool, strides):
     expected = _value_and_grads(max_pool, images)
     with fast_training_ops():
         got = _value_and_grads(max_pool, images)
+        windowed = "reduce_window_max" in str(jax.make_jaxpr(max_pool)(images))
     _assert_close(expected, got)
+    assert windowed == (pool != strides)  # windows that tile the input are pooled by reshape
 
 
-def test_moments_take_one_pass_only_with_the_batch_split_over_devices():
+def test_moments_take_one_pass_only_with_the_batch_split_over_devices(monkeypatch):
     features = _images((64, 5, 5, 8)) * 3 + 10
     expected = keras.ops.moments(features, axes=(0, 1, 2))
     with fast_training_ops():
         one_device = keras.ops.moments(features, axes=(0, 1, 2))
-        with keras.distribution.DataParallel(devices=keras.distribution.list_devices()).scope():
-            mean, variance = keras.ops.moments(features, axes=(0, 1, 2))
+        monkeypatch.setattr(fast_ops, "device_count", lambda: 8)
+        mean, variance = keras.ops.moments(features, axes=(0, 1, 2))
     np.testing.assert_array_equal(one_device, expected)
     assert not np.array_equal(variance, expected[1])  # computed the other way: rounding differs
     np.testing.assert_allclose(mean, expected[0], rtol=1e-5)
@@ -99,3 +106,18 @@ def test_train_model_traces_a_cnn_with_them(small_mnist, monkeypatch):
     history = train_model(model, x[:512].reshape(-1, 28, 28, 1), y[:512], 64, 2, verbose=False)
     assert len(calls) == 2  # one kernel gradient per convolution, traced once
     assert history.history["loss"][1] < history.history["loss"][0]
+
+
+def test_each_train_model_call_builds_fit_step_anew_with_its_engines_ops(small_mnist, monkeypatch):
+    calls = _record_kernel_grads(monkeypatch)
+    x, y = small_mnist["train"]
+    x, y = x[:256].reshape(-1, 28, 28, 1), y[:256]
+    with keras.distribution.DataParallel(devices=keras.distribution.list_devices()[:1]).scope():  # Keras's fit path
+        keras.utils.set_random_seed(0)
+        model = build_cnn((16, 10), ("relu", "softmax"), 0.0, None, filters=(4,))
+        optimize_model(model, 0.003, 0.9, 0.999)
+        train_model(model, x, y, 64, 1, verbose=False, engine="keras")
+        assert calls == []
+        plain_step = model.train_function
+        train_model(model, x, y, 64, 1, verbose=False)
+    assert calls and model.train_function is not plain_step  # not the step traced with Keras's own ops

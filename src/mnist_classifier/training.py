@@ -149,6 +149,7 @@ def train_model(
         batch_size=batch_size, epochs=epochs, callbacks=[*chain, *callbacks, _StopOnInterrupt()], verbose=verbose,
         shuffle=shuffle, initial_epoch=initial_epoch,
     )  # fmt: skip
+    network.train_function = None  # fit traces its step anew, with the operations this engine uses
     with interrupts_between_steps(), fast_training_ops() if engine == "auto" else contextlib.nullcontext():
         if engine == "auto" and supported(network, data):
             return fast_fit(
