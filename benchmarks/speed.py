@@ -45,6 +45,7 @@ from mnist_classifier.distribute import distributed
 from mnist_classifier.models import build_from_config
 from mnist_classifier.pipeline import prepare_data, train_run
 from mnist_classifier.presets import PRESETS
+from mnist_classifier.runs import EpochTimer
 from mnist_classifier.training import optimize_model, train_model
 
 HERE = Path(__file__).resolve().parent
@@ -202,24 +203,10 @@ def cnn_child(steps: int, distribute: str, engine: str) -> None:
         rng = np.random.default_rng(0)
         x = rng.random((batch * steps, 28, 28, 1), dtype=np.float32)
         y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, batch * steps)]
-        timer = _EpochTimes()
+        timer = EpochTimer()
         train_model(model, x, y, batch, 3, verbose=False, callbacks=[timer], engine=engine)
-    times = timer.times
+    times = timer.epoch_seconds
     print(json.dumps({"backend": keras.backend.backend(), "devices": devices, "step_s": steady(times) / steps, "first_s": times[0]}))
-
-
-class _EpochTimes(keras.callbacks.Callback):
-    """Wall seconds of each epoch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs=None) -> None:
-        self.times.append(time.perf_counter() - self.started)
 
 
 def cnn_section(tf: Path | None, steps: int) -> None:

@@ -83,13 +83,18 @@ def _plain_conv_padding(inputs, kernel, strides, padding, data_format, dilation_
     if not plain:
         return None
     if padding == "valid":  # a kernel larger than the image: Keras's own error
-        return ((0, 0), (0, 0)) if all(k <= n for k, n in zip(kernel.shape[:2], inputs.shape[1:3])) else None
+        return ((0, 0), (0, 0)) if _fits(kernel.shape[:2], inputs) else None
     return tuple(((size - 1) // 2, size - 1 - (size - 1) // 2) for size in kernel.shape[:2])
 
 
 def _pair(value) -> tuple[int, ...]:
     """An int or a sequence of ints as a tuple."""
     return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _fits(window: tuple[int, ...], inputs) -> bool:
+    """Whether a (height, width) window fits inside the images of channels-last ``inputs``."""
+    return all(k <= n for k, n in zip(window, inputs.shape[1:3]))
 
 
 def _channels_last(data_format: str | None) -> bool:
@@ -145,7 +150,7 @@ def _max_pool(original: Callable) -> Callable:
             and (strides is None or _pair(strides) == size)
             and padding == "valid"
             and _channels_last(data_format)
-            and all(k <= n for k, n in zip(size, inputs.shape[1:3]))
+            and _fits(size, inputs)
         )
         if not tiled:
             return original(inputs, pool_size, strides, padding, data_format)

@@ -50,12 +50,11 @@ def new_run_dir(out: Path, config: Config) -> Path:
     return run_dir
 
 
-class RunRecorder(keras.callbacks.Callback):
-    """After every epoch: history (CSV and JSON), ``last.keras`` and ``run.json``."""
+class EpochTimer(keras.callbacks.Callback):
+    """Wall seconds of training (``started``) and of each epoch (``epoch_seconds``)."""
 
-    def __init__(self, run_dir: Path, history: list[dict[str, Any]], info: ModelInfo) -> None:
+    def __init__(self) -> None:
         super().__init__()
-        self.run_dir, self.history, self.info = run_dir, history, info
         self.started = time.perf_counter()
         self.epoch_seconds: list[float] = []
         self._epoch_start = 0.0
@@ -67,9 +66,19 @@ class RunRecorder(keras.callbacks.Callback):
         self._epoch_start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        seconds = time.perf_counter() - self._epoch_start
-        self.epoch_seconds.append(seconds)
-        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "time_s": seconds}
+        self.epoch_seconds.append(time.perf_counter() - self._epoch_start)
+
+
+class RunRecorder(EpochTimer):
+    """After every epoch: history (CSV and JSON), ``last.keras`` and ``run.json``."""
+
+    def __init__(self, run_dir: Path, history: list[dict[str, Any]], info: ModelInfo) -> None:
+        super().__init__()
+        self.run_dir, self.history, self.info = run_dir, history, info
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        super().on_epoch_end(epoch, logs)
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "time_s": self.epoch_seconds[-1]}
         self.history.append(row)
         save_model(self.model, self.run_dir / "last.keras", self.info)
         write_text_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=2))
