@@ -10,7 +10,8 @@ import pytest
 
 from mnist_classifier import ConfigError
 from mnist_classifier.config import TrainingConfig
-from mnist_classifier.distribute import cpu_devices
+from mnist_classifier import distribute
+from mnist_classifier.distribute import CPU_SHARE, CPU_SHARE_AVX512, cpu_devices, cpu_share
 from tests.test_cli import SMALL, TINY, assert_one_line_error, cli, cli_path
 
 TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -42,11 +43,26 @@ print(json.dumps({"devices": devices, "variable_devices": seen[-1], "batch_axes"
 
 
 @pytest.mark.parametrize(
-    "batch_size, cores, devices",
-    [(128, 2, 8), (32, 2, 2), (64, 2, 4), (128, 16, 16), (100, 2, 5), (33, 2, 1), (256, 4, 16)],
+    "batch_size, cores, share, devices",
+    [
+        (128, 2, 16, 8), (32, 2, 16, 2), (64, 2, 16, 4), (128, 16, 16, 16), (100, 2, 16, 5), (33, 2, 16, 1),
+        (256, 4, 16, 16), (128, 2, 32, 4), (32, 2, 32, 2), (128, 16, 32, 16),
+    ],
+)  # fmt: skip
+def test_the_cpu_is_split_into_shares_of_about_share_images_at_least_one_per_core(batch_size, cores, share, devices):
+    assert cpu_devices(batch_size, cores, share) == devices
+
+
+@pytest.mark.parametrize(
+    "flags, share",
+    [("fpu sse2 avx2 fma", CPU_SHARE), ("fpu avx2 avx512f avx512dq avx512bw", CPU_SHARE_AVX512), (None, CPU_SHARE)],
 )
-def test_the_cpu_is_split_into_shares_of_about_16_images_at_least_one_per_core(batch_size, cores, devices):
-    assert cpu_devices(batch_size, cores) == devices
+def test_the_share_is_larger_where_the_cpu_has_avx512(tmp_path, monkeypatch, flags, share):
+    cpuinfo = tmp_path / "cpuinfo"  # None: no such file, as off Linux
+    if flags is not None:
+        cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+    monkeypatch.setattr(distribute, "CPUINFO", cpuinfo)
+    assert cpu_share.__wrapped__() == share
 
 
 def test_unknown_distribution_is_a_config_error():
@@ -94,7 +110,7 @@ def test_data_parallel_runs_match_one_device(mnist_dir, tmp_path):
     runs = {name: list((tmp_path / name).iterdir()) for name in ("one", "devices", "hosts")}
     assert all(len(found) == 1 for found in runs.values()), runs  # process 1 records nothing
     metrics = {name: json.loads((found[0] / "metrics.json").read_text()) for name, found in runs.items()}
-    split = cpu_devices(32, len(os.sched_getaffinity(0)))  # SMALL's batch of 32
+    split = cpu_devices(32, len(os.sched_getaffinity(0)), cpu_share())  # SMALL's batch of 32
     assert [(m["distribute"], m["devices"]) for m in metrics.values()] == [
         ("none", 1), ("data-parallel", split), ("data-parallel", 2)
     ]  # fmt: skip
