@@ -5,10 +5,13 @@ Every reader validates what it reads and raises a one-line DataError naming the 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import math
+import os
 import zipfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,8 @@ import numpy as np
 from mnist_classifier.errors import DataError
 
 IMAGE_SIZE = 28  # MNIST and Fashion-MNIST images are 28×28 greyscale
+READ_PIECE = 1 << 20  # bytes decompressed at a time
+DEFLATE_MAX_RATIO = 1032  # deflate expands its input at most this much
 
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte",
@@ -33,28 +38,33 @@ def kind_of(key: str) -> str:
 def read_idx(path: Path, kind: str | None = None) -> np.ndarray:
     """Read one IDX file (gzipped or not): uint8 images N×28×28 or labels N in 0–9.
 
-    ``kind`` ("images" or "labels"), when given, is what the file must hold.
+    ``kind`` ("images" or "labels"), when given, is what the file must hold. The
+    values are decompressed straight into the array, so reading takes no more memory
+    than the array itself.
     """
-    raw = _read_bytes(path)
-    if len(raw) < 4 or raw[0:2] != b"\x00\x00":
-        raise DataError(f"{path}: not an IDX file (bad magic number)")
-    dtype_code, ndim = raw[2], raw[3]
-    if dtype_code != 0x08:
-        raise DataError(f"{path}: IDX data type 0x{dtype_code:02x}, expected 0x08 (unsigned byte)")
-    if ndim not in (1, 3):
-        raise DataError(f"{path}: IDX with {ndim} dimensions, expected 1 (labels) or 3 (images)")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + math.prod(shape)
-    if len(raw) != expected:
-        problem = "truncated" if len(raw) < expected else "trailing data"
-        raise DataError(f"{path}: {problem}: {len(raw)} bytes, expected {expected} for {shape}")
+    with _Reader(path) as reader:
+        start = reader.read(4)
+        if len(start) < 4 or start[0:2] != b"\x00\x00":
+            raise DataError(f"{path}: not an IDX file (bad magic number)")
+        dtype_code, ndim = start[2], start[3]
+        if dtype_code != 0x08:
+            raise DataError(f"{path}: IDX data type 0x{dtype_code:02x}, expected 0x08 (unsigned byte)")
+        if ndim not in (1, 3):
+            raise DataError(f"{path}: IDX with {ndim} dimensions, expected 1 (labels) or 3 (images)")
+        dims = reader.read(4 * ndim)
+        if len(dims) < 4 * ndim:
+            raise DataError(f"{path}: truncated IDX header")
+        shape = tuple(int.from_bytes(dims[4 * i : 4 + 4 * i], "big") for i in range(ndim))
+        header, count = 4 + 4 * ndim, math.prod(shape)
+        array = np.empty(count if count <= reader.most else 0, dtype=np.uint8)  # more than the file can hold: no array
+        length = header + reader.read_into(array) + reader.rest()
+    if length != header + count:
+        problem = "truncated" if length < header + count else "trailing data"
+        raise DataError(f"{path}: {problem}: {length} bytes, expected {header + count} for {shape}")
     held = "images" if ndim == 3 else "labels"
     if kind is not None and held != kind:
         raise DataError(f"{path}: holds {held}, expected {kind}")
-    array = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    array = array.reshape(shape)
     _check_array(array, path, held)
     return array
 
@@ -78,18 +88,53 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The bytes of a file, decompressed when it is gzipped."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read()
-        if raw[:2] == b"\x1f\x8b":
-            return gzip.decompress(raw)
-        return raw
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise DataError(f"{path}: truncated or corrupt gzip ({exc})") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+class _Reader:
+    """A file's bytes in order, decompressed on the fly when it is gzipped; read errors become one-line DataErrors."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with self._errors():
+            self.handle = open(path, "rb")
+            gzipped = self.handle.peek(2)[:2] == b"\x1f\x8b"
+            size = os.fstat(self.handle.fileno()).st_size
+        self.stream = gzip.GzipFile(fileobj=self.handle) if gzipped else self.handle
+        self.most = size * DEFLATE_MAX_RATIO if gzipped else size  # no more bytes than this can come out
+
+    def __enter__(self) -> _Reader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.handle.close()
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes (fewer at the end of the file)."""
+        buffer = bytearray(size)
+        return bytes(buffer[: self.read_into(buffer)])
+
+    def read_into(self, target: np.ndarray | bytearray) -> int:
+        """Fill ``target`` as far as the file goes, a piece at a time; the number of bytes read."""
+        view, done = memoryview(target).cast("B"), 0
+        with self._errors():
+            while done < len(view) and (got := self.stream.readinto(view[done : done + READ_PIECE])):
+                done += got
+        return done
+
+    def rest(self) -> int:
+        """Read to the end of the file; the number of bytes that were left."""
+        scratch, left = bytearray(READ_PIECE), 0
+        while got := self.read_into(scratch):
+            left += got
+        return left
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Within: a truncated or corrupt gzip, or a file that cannot be read, raises a DataError naming the file."""
+        try:
+            yield
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise DataError(f"{self.path}: truncated or corrupt gzip ({exc})") from None
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _check_array(array: np.ndarray, path: Path, kind: str, key: str | None = None) -> None:
