@@ -49,10 +49,13 @@ def test_normalize_wants_uint8_pixels(images):
         normalize(images.astype(np.float32), Normalization("scale"))
 
 
-def test_l2_is_exactly_the_notebooks_keras_normalize(images):
-    out = normalize(images, Normalization.fit("l2", images))
-    assert out.dtype == np.float32
-    np.testing.assert_array_equal(out, keras.utils.normalize(images.astype(np.float32), axis=1))
+def test_l2_is_exactly_the_notebooks_keras_normalize(images, real_train_images):
+    blank = np.zeros((1, 28, 28), np.uint8)  # columns of zeros keep their zeros, as in Keras
+    flat = images.reshape(len(images), -1)  # other shapes: Keras's own function
+    for pixels in (images, real_train_images[:3000], blank, flat):
+        out = normalize(pixels, Normalization.fit("l2", pixels))
+        assert out.dtype == np.float32 and out.shape == pixels.shape
+        np.testing.assert_array_equal(out, keras.utils.normalize(pixels.astype(np.float32), axis=1))
 
 
 def test_standardize_gives_zero_mean_unit_std_on_training_images(real_train_images):
