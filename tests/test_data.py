@@ -4,6 +4,7 @@ import dataclasses
 import gzip
 import re
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from mnist_classifier import data
 from mnist_classifier.data import load_dataset, read_dataset
-from mnist_classifier.formats import IDX_FILES
+from mnist_classifier.formats import IDX_FILES, read_idx
 from mnist_classifier.errors import DataError, DownloadError
 
 # --- helpers: synthetic data written by hand -------------------------------------------
@@ -259,6 +260,21 @@ def test_idx_header_with_overflowing_dimensions_is_rejected(folder):
     path = replace_file(folder, TRAIN_IMAGES, raw)
     with pytest.raises(DataError, match=at(path)):
         load_dataset("mnist", folder)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_reading_an_idx_file_takes_no_more_memory_than_its_array(tmp_path, gz):
+    images = np.random.default_rng(0).integers(0, 256, (10000, 28, 28), dtype=np.uint8)  # 7.8 MB
+    path = tmp_path / ("images.gz" if gz else "images")
+    path.write_bytes(gzip.compress(idx_bytes(images), compresslevel=1) if gz else idx_bytes(images))
+    tracemalloc.start()
+    try:
+        read = read_idx(path, "images")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(read, images)
+    assert peak < images.nbytes + 3 * 2**20  # the array and a few one-megabyte pieces
 
 
 def test_truncated_gzip_is_rejected(folder):
