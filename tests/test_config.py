@@ -81,6 +81,7 @@ def test_set_values_parse_as_toml_or_bare_strings(text, expected):
         ({"data.validation": "none"}, "training.save_best needs validation data"),
         ({"data.train_limit": 4000}, "data.validation_size=5000 leaves no training images"),
         ({"model.architecture": "rnn"}, "model.architecture='rnn': expected one of mlp, cnn"),
+        ({"model.precision": "float16"}, "model.precision='float16': expected one of float32, mixed_bfloat16"),
         ({"model.kernel_size": 4}, "kernel_size=4"),
         ({"model.rotation": 400.0}, "model.rotation=400.0"),
     ],

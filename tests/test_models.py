@@ -1,5 +1,7 @@
 """build_model: the notebook's architecture and its argument checks."""
 
+import dataclasses
+
 import keras
 import pytest
 
@@ -124,6 +126,20 @@ def test_build_from_config_builds_a_cnn():
     model = build_from_config(config)
     assert model.name == "cnn" and model.input_shape == (None, 28, 28, 1)
     assert {"random_rotation", "random_zoom", "random_translation"} <= {layer.name for layer in model.layers}
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "cnn"])
+def test_mixed_bfloat16_computes_in_bfloat16_with_float32_weights_and_output(architecture):
+    config = ModelConfig((16, 10), ("relu", "softmax"), 0.0, 0.5, architecture=architecture, filters=(4,))
+    model = build_from_config(dataclasses.replace(config, precision="mixed_bfloat16"))
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
+    hidden, output = _layers(model, keras.layers.Dense)
+    assert hidden.compute_dtype == "bfloat16" and hidden.variable_dtype == "float32"
+    assert output.compute_dtype == "float32"
+    assert all(layer.compute_dtype == "bfloat16" for layer in _layers(model, keras.layers.Conv2D))
+    x = np.random.default_rng(0).random((4, *model.input_shape[1:]), dtype=np.float32)
+    assert keras.ops.convert_to_numpy(model(x)).dtype == np.float32
+    assert build_from_config(config).get_layer("dense_0").compute_dtype == "float32"
 
 
 def test_augmented_cnn_is_jit_compiled_under_jax_also_after_loading(tmp_path):

@@ -61,6 +61,21 @@ def test_the_notebook_preset_validates_on_the_test_set(tmp_path, data_env):
     assert read_model_info(result.run_dir / "model.keras").normalization.mode == "l2"
 
 
+@pytest.mark.parametrize("engine", ["auto", "keras"])
+def test_mixed_bfloat16_trains_as_float32_does_and_reloads_with_plain_keras(tmp_path, data_env, small_mnist, engine):
+    runs = {
+        precision: train_run(_config(**{"model.precision": precision, "training.engine": engine}), tmp_path / precision)
+        for precision in ("float32", "mixed_bfloat16")
+    }
+    assert runs["mixed_bfloat16"].metrics["test_accuracy"] == pytest.approx(runs["float32"].metrics["test_accuracy"], abs=0.03)
+    path = runs["mixed_bfloat16"].run_dir / "model.keras"
+    plain = keras.models.load_model(path)
+    assert plain.get_layer("dense_0").dtype_policy.name == "mixed_bfloat16"
+    assert plain.get_layer("dense_1").dtype_policy.name == "float32"
+    x = small_mnist["test"][0][:64]
+    np.testing.assert_array_equal(plain.predict(x, verbose=0), load_model(path).predict(x, verbose=0))
+
+
 def test_same_seed_same_weights_through_the_pipeline(tmp_path, data_env):
     config = _config(**{"training.epochs": 2, "training.seed": 5})
     first = load_model(train_run(config, tmp_path / "a").run_dir / "model.keras").get_weights()

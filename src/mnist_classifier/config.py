@@ -24,6 +24,8 @@ SCHEDULES = ("constant", "inverse_time", "cosine", "one_cycle")
 ENGINES = ("auto", "keras")
 DISTRIBUTIONS = ("none", "data-parallel")
 ARCHITECTURES = ("mlp", "cnn")
+# Keras dtype policies: mixed_bfloat16 keeps the weights in float32 and computes in bfloat16
+PRECISIONS = ("float32", "mixed_bfloat16")
 
 
 @dataclass(frozen=True)
@@ -79,9 +81,11 @@ class ModelConfig:
     shift: float = 0.1  # fraction of the image size
     rotation: float = 10.0  # degrees
     zoom: float = 0.1  # fraction
+    precision: str = "float32"  # or mixed_bfloat16 (faster where the hardware multiplies bfloat16)
 
     def __post_init__(self) -> None:
         check_choice("model.architecture", self.architecture, ARCHITECTURES)
+        check_choice("model.precision", self.precision, PRECISIONS)
         check_layers(self.layers, self.activations, self.lambtha, self.keep_prob)
         check_keep_prob("model.input_keep_prob", self.input_keep_prob)
         check_conv_blocks(self.filters, self.convs_per_block, self.kernel_size, self.conv_keep_prob)

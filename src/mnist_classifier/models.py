@@ -175,7 +175,35 @@ def input_shape(config: ModelConfig) -> tuple[int, ...]:
 
 
 def build_from_config(config: ModelConfig) -> keras.Model:
-    """The network a model config describes, for 28×28 images."""
+    """The network a model config describes, for 28×28 images, computing in its ``precision``."""
+    with dtype_policy(config.precision):
+        return _build(config)
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Within: new layers take the Keras dtype policy ``name`` (float32, mixed_bfloat16)."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def as_float32(model: keras.Model) -> keras.Model:
+    """``model`` computing in float32 throughout, with its weights: ``model`` itself if it already does."""
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+    twin = keras.models.clone_model(
+        model, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+    )
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def _build(config: ModelConfig) -> keras.Model:
+    """The network a model config describes, under the dtype policy in force."""
     if config.architecture == "cnn":
         augmentation = Augmentation(config.shift, config.rotation, config.zoom) if config.augment else None
         return build_cnn(
@@ -195,15 +223,21 @@ def build_from_config(config: ModelConfig) -> keras.Model:
 
 
 def _dense_stack(x, layers: Sequence[int], activations: Sequence[str], lambtha: float, keep_prob: float | None):
-    """Dense layers with L2, each but the last followed by ``Dropout(1 - keep_prob)``."""
+    """Dense layers with L2, each but the last followed by ``Dropout(1 - keep_prob)``.
+
+    The last computes in float32 whatever the dtype policy, as Keras advises for the
+    output of a mixed-precision model (the softmax and the loss keep their precision).
+    """
+    last = len(layers) - 1
     for index, (width, activation) in enumerate(zip(layers, activations)):
         x = keras.layers.Dense(
             width,
             activation=activation,
             kernel_regularizer=keras.regularizers.L2(lambtha),
             name=f"dense_{index}",
+            dtype="float32" if index == last else None,
         )(x)
-        if index < len(layers) - 1:
+        if index < last:
             x = _dropout(x, keep_prob, f"dropout_{index}")
     return x
 
