@@ -12,6 +12,7 @@ import pytest
 from mnist_classifier import Augmentation, Normalization, build_cnn, build_model, load_dataset, preprocess
 from mnist_classifier.errors import ModelFileError
 from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.models import as_float32, dtype_policy
 from mnist_classifier.onnx_format import TOLERANCE, check_export, export_onnx
 from mnist_classifier.onnx_runtime import OnnxNetwork, cached_export_path
 from mnist_classifier.predict import Classifier
@@ -75,6 +76,19 @@ def test_a_cnn_with_augmentation_exports_and_matches_keras(tmp_path, test_images
     gap, same = agreement(network, path, preprocess(test_images[0], info.normalization, info.input_shape))
     assert gap <= TOLERANCE and same == 1.0
     assert OnnxNetwork(path).info == info
+
+
+def test_a_mixed_bfloat16_model_exports_as_its_float32_twin(tmp_path, test_images):
+    keras.utils.set_random_seed(0)
+    with dtype_policy("mixed_bfloat16"):
+        network = build_cnn(filters=(8, 16))
+    twin = as_float32(network)
+    assert {layer.compute_dtype for layer in twin.layers} == {"float32"} and as_float32(twin) is twin
+    path = export_onnx(network, tmp_path / "mixed.onnx")
+    inputs = preprocess(test_images[0], Normalization("scale"), (28, 28, 1))
+    assert agreement(twin, path, inputs)[0] <= TOLERANCE
+    gap, same = agreement(network, path, inputs)  # bfloat16 rounding apart
+    assert gap < 0.05 and same > 0.97
 
 
 def test_keras_plain_export_of_pooling_is_caught_not_shipped(tmp_path):

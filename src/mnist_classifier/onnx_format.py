@@ -10,6 +10,10 @@ network in its blocked NCHWc layout). Every export is run on onnxruntime and
 compared with Keras before it is kept: a graph that disagrees is an error, never
 a file.
 
+A mixed-precision model is exported as its float32 twin (the same weights,
+computing in float32): onnxruntime's CPU kernels are float32, and the check
+compares that twin's own outputs.
+
 The model's record (data set, classes, normalization) travels in the ONNX
 metadata, so a ``.onnx`` file predicts with the same preprocessing as its
 ``.keras`` source.
@@ -26,6 +30,7 @@ import numpy as np
 from mnist_classifier.errors import ModelFileError, first_line
 from mnist_classifier.files import atomic_path
 from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.models import as_float32
 from mnist_classifier.onnx_runtime import INFO_KEY, OnnxNetwork
 
 INPUT_NAME = "image"
@@ -41,6 +46,7 @@ def export_onnx(network: keras.Model, path: str | os.PathLike, info: ModelInfo |
             match Keras within TOLERANCE; nothing is left at ``path``.
     """
     path = check_target(Path(path))
+    network = as_float32(network)
     with atomic_path(path, suffix=".onnx") as temp:
         _trace(network, temp)
         _finish(temp, info)
