@@ -9,9 +9,10 @@ Sections: notebook (epoch time vs a hand-written jitted-scan JAX epoch and vs th
 notebook on TensorFlow), process (whole ``train --preset notebook`` process vs the
 notebook script on TensorFlow, and the compile cache cold vs warm), memory (peak
 RSS of ``train --preset mlp`` and ``evaluate``), cnn (the ``cnn`` preset's epoch
-time on JAX vs the TensorFlow backend), inference (predict throughput and
-single-image latency) and, only when asked for, tta (time to accuracy; ``mlp``, and
-``cnn`` with --tta-cnn: half an hour).
+time on JAX, and in mixed bfloat16, vs the float32 model on the TensorFlow
+backend), inference (predict throughput and single-image latency) and, only
+when asked for, tta (time to accuracy; ``mlp``, and ``cnn`` with --tta-cnn: half
+an hour).
 
 TensorFlow rows run in ``benchmarks/.tfvenv``, created on first use with
 tensorflow-cpu and this package (or pass --tf-python); where it cannot be set up,
@@ -107,7 +108,8 @@ def tf_python(chosen: str | None) -> Path | None:
     if chosen:
         return None
     print("setting up benchmarks/.tfvenv (tensorflow-cpu, a few minutes)", file=sys.stderr, flush=True)
-    steps = [[sys.executable, "-m", "venv", str(TF_VENV)], [str(python), "-m", "pip", "install", "-q", "tensorflow-cpu", "-e", str(ROOT)]]
+    install = [str(python), "-m", "pip", "install", "-q", "-e", f"{ROOT}[tensorflow]"]
+    steps = [[sys.executable, "-m", "venv", str(TF_VENV)], install]
     for step in steps:
         if subprocess.run(step).returncode != 0:
             return None
@@ -192,12 +194,12 @@ def memory_section(data: str, epochs: int) -> None:
     row("peak RSS, evaluate", f"{evaluate.peak_mb:.0f} MB", "", "(target <= 400 MB)", evaluate.peak_mb <= 400)
 
 
-def cnn_child(steps: int, distribute: str, engine: str) -> None:
+def cnn_child(steps: int, distribute: str, engine: str, precision: str) -> None:
     """In a child process: seconds per training step of the ``cnn`` preset on this backend, printed as JSON."""
     config = PRESETS["cnn"]
     with distributed(dataclasses.replace(config.training, distribute=distribute)) as devices:
         keras.utils.set_random_seed(0)
-        model = build_from_config(config.model)
+        model = build_from_config(dataclasses.replace(config.model, precision=precision))
         optimize_model(model, config.optimizer.alpha, config.optimizer.beta1, config.optimizer.beta2)
         batch = config.training.batch_size
         rng = np.random.default_rng(0)
@@ -210,27 +212,41 @@ def cnn_child(steps: int, distribute: str, engine: str) -> None:
 
 
 def cnn_section(tf: Path | None, steps: int) -> None:
-    """The ``cnn`` preset's training epoch on JAX (one device; data-parallel over the cores) vs Keras's TensorFlow backend.
+    """The ``cnn`` preset's training epoch vs the same float32 model on Keras's TensorFlow backend.
 
-    Each JAX row also runs with ``engine = "keras"`` (Keras's own operations), to show what the faster CPU ops give.
+    On JAX: one device, and data-parallel over the cores, each also with ``engine =
+    "keras"`` (Keras's own operations) to show what the faster CPU ops give. In
+    mixed bfloat16: on TensorFlow (oneDNN multiplies bfloat16 where the CPU has
+    AVX512_BF16) and on JAX (XLA's CPU convolutions compute bfloat16 in float32).
     """
     steps_per_epoch = -(-55000 // 128)
     command = [str(HERE / "speed.py"), "--cnn-child", str(steps)]
-    theirs = tf and run_child([str(tf), *command], {"KERAS_BACKEND": "tensorflow"}).record()
-    tf_epoch = theirs and theirs["step_s"] * steps_per_epoch
-    for distribute in DISTRIBUTIONS:
-        epochs = {
-            engine: run_child([sys.executable, *command, "--cnn-distribute", distribute, "--cnn-engine", engine]).record()
-            for engine in ("auto", "keras")
-        }
-        epoch, plain = (epochs[engine]["step_s"] * steps_per_epoch for engine in ("auto", "keras"))
-        name = f"cnn preset epoch (JAX, {distribute}, {epochs['auto']['devices']} device(s))"
+
+    def epoch(python: Path | str, *options: str) -> tuple[float, int]:
+        """A child's steady epoch time of the cnn preset, and the devices it split the batch over."""
+        env = {"KERAS_BACKEND": "tensorflow"} if python == tf else None
+        record = run_child([str(python), *command, *options], env).record()
+        return record["step_s"] * steps_per_epoch, record["devices"]
+
+    tf_epoch = tf and epoch(tf)[0]
+
+    def versus_tf(name: str, seconds: float) -> None:
+        """A row with the ratio to the TensorFlow float32 epoch, when there is one."""
         if tf_epoch:
-            reference, target = f"TensorFlow backend {tf_epoch:.1f} s", f"ratio {epoch / tf_epoch:.2f} (target <= 0.8)"
-            row(name, f"{epoch:.1f} s", reference, target, epoch / tf_epoch <= 0.8)
+            ratio = seconds / tf_epoch
+            row(name, f"{seconds:.1f} s", f"TensorFlow backend {tf_epoch:.1f} s", f"ratio {ratio:.2f} (target <= 0.8)", ratio <= 0.8)
         else:
-            row(name, f"{epoch:.1f} s", "TensorFlow skipped: no environment")
-        row("  the same, engine keras (Keras's fit and ops)", f"{plain:.1f} s", f"ratio {epoch / plain:.2f}")
+            row(name, f"{seconds:.1f} s", "TensorFlow skipped: no environment")
+
+    for distribute in DISTRIBUTIONS:
+        options = ("--cnn-distribute", distribute, "--cnn-engine")
+        (ours, devices), (plain, _) = (epoch(sys.executable, *options, engine) for engine in ("auto", "keras"))
+        versus_tf(f"cnn preset epoch (JAX, {distribute}, {devices} device(s))", ours)
+        row("  the same, engine keras (Keras's fit and ops)", f"{plain:.1f} s", f"ratio {ours / plain:.2f}")
+    mixed = ("--cnn-precision", "mixed_bfloat16")
+    if tf:
+        versus_tf("cnn preset epoch (TensorFlow, mixed_bfloat16)", epoch(tf, *mixed)[0])
+    versus_tf("cnn preset epoch (JAX, data-parallel, mixed_bfloat16)", epoch(sys.executable, "--cnn-distribute", "data-parallel", *mixed)[0])
 
 
 def inference_section() -> None:
@@ -312,10 +328,11 @@ def main() -> None:
     parser.add_argument("--cnn-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--cnn-distribute", default="none", help=argparse.SUPPRESS)
     parser.add_argument("--cnn-engine", default="auto", help=argparse.SUPPRESS)
+    parser.add_argument("--cnn-precision", default="float32", help=argparse.SUPPRESS)
     parser.add_argument("--tta-child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.cnn_child:
-        return cnn_child(args.cnn_child, args.cnn_distribute, args.cnn_engine)
+        return cnn_child(args.cnn_child, args.cnn_distribute, args.cnn_engine, args.cnn_precision)
     if args.tta_child:
         return tta_child(args.tta_child[0], [float(t) for t in args.tta_child[2:]], float(args.tta_child[1]))
     sections = args.only or DEFAULT_SECTIONS
