@@ -222,13 +222,13 @@ def cnn_section(tf: Path | None, steps: int) -> None:
     steps_per_epoch = -(-55000 // 128)
     command = [str(HERE / "speed.py"), "--cnn-child", str(steps)]
 
-    def epoch(python: Path | str, *options: str) -> tuple[float, int]:
-        """A child's steady epoch time of the cnn preset, and the devices it split the batch over."""
-        env = {"KERAS_BACKEND": "tensorflow"} if python == tf else None
-        record = run_child([str(python), *command, *options], env).record()
+    def epoch(backend: str, *options: str) -> tuple[float, int]:
+        """A child's steady epoch time of the cnn preset on ``backend``, and the devices it split the batch over."""
+        python = tf if backend == "tensorflow" else sys.executable
+        record = run_child([str(python), *command, *options], {"KERAS_BACKEND": backend}).record()
         return record["step_s"] * steps_per_epoch, record["devices"]
 
-    tf_epoch = tf and epoch(tf)[0]
+    tf_epoch = tf and epoch("tensorflow")[0]
 
     def versus_tf(name: str, seconds: float) -> None:
         """A row with the ratio to the TensorFlow float32 epoch, when there is one."""
@@ -240,13 +240,13 @@ def cnn_section(tf: Path | None, steps: int) -> None:
 
     for distribute in DISTRIBUTIONS:
         options = ("--cnn-distribute", distribute, "--cnn-engine")
-        (ours, devices), (plain, _) = (epoch(sys.executable, *options, engine) for engine in ("auto", "keras"))
+        (ours, devices), (plain, _) = (epoch("jax", *options, engine) for engine in ("auto", "keras"))
         versus_tf(f"cnn preset epoch (JAX, {distribute}, {devices} device(s))", ours)
         row("  the same, engine keras (Keras's fit and ops)", f"{plain:.1f} s", f"ratio {ours / plain:.2f}")
     mixed = ("--cnn-precision", "mixed_bfloat16")
     if tf:
-        versus_tf("cnn preset epoch (TensorFlow, mixed_bfloat16)", epoch(tf, *mixed)[0])
-    versus_tf("cnn preset epoch (JAX, data-parallel, mixed_bfloat16)", epoch(sys.executable, "--cnn-distribute", "data-parallel", *mixed)[0])
+        versus_tf("cnn preset epoch (TensorFlow, mixed_bfloat16)", epoch("tensorflow", *mixed)[0])
+    versus_tf("cnn preset epoch (JAX, data-parallel, mixed_bfloat16)", epoch("jax", "--cnn-distribute", "data-parallel", *mixed)[0])
 
 
 def inference_section() -> None:
