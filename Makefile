@@ -25,13 +25,15 @@ models: install
 	$(BIN)/python scripts/make_models.py $(ARGS)
 
 # Fashion-MNIST for the tests comes from Debian's package (no internet needed), the
-# page tests drive Debian's Chromium, and the shared-study test of tune runs Debian's
-# PostgreSQL.
+# page tests drive Debian's Chromium, the shared-study test of tune runs Debian's
+# PostgreSQL, and the CNNs' oneDNN convolutions build against libdnnl-dev with g++.
 test-data:
 	@MISSING=""; \
 	test -d /usr/share/datasets/fashion-mnist || MISSING="$$MISSING dataset-fashion-mnist"; \
 	test -x /usr/bin/chromium || MISSING="$$MISSING chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || MISSING="$$MISSING postgresql"; \
+	test -f /usr/include/oneapi/dnnl/dnnl.hpp || MISSING="$$MISSING libdnnl-dev"; \
+	command -v g++ >/dev/null || MISSING="$$MISSING g++"; \
 	test -z "$$MISSING" || { \
 		SUDO=$$(test "$$(id -u)" -eq 0 || echo "sudo -n"); \
 		$$SUDO apt-get update -qq && \

@@ -41,6 +41,7 @@ import keras
 import numpy as np
 
 import jax_reference
+from mnist_classifier import onednn
 from mnist_classifier.config import DISTRIBUTIONS, apply_overrides
 from mnist_classifier.distribute import distributed
 from mnist_classifier.models import build_from_config
@@ -215,10 +216,12 @@ def cnn_section(tf: Path | None, steps: int) -> None:
     """The ``cnn`` preset's training epoch vs the same float32 model on Keras's TensorFlow backend.
 
     On JAX: one device, and data-parallel over the cores, each also with ``engine =
-    "keras"`` (Keras's own operations) to show what the faster CPU ops give. In
-    mixed bfloat16: on TensorFlow (oneDNN multiplies bfloat16 where the CPU has
-    AVX512_BF16) and on JAX (XLA's CPU convolutions compute bfloat16 in float32).
+    "keras"`` (Keras's own operations) to show what the faster CPU ops give (oneDNN's
+    convolutions on one device, XLA's when split). In mixed bfloat16, on TensorFlow
+    and on JAX (one device: oneDNN's bfloat16 convolutions), both of which multiply
+    bfloat16 natively where the CPU has AVX512_BF16.
     """
+    print(f"oneDNN convolutions for JAX: {onednn.unavailable_reason() or f'yes (channel blocks of {onednn.block()})'}")
     steps_per_epoch = -(-55000 // 128)
     command = [str(HERE / "speed.py"), "--cnn-child", str(steps)]
 
@@ -246,7 +249,7 @@ def cnn_section(tf: Path | None, steps: int) -> None:
     mixed = ("--cnn-precision", "mixed_bfloat16")
     if tf:
         versus_tf("cnn preset epoch (TensorFlow, mixed_bfloat16)", epoch("tensorflow", *mixed)[0])
-    versus_tf("cnn preset epoch (JAX, data-parallel, mixed_bfloat16)", epoch("jax", "--cnn-distribute", "data-parallel", *mixed)[0])
+    versus_tf("cnn preset epoch (JAX, one device, mixed_bfloat16)", epoch("jax", *mixed)[0])
 
 
 def inference_section() -> None:

@@ -1,0 +1,223 @@
+"""oneDNN's convolutions as XLA calls: CNN training on the CPU at close to its peak.
+
+XLA computes the ``cnn`` preset's convolutions at 80-95 GFLOP/s per AVX-512 core,
+and bfloat16 ones in float32. oneDNN's direct convolutions, in its blocked layout
+(channels in blocks of 16 or 8, innermost), reach about 115 GFLOP/s per core in
+float32, and twice that in bfloat16 where the CPU has AVX512_BF16 or AMX.
+``onednn_convs.cc`` wraps them as two XLA FFI handlers (forward; input and kernel
+gradients), compiled here on first use against the system's oneDNN (Debian:
+``apt-get install libdnnl-dev g++``) and kept in the cache directory. Where that
+cannot be done, :func:`block` is 0, :func:`unavailable_reason` says why, and the
+callers keep XLA's convolutions. ``MNIST_CLASSIFIER_ONEDNN=0`` turns them off.
+
+Layouts: the FFI calls take and give (N, C/B, H, W, B) activations; :func:`conv2d`
+converts from and to Keras's NHWC around them, in the loops that XLA fuses with
+the batch normalization, activation and pooling next to each convolution.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import keras
+import numpy as np
+from jax import lax
+from jax.sharding import PartitionSpec as P
+
+from mnist_classifier.distribute import device_count
+from mnist_classifier.files import cache_root
+
+SOURCE = Path(__file__).with_name("onednn_convs.cc")
+Padding = tuple[tuple[int, int], tuple[int, int]]
+
+
+def block() -> int:
+    """The channel block of oneDNN's convolutions here (16 or 8) once they are registered with XLA; 0 if unavailable."""
+    return _capabilities()[0]
+
+
+def unavailable_reason() -> str | None:
+    """Why oneDNN's convolutions are not used here, or None when they are."""
+    if os.environ.get("MNIST_CLASSIFIER_ONEDNN", "1") == "0":
+        return "turned off by MNIST_CLASSIFIER_ONEDNN=0"
+    if jax.default_backend() != "cpu":
+        return f"JAX computes on {jax.default_backend()}, not the CPU"
+    library = _library()
+    if isinstance(library, str):
+        return library
+    return None if block() else "oneDNN has no blocked-layout convolutions for this CPU"
+
+
+@functools.cache
+def _capabilities() -> tuple[int, bool]:
+    """Register the FFI handlers; the channel block (0: not available) and whether bfloat16 is native."""
+    if os.environ.get("MNIST_CLASSIFIER_ONEDNN", "1") == "0" or jax.default_backend() != "cpu":
+        return 0, False
+    library = _library()
+    if isinstance(library, str):
+        return 0, False
+    for name in ("OnednnConv", "OnednnConvGrad"):
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
+    return library.onednn_block(), bool(library.onednn_bfloat16())
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | str:
+    """The compiled handlers, built on first use; or why they cannot be had."""
+    path = _library_path()
+    if not path.exists():
+        problem = _build(path)
+        if problem:
+            return problem
+    try:
+        return ctypes.cdll.LoadLibrary(str(path))
+    except OSError as exc:  # e.g. the oneDNN it was built against has been removed since
+        return f"cannot load {path}: {exc}"
+
+
+def _build(path: Path) -> str | None:
+    """Compile ``SOURCE`` into ``path`` (written whole or not at all); the compiler's complaint, if any."""
+    compiler = os.environ.get("CXX", "g++")
+    if shutil.which(compiler) is None:
+        return f"no C++ compiler ({compiler}) to build {SOURCE.name}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        built = Path(scratch) / path.name
+        command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-isystem", jax.ffi.include_dir(),
+                   str(SOURCE), "-o", str(built), "-ldnnl"]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            lines = result.stderr.splitlines()
+            first = next((line for line in lines if "error" in line), lines[0] if lines else f"exit {result.returncode}")
+            return f"cannot build {SOURCE.name} (is libdnnl-dev installed?): {first.strip()}"
+        built.replace(path)
+    return None
+
+
+def _library_path() -> Path:
+    """Where the library built from this source for this jaxlib lives."""
+    digest = hashlib.sha256(SOURCE.read_bytes() + jaxlib.__version__.encode()).hexdigest()[:16]
+    return cache_root() / "onednn" / f"onednn_convs-{digest}.so"
+
+
+def supports(kernel_shape: tuple[int, ...], dtype) -> bool:
+    """Whether :func:`conv2d` computes this convolution with oneDNN.
+
+    Float32, or bfloat16 where the CPU multiplies it natively; whole blocks of
+    channels out, and whole blocks or a few (images) in.
+    """
+    size, bfloat16 = _capabilities()
+    if not size or dtype not in (jnp.float32, *([jnp.bfloat16] if bfloat16 else [])):
+        return False
+    channels, filters = kernel_shape[2:]
+    return filters % size == 0 and (channels % size == 0 or channels < size)
+
+
+def conv2d(inputs: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    """A 2-D convolution, NHWC inputs and HWIO kernel, unit strides: oneDNN's, between layout conversions."""
+    return _from_blocked(_blocked_conv(_to_blocked(inputs), kernel, padding))
+
+
+def _to_blocked(x: jax.Array) -> jax.Array:
+    """NHWC as (N, C/B, H, W, B); as NCHW if C is not a whole number of blocks."""
+    n, height, width, channels = x.shape
+    size = block()
+    if channels % size:
+        return x.transpose(0, 3, 1, 2)
+    return x.reshape(n, height, width, channels // size, size).transpose(0, 3, 1, 2, 4)
+
+
+def _from_blocked(x: jax.Array) -> jax.Array:
+    """(N, C/B, H, W, B) as NHWC."""
+    n, blocks, height, width, size = x.shape
+    return x.transpose(0, 2, 3, 1, 4).reshape(n, height, width, blocks * size)
+
+
+def _attributes(padding: Padding) -> dict[str, np.int64]:
+    """The FFI calls' attributes: the channel block and the padding."""
+    (top, bottom), (left, right) = padding
+    return {"block": np.int64(block()), "top": np.int64(top), "left": np.int64(left),
+            "bottom": np.int64(bottom), "right": np.int64(right), "threads": np.int64(_threads())}  # fmt: skip
+
+
+def _threads() -> int:
+    """oneDNN threads per call: the cores shared among the devices that the batch is split over."""
+    return max(1, len(os.sched_getaffinity(0)) // device_count())
+
+
+def _output_shape(src: jax.Array, kernel: jax.Array, padding: Padding) -> tuple[int, ...]:
+    """The blocked shape of the convolution's output."""
+    rows, columns, _, filters = kernel.shape
+    n = src.shape[0]
+    height, width = src.shape[2:4]
+    (top, bottom), (left, right) = padding
+    size = block()
+    return (n, filters // size, height + top + bottom - rows + 1, width + left + right - columns + 1, size)
+
+
+def _per_device(call: Callable, batched: tuple[bool, ...], results_batched: tuple[bool, ...]) -> Callable:
+    """``call`` on each device's share of the batch when Keras splits it over devices (XLA cannot split FFI calls).
+
+    An unbatched result (a kernel gradient) is summed over the devices.
+    """
+    current = keras.distribution.distribution()
+    if current is None or current.device_mesh.devices.size == 1:
+        return call
+    axis = current.batch_dim_name
+    spec = {True: P(axis), False: P()}
+
+    def share(*args):
+        results = call(*args)
+        return tuple(r if b else lax.psum(r, axis) for r, b in zip(results, results_batched))
+
+    return jax.shard_map(share, mesh=current.device_mesh.backend_mesh, in_specs=tuple(spec[b] for b in batched),
+                         out_specs=tuple(spec[b] for b in results_batched), check_vma=False)  # fmt: skip
+
+
+def _onednn_conv(src: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    """The forward FFI call."""
+
+    def call(src, kernel):
+        out = jax.ShapeDtypeStruct(_output_shape(src, kernel, padding), src.dtype)
+        return (jax.ffi.ffi_call("OnednnConv", out)(src, kernel, **_attributes(padding)),)
+
+    return _per_device(call, (True, False), (True,))(src, kernel)[0]
+
+
+_blocked_conv = jax.custom_vjp(_onednn_conv, nondiff_argnums=(2,))
+
+
+def _blocked_conv_forward(src: jax.Array, kernel: jax.Array, padding: Padding):
+    """The convolution, keeping its operands for the gradient."""
+    return _onednn_conv(src, kernel, padding), (src, kernel)
+
+
+def _blocked_conv_backward(padding: Padding, saved: tuple[jax.Array, jax.Array], grad: jax.Array):
+    """Input and kernel gradients in one FFI call; an NCHW input's (the images') from XLA, if anything needs it."""
+    src, kernel = saved
+
+    def call(src, kernel, grad):
+        results = (jax.ShapeDtypeStruct(src.shape if src.ndim == 5 else (len(src), 1), src.dtype),
+                   jax.ShapeDtypeStruct(kernel.shape, kernel.dtype))  # fmt: skip
+        return jax.ffi.ffi_call("OnednnConvGrad", results)(src, kernel, grad, **_attributes(padding))
+
+    src_grad, kernel_grad = _per_device(call, (True, False, True), (True, False))(src, kernel, grad)
+    if src.ndim == 4:
+        layouts = ("NCHW", "HWIO", "NHWC")
+        _, vjp = jax.vjp(lambda x: lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=layouts), src)
+        src_grad = vjp(_from_blocked(grad))[0]
+    return src_grad, kernel_grad
+
+
+_blocked_conv.defvjp(_blocked_conv_forward, _blocked_conv_backward)

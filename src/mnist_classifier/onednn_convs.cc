@@ -1,0 +1,201 @@
+// 2-D convolutions for JAX on the CPU, computed by oneDNN in its blocked layout.
+//
+// Activations are (N, C/B, H, W, B) arrays: oneDNN's nChw16c (AVX-512) or nChw8c,
+// which its direct convolutions compute at close to the CPU's peak; images with
+// fewer channels than a block (the first layer's input) are NCHW. Kernels
+// are Keras's HWIO. Unit strides and dilation; padding as given. Built and loaded
+// by onednn.py, which registers the two XLA FFI handlers below.
+#include <oneapi/dnnl/dnnl.hpp>
+#include <omp.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::algorithm;
+using dnnl::engine;
+using dnnl::memory;
+using dnnl::prop_kind;
+using dnnl::reorder;
+using dnnl::stream;
+using tag = memory::format_tag;
+using dt = memory::data_type;
+
+namespace {
+
+engine& cpu() {
+  static engine eng(engine::kind::cpu, 0);
+  return eng;
+}
+
+// One convolution: batch, channels in and out, input size, kernel size, padding (top, left, bottom, right), type.
+using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, dt>;
+
+struct Conv {
+  memory::desc src, weights, dst;  // as JAX holds them
+  dnnl::convolution_forward::primitive_desc forward_pd;
+  dnnl::convolution_forward forward;
+  dnnl::convolution_backward_data::primitive_desc input_grad_pd;
+  dnnl::convolution_backward_data input_grad;
+  dnnl::convolution_backward_weights::primitive_desc kernel_grad_pd;
+  dnnl::convolution_backward_weights kernel_grad;
+};
+
+// The activation layout of `channels` channels: blocked when they fill whole blocks, else NCHW.
+tag activation_tag(int64_t channels, int64_t block) {
+  if (channels % block) return tag::nchw;
+  return block == 16 ? tag::nChw16c : tag::nChw8c;
+}
+
+// The primitives of one shape, created on first use and kept.
+const Conv& conv(const Shape& shape, int64_t block) {
+  static std::mutex lock;
+  static std::map<std::pair<Shape, int64_t>, std::unique_ptr<Conv>> made;
+  std::lock_guard<std::mutex> guard(lock);
+  auto& slot = made[{shape, block}];
+  if (slot) return *slot;
+  auto [n, in, out, height, width, rows, columns, top, left, bottom, right, type] = shape;
+  memory::dims strides{1, 1}, pad_before{top, left}, pad_after{bottom, right};
+  memory::dims dst_dims{n, out, height + top + bottom - rows + 1, width + left + right - columns + 1};
+  auto c = std::make_unique<Conv>();
+  c->src = memory::desc({n, in, height, width}, type, activation_tag(in, block));
+  c->weights = memory::desc({out, in, rows, columns}, type, tag::hwio);
+  c->dst = memory::desc(dst_dims, type, activation_tag(out, block));
+  auto any_weights = memory::desc({out, in, rows, columns}, type, tag::any);
+  auto direct = algorithm::convolution_direct;
+  c->forward_pd = dnnl::convolution_forward::primitive_desc(
+      dnnl::convolution_forward::desc(prop_kind::forward_training, direct, c->src, any_weights, c->dst, strides,
+                                      pad_before, pad_after),
+      cpu());
+  c->forward = dnnl::convolution_forward(c->forward_pd);
+  if (in % block == 0) {  // else the first layer, whose images need no gradient
+    c->input_grad_pd = dnnl::convolution_backward_data::primitive_desc(
+        dnnl::convolution_backward_data::desc(direct, c->src, any_weights, c->dst, strides, pad_before, pad_after),
+        cpu(), c->forward_pd);
+    c->input_grad = dnnl::convolution_backward_data(c->input_grad_pd);
+  }
+  c->kernel_grad_pd = dnnl::convolution_backward_weights::primitive_desc(
+      dnnl::convolution_backward_weights::desc(direct, c->src, any_weights, c->dst, strides, pad_before, pad_after),
+      cpu(), c->forward_pd);
+  c->kernel_grad = dnnl::convolution_backward_weights(c->kernel_grad_pd);
+  slot = std::move(c);
+  return *slot;
+}
+
+// The shape of a call: `src` is (N, C/B, H, W, B) or (N, C, H, W); `weights` is HWIO; both float32 or bfloat16.
+Shape shape_of(ffi::AnyBuffer src, ffi::AnyBuffer weights, int64_t top, int64_t left, int64_t bottom, int64_t right) {
+  auto s = src.dimensions();
+  auto w = weights.dimensions();
+  dt type = src.element_type() == ffi::DataType::BF16 ? dt::bf16 : dt::f32;
+  return {s[0], w[2], w[3], s[2], s[3], w[0], w[1], top, left, bottom, right, type};
+}
+
+// `data` in `have`'s layout, or a reordered copy in `want`'s.
+memory as_layout(stream& s, const memory::desc& have, const memory::desc& want, void* data) {
+  memory given(have, cpu(), data);
+  if (have == want) return given;
+  memory copy(want, cpu());
+  reorder(given, copy).execute(s, given, copy);
+  return copy;
+}
+
+ffi::Error forward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::Result<ffi::AnyBuffer> dst, int64_t block,
+                   int64_t top, int64_t left, int64_t bottom, int64_t right, int64_t threads) {
+  omp_set_num_threads(threads);
+  try {
+    const Conv& c = conv(shape_of(src, weights, top, left, bottom, right), block);
+    stream s(cpu());
+    memory kernel = as_layout(s, c.weights, c.forward_pd.weights_desc(), weights.untyped_data());
+    c.forward.execute(s, {{DNNL_ARG_SRC, memory(c.src, cpu(), src.untyped_data())},
+                          {DNNL_ARG_WEIGHTS, kernel},
+                          {DNNL_ARG_DST, memory(c.dst, cpu(), dst->untyped_data())}});
+    s.wait();
+  } catch (const dnnl::error& e) {
+    return ffi::Error::Internal(std::string("oneDNN convolution: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+ffi::Error backward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::AnyBuffer dst_grad,
+                    ffi::Result<ffi::AnyBuffer> src_grad, ffi::Result<ffi::AnyBuffer> weights_grad, int64_t block,
+                    int64_t top, int64_t left, int64_t bottom, int64_t right, int64_t threads) {
+  omp_set_num_threads(threads);
+  try {
+    const Conv& c = conv(shape_of(src, weights, top, left, bottom, right), block);
+    stream s(cpu());
+    memory diff_dst(c.dst, cpu(), dst_grad.untyped_data());
+    if (c.input_grad) {
+      memory kernel = as_layout(s, c.weights, c.input_grad_pd.weights_desc(), weights.untyped_data());
+      c.input_grad.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
+                               {DNNL_ARG_WEIGHTS, kernel},
+                               {DNNL_ARG_DIFF_SRC, memory(c.src, cpu(), src_grad->untyped_data())}});
+    }
+    memory user_grad(c.weights, cpu(), weights_grad->untyped_data());
+    bool direct = c.kernel_grad_pd.diff_weights_desc() == c.weights;
+    memory grad = direct ? user_grad : memory(c.kernel_grad_pd.diff_weights_desc(), cpu());
+    c.kernel_grad.execute(s, {{DNNL_ARG_SRC, memory(c.src, cpu(), src.untyped_data())},
+                              {DNNL_ARG_DIFF_DST, diff_dst},
+                              {DNNL_ARG_DIFF_WEIGHTS, grad}});
+    if (!direct) reorder(grad, user_grad).execute(s, grad, user_grad);
+    s.wait();
+  } catch (const dnnl::error& e) {
+    return ffi::Error::Internal(std::string("oneDNN convolution gradient: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+// A 32->32 channel 3x3 convolution of 14x14 images, its layouts left to oneDNN.
+dnnl::convolution_forward::primitive_desc probe(dt type) {
+  auto images = memory::desc({32, 32, 14, 14}, type, tag::any);
+  auto weights = memory::desc({32, 32, 3, 3}, type, tag::any);
+  return dnnl::convolution_forward::primitive_desc(
+      dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, images, weights,
+                                      images, {1, 1}, {1, 1}, {1, 1}),
+      cpu());
+}
+
+// The attributes both handlers take, after their buffers.
+template <typename Binding>
+auto with_attributes(Binding binding) {
+  return std::move(binding)
+      .template Attr<int64_t>("block")
+      .template Attr<int64_t>("top")
+      .template Attr<int64_t>("left")
+      .template Attr<int64_t>("bottom")
+      .template Attr<int64_t>("right")
+      .template Attr<int64_t>("threads");
+}
+
+}  // namespace
+
+// The channel block oneDNN's convolutions prefer on this CPU: 16, 8, or 0 for neither.
+extern "C" int onednn_block() {
+  auto chosen = probe(dt::f32).src_desc();
+  for (int block : {16, 8})
+    if (chosen == memory::desc({32, 32, 14, 14}, dt::f32, activation_tag(32, block))) return block;
+  return 0;
+}
+
+// Whether oneDNN computes bfloat16 convolutions natively here (AVX512_BF16 or AMX), not by conversion.
+extern "C" int onednn_bfloat16() {
+  std::string impl = probe(dt::bf16).impl_info_str();
+  return impl.find("avx512_core_bf16") != std::string::npos || impl.find("amx") != std::string::npos;
+}
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConv, forward,
+                              with_attributes(ffi::Ffi::Bind().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>()));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvGrad, backward,
+                              with_attributes(ffi::Ffi::Bind()
+                                                  .Arg<ffi::AnyBuffer>()
+                                                  .Arg<ffi::AnyBuffer>()
+                                                  .Arg<ffi::AnyBuffer>()
+                                                  .Ret<ffi::AnyBuffer>()
+                                                  .Ret<ffi::AnyBuffer>()));
