@@ -145,7 +145,7 @@ def _from_blocked(x: jax.Array) -> jax.Array:
 
 
 def _attributes(padding: Padding) -> dict[str, np.int64]:
-    """The FFI calls' attributes: the channel block and the padding."""
+    """The FFI calls' attributes: the channel block, the padding and the threads per call."""
     (top, bottom), (left, right) = padding
     return {"block": np.int64(block()), "top": np.int64(top), "left": np.int64(left),
             "bottom": np.int64(bottom), "right": np.int64(right), "threads": np.int64(_threads())}  # fmt: skip

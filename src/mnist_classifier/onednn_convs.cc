@@ -70,20 +70,22 @@ const Conv& conv(const Shape& shape, int64_t block) {
   c->dst = memory::desc(dst_dims, type, activation_tag(out, block));
   auto any_weights = memory::desc({out, in, rows, columns}, type, tag::any);
   auto direct = algorithm::convolution_direct;
+  dnnl::primitive_attr attr;  // each call brings its own scratchpad: devices may run one primitive at once
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   c->forward_pd = dnnl::convolution_forward::primitive_desc(
       dnnl::convolution_forward::desc(prop_kind::forward_training, direct, c->src, any_weights, c->dst, strides,
                                       pad_before, pad_after),
-      cpu());
+      attr, cpu());
   c->forward = dnnl::convolution_forward(c->forward_pd);
   if (in % block == 0) {  // else the first layer, whose images need no gradient
     c->input_grad_pd = dnnl::convolution_backward_data::primitive_desc(
         dnnl::convolution_backward_data::desc(direct, c->src, any_weights, c->dst, strides, pad_before, pad_after),
-        cpu(), c->forward_pd);
+        attr, cpu(), c->forward_pd);
     c->input_grad = dnnl::convolution_backward_data(c->input_grad_pd);
   }
   c->kernel_grad_pd = dnnl::convolution_backward_weights::primitive_desc(
       dnnl::convolution_backward_weights::desc(direct, c->src, any_weights, c->dst, strides, pad_before, pad_after),
-      cpu(), c->forward_pd);
+      attr, cpu(), c->forward_pd);
   c->kernel_grad = dnnl::convolution_backward_weights(c->kernel_grad_pd);
   slot = std::move(c);
   return *slot;
@@ -96,6 +98,9 @@ Shape shape_of(ffi::AnyBuffer src, ffi::AnyBuffer weights, int64_t top, int64_t 
   dt type = src.element_type() == ffi::DataType::BF16 ? dt::bf16 : dt::f32;
   return {s[0], w[2], w[3], s[2], s[3], w[0], w[1], top, left, bottom, right, type};
 }
+
+// Scratch memory for one execution of the primitive that `pd` describes.
+memory scratchpad(const dnnl::primitive_desc_base& pd) { return memory(pd.scratchpad_desc(), cpu()); }
 
 // `data` in `have`'s layout, or a reordered copy in `want`'s.
 memory as_layout(stream& s, const memory::desc& have, const memory::desc& want, void* data) {
@@ -115,7 +120,8 @@ ffi::Error forward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::Result<ffi::
     memory kernel = as_layout(s, c.weights, c.forward_pd.weights_desc(), weights.untyped_data());
     c.forward.execute(s, {{DNNL_ARG_SRC, memory(c.src, cpu(), src.untyped_data())},
                           {DNNL_ARG_WEIGHTS, kernel},
-                          {DNNL_ARG_DST, memory(c.dst, cpu(), dst->untyped_data())}});
+                          {DNNL_ARG_DST, memory(c.dst, cpu(), dst->untyped_data())},
+                          {DNNL_ARG_SCRATCHPAD, scratchpad(c.forward_pd)}});
     s.wait();
   } catch (const dnnl::error& e) {
     return ffi::Error::Internal(std::string("oneDNN convolution: ") + e.what());
@@ -135,14 +141,16 @@ ffi::Error backward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::AnyBuffer d
       memory kernel = as_layout(s, c.weights, c.input_grad_pd.weights_desc(), weights.untyped_data());
       c.input_grad.execute(s, {{DNNL_ARG_DIFF_DST, diff_dst},
                                {DNNL_ARG_WEIGHTS, kernel},
-                               {DNNL_ARG_DIFF_SRC, memory(c.src, cpu(), src_grad->untyped_data())}});
+                               {DNNL_ARG_DIFF_SRC, memory(c.src, cpu(), src_grad->untyped_data())},
+                               {DNNL_ARG_SCRATCHPAD, scratchpad(c.input_grad_pd)}});
     }
     memory user_grad(c.weights, cpu(), weights_grad->untyped_data());
     bool direct = c.kernel_grad_pd.diff_weights_desc() == c.weights;
     memory grad = direct ? user_grad : memory(c.kernel_grad_pd.diff_weights_desc(), cpu());
     c.kernel_grad.execute(s, {{DNNL_ARG_SRC, memory(c.src, cpu(), src.untyped_data())},
                               {DNNL_ARG_DIFF_DST, diff_dst},
-                              {DNNL_ARG_DIFF_WEIGHTS, grad}});
+                              {DNNL_ARG_DIFF_WEIGHTS, grad},
+                              {DNNL_ARG_SCRATCHPAD, scratchpad(c.kernel_grad_pd)}});
     if (!direct) reorder(grad, user_grad).execute(s, grad, user_grad);
     s.wait();
   } catch (const dnnl::error& e) {
