@@ -1,5 +1,6 @@
 """oneDNN's convolutions as XLA FFI calls: XLA's values and gradients, in training and split over devices; fallbacks."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -13,11 +14,6 @@ from jax import lax
 
 from mnist_classifier import onednn, optimize_model, train_model
 from mnist_classifier.models import build_cnn
-
-NATIVE_BFLOAT16 = pytest.mark.skipif(
-    not onednn._capabilities()[1], reason="oneDNN computes bfloat16 natively only with AVX512_BF16 or AMX"
-)
-
 
 def xla_conv(x, kernel, padding):
     """The reference: XLA's convolution, NHWC and HWIO, accumulating in float32."""
@@ -46,11 +42,16 @@ CASES = {  # images, channels in, channels out, kernel, padding
 }
 
 
-@pytest.mark.parametrize("dtype, tolerance", [
-    (jnp.float32, 1e-5), pytest.param(jnp.bfloat16, 2e-2, marks=NATIVE_BFLOAT16),
-])  # fmt: skip
+def skip_unless_native(dtype) -> None:
+    """Skip a bfloat16 case where oneDNN would convert it (no AVX512_BF16 or AMX), as XLA does."""
+    if dtype == jnp.bfloat16 and not onednn._capabilities()[1]:
+        pytest.skip("oneDNN computes bfloat16 natively only with AVX512_BF16 or AMX")
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(jnp.float32, 1e-5), (jnp.bfloat16, 2e-2)])
 @pytest.mark.parametrize("case", CASES)
 def test_values_and_gradients_are_xlas(case, dtype, tolerance):
+    skip_unless_native(dtype)
     shape, filters, size, padding = CASES[case]
     keys = jax.random.split(jax.random.key(0), 3)
     x = jax.random.normal(keys[0], shape).astype(dtype)
@@ -104,49 +105,102 @@ def test_a_cnn_trains_alike_on_onednn_and_on_xla(small_mnist, monkeypatch):
 
 
 SPLIT = textwrap.dedent("""
-    import os
+    import os, sys
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     os.environ["KERAS_BACKEND"] = "jax"
-    import jax, jax.numpy as jnp, keras, numpy as np
+    import jax, jax.numpy as jnp, keras
     from jax import lax
     from mnist_classifier import onednn
+    dtype, channels = jnp.dtype(sys.argv[1]), int(sys.argv[2])
     padding = ((1, 1), (1, 1))
-    x = jax.random.normal(jax.random.key(0), (8, 14, 14, 16))
-    kernel = 0.2 * jax.random.normal(jax.random.key(1), (3, 3, 16, 32))
+    x = jax.random.normal(jax.random.key(0), (8, 14, 14, channels)).astype(dtype)
+    kernel = (0.2 * jax.random.normal(jax.random.key(1), (3, 3, channels, 32))).astype(dtype)
     def loss(conv, x, kernel):
-        return jnp.sum(jnp.sin(conv(x, kernel, padding)))
+        return jnp.sum(jnp.sin(conv(x, kernel, padding).astype(jnp.float32)))
     def xla(x, kernel, padding):
-        return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        preferred_element_type=jnp.float32)
     want = jax.grad(loss, argnums=(1, 2))(xla, x, kernel)
+    grads = jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0)
     with keras.distribution.DataParallel(devices=keras.distribution.list_devices()).scope():
-        sharded = jax.device_put(x, jax.sharding.NamedSharding(
-            keras.distribution.distribution().device_mesh.backend_mesh, jax.sharding.PartitionSpec("batch")))
-        got = jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0)(onednn.conv2d, sharded, kernel)
-        text = jax.jit(jax.grad(loss, argnums=(1, 2)), static_argnums=0).lower(onednn.conv2d, sharded, kernel).as_text()
-    assert len(jax.devices()) == 2 and "OnednnConvGrad" in text
-    print(max(float(jnp.abs(a - b).max() / jnp.abs(b).max()) for a, b in zip(got, want)))
+        mesh = keras.distribution.distribution().device_mesh.backend_mesh
+        sharded = jax.device_put(x, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch")))
+        got = grads(onednn.conv2d, sharded, kernel)
+        text = grads.lower(onednn.conv2d, sharded, kernel).as_text()
+        threads = onednn._threads()
+    assert len(jax.devices()) == 2 and "OnednnConvGrad" in text and threads == 1
+    errors = [jnp.abs(a.astype(jnp.float32) - b).max() / jnp.abs(b).max() for a, b in zip(got, want)]
+    print(max(float(e) for e in errors))
 """)
 
 
-def test_split_over_devices_each_computes_its_share_and_kernel_gradients_are_summed():
-    result = subprocess.run([sys.executable, "-c", SPLIT], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("bfloat16", 2e-2)])
+@pytest.mark.parametrize("channels", [1, 16])
+def test_split_over_devices_each_computes_its_share_and_kernel_gradients_are_summed(channels, dtype, tolerance):
+    skip_unless_native(jnp.dtype(dtype))
+    run = [sys.executable, "-c", SPLIT, dtype, str(channels)]
+    result = subprocess.run(run, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert float(result.stdout.split()[-1]) < 1e-5
+    assert float(result.stdout.split()[-1]) < tolerance
+
+
+AVX2 = textwrap.dedent("""
+    import jax, jax.numpy as jnp
+    import mnist_classifier
+    from mnist_classifier import onednn
+    from tests.test_onednn import relative_error, xla_conv
+    x, kernel, padding = jnp.ones((2, 8, 8, 16)), jnp.linspace(-1, 1, 3 * 3 * 16 * 24).reshape(3, 3, 16, 24), ((1, 1),) * 2
+    assert onednn.supports(kernel.shape, kernel.dtype)
+    print(*onednn._capabilities(), relative_error(jax.jit(onednn.conv2d, static_argnums=2)(x, kernel, padding),
+                                                 xla_conv(x, kernel, padding)))
+""")
+
+
+def test_without_avx512_it_uses_blocks_of_8_and_leaves_bfloat16_to_xla():
+    environment = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    result = subprocess.run([sys.executable, "-c", AVX2], capture_output=True, text=True, timeout=120, env=environment)
+    assert result.returncode == 0, result.stderr[-2000:]
+    block, bfloat16, error = result.stdout.split()
+    assert (block, bfloat16) == ("8", "False") and float(error) < 1e-5
+
+
+HALF_BUILDING_COMPILER = """#!/bin/sh
+while [ $# -gt 0 ]; do [ "$1" = -o ] && echo partial > "$2"; shift; done
+echo "onednn_convs.cc:8:10: fatal error: oneapi/dnnl/dnnl.hpp: No such file or directory" >&2
+exit 1
+"""
+
+
+@pytest.fixture
+def fresh_cache(tmp_path, monkeypatch):
+    """An empty package cache, with the library looked up again there (and again afterwards in the session's)."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    onednn._library.cache_clear()
+    yield tmp_path
+    onednn._library.cache_clear()
 
 
 @pytest.mark.parametrize("environment, reason", [
     ({"MNIST_CLASSIFIER_ONEDNN": "0"}, "turned off by MNIST_CLASSIFIER_ONEDNN=0"),
     ({"CXX": "no-such-compiler"}, "no C++ compiler (no-such-compiler) to build onednn_convs.cc"),
-    ({"CXX": "false"}, "cannot build onednn_convs.cc (is libdnnl-dev installed?)"),
+    ({"CXX": "HALF"}, "cannot build onednn_convs.cc (is libdnnl-dev installed?): onednn_convs.cc:8:10: fatal error: "
+                      "oneapi/dnnl/dnnl.hpp: No such file or directory"),
 ])  # fmt: skip
-def test_without_onednn_the_reason_is_one_line_and_nothing_is_half_built(environment, reason, tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+def test_without_onednn_the_reason_is_one_line_and_nothing_is_half_built(environment, reason, fresh_cache, monkeypatch):
     for name, value in environment.items():
+        if value == "HALF":
+            (script := fresh_cache / "half-cc").write_text(HALF_BUILDING_COMPILER)
+            script.chmod(0o755)
+            value = str(script)
         monkeypatch.setenv(name, value)
-    onednn._library.cache_clear()
-    try:
-        said = onednn.unavailable_reason()
-    finally:
-        onednn._library.cache_clear()  # later tests load the session's library again
-    assert said.startswith(reason) and "\n" not in said
-    assert not list(tmp_path.rglob("*.so"))
+    assert onednn.unavailable_reason() == reason
+    assert not list(fresh_cache.rglob("*.so")) and not list(fresh_cache.rglob("partial*"))
+
+
+def test_a_damaged_cached_library_is_built_again(fresh_cache):
+    damaged = onednn._library_path()
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"")
+    (damaged.parent / "onednn_convs-0123456789abcdef.so").write_bytes(b"an older build")
+    assert onednn.unavailable_reason() is None
+    assert [path.name for path in damaged.parent.iterdir()] == [damaged.name] and damaged.stat().st_size > 10_000

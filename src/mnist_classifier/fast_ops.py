@@ -40,8 +40,7 @@ from jax import lax
 
 from mnist_classifier import onednn
 from mnist_classifier.distribute import device_count
-
-Padding = tuple[tuple[int, int], tuple[int, int]]
+from mnist_classifier.onednn import Padding
 
 
 @contextlib.contextmanager
@@ -69,7 +68,7 @@ def _split() -> bool:
 
 
 def _conv(original: Callable) -> Callable:
-    """Keras's JAX ``conv``, with matrix-product kernel gradients for plain 2-D convolutions on one device."""
+    """Keras's JAX ``conv``: plain 2-D ones on oneDNN where faster, else with matrix-product kernel gradients."""
 
     def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
         padding_pairs = _plain_conv_padding(inputs, kernel, strides, padding, data_format, dilation_rate)

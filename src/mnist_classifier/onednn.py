@@ -39,6 +39,7 @@ from mnist_classifier.distribute import device_count
 from mnist_classifier.files import cache_root
 
 SOURCE = Path(__file__).with_name("onednn_convs.cc")
+BUILD_TIMEOUT_S = 300
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
 
@@ -49,24 +50,28 @@ def block() -> int:
 
 def unavailable_reason() -> str | None:
     """Why oneDNN's convolutions are not used here, or None when they are."""
+    problem = _setup_problem()
+    if problem:
+        return problem
+    return None if block() else "oneDNN has no blocked-layout convolutions for this CPU"
+
+
+def _setup_problem() -> str | None:
+    """Why the FFI handlers cannot be had here (turned off, not on the CPU, not buildable), or None."""
     if os.environ.get("MNIST_CLASSIFIER_ONEDNN", "1") == "0":
         return "turned off by MNIST_CLASSIFIER_ONEDNN=0"
     if jax.default_backend() != "cpu":
         return f"JAX computes on {jax.default_backend()}, not the CPU"
     library = _library()
-    if isinstance(library, str):
-        return library
-    return None if block() else "oneDNN has no blocked-layout convolutions for this CPU"
+    return library if isinstance(library, str) else None
 
 
 @functools.cache
 def _capabilities() -> tuple[int, bool]:
     """Register the FFI handlers; the channel block (0: not available) and whether bfloat16 is native."""
-    if os.environ.get("MNIST_CLASSIFIER_ONEDNN", "1") == "0" or jax.default_backend() != "cpu":
+    if _setup_problem():
         return 0, False
     library = _library()
-    if isinstance(library, str):
-        return 0, False
     for name in ("OnednnConv", "OnednnConvGrad"):
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
     return library.onednn_block(), bool(library.onednn_bfloat16())
@@ -74,35 +79,47 @@ def _capabilities() -> tuple[int, bool]:
 
 @functools.cache
 def _library() -> ctypes.CDLL | str:
-    """The compiled handlers, built on first use; or why they cannot be had."""
+    """The compiled handlers, built on first use (again if the cached file does not load); or why they cannot be had."""
     path = _library_path()
-    if not path.exists():
-        problem = _build(path)
-        if problem:
-            return problem
-    try:
-        return ctypes.cdll.LoadLibrary(str(path))
-    except OSError as exc:  # e.g. the oneDNN it was built against has been removed since
-        return f"cannot load {path}: {exc}"
+    for attempt in range(2):
+        if attempt or not path.exists():
+            problem = _build(path)
+            if problem:
+                return problem
+        try:
+            return ctypes.cdll.LoadLibrary(str(path))
+        except OSError as exc:  # a truncated file, or the oneDNN it was built against removed since
+            failure = f"cannot load the built oneDNN calls: {exc}"
+    return failure
 
 
 def _build(path: Path) -> str | None:
-    """Compile ``SOURCE`` into ``path`` (written whole or not at all); the compiler's complaint, if any."""
+    """Compile ``SOURCE`` into ``path`` (written whole or not at all), dropping older builds; any complaint."""
     compiler = os.environ.get("CXX", "g++")
     if shutil.which(compiler) is None:
         return f"no C++ compiler ({compiler}) to build {SOURCE.name}"
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
         built = Path(scratch) / path.name
-        command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-isystem", jax.ffi.include_dir(),
-                   str(SOURCE), "-o", str(built), "-ldnnl"]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True)
+        command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-isystem",
+                   jax.ffi.include_dir(), str(SOURCE), "-o", str(built), "-ldnnl"]  # fmt: skip
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return f"cannot build {SOURCE.name}: {compiler} took over {BUILD_TIMEOUT_S} s"
         if result.returncode != 0:
-            lines = result.stderr.splitlines()
-            first = next((line for line in lines if "error" in line), lines[0] if lines else f"exit {result.returncode}")
-            return f"cannot build {SOURCE.name} (is libdnnl-dev installed?): {first.strip()}"
+            return f"cannot build {SOURCE.name} (is libdnnl-dev installed?): {_first_error(result.stderr)}"
+        for older in path.parent.glob("onednn_convs-*.so"):  # a process still using one keeps its copy
+            older.unlink(missing_ok=True)
         built.replace(path)
     return None
+
+
+def _first_error(log: str) -> str:
+    """The compiler's most telling line: a missing header or library first, else its first error."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()] or ["no message"]
+    telling = [line for line in lines if "fatal error" in line or "cannot find" in line or "#error" in line]
+    return (telling or [line for line in lines if "error" in line] or lines)[0]
 
 
 def _library_path() -> Path:
@@ -111,7 +128,7 @@ def _library_path() -> Path:
     return cache_root() / "onednn" / f"onednn_convs-{digest}.so"
 
 
-def supports(kernel_shape: tuple[int, ...], dtype) -> bool:
+def supports(kernel_shape: tuple[int, ...], dtype: jax.typing.DTypeLike) -> bool:
     """Whether :func:`conv2d` computes this convolution with oneDNN.
 
     Float32, or bfloat16 where the CPU multiplies it natively; whole blocks of
@@ -152,8 +169,8 @@ def _attributes(padding: Padding) -> dict[str, np.int64]:
 
 
 def _threads() -> int:
-    """oneDNN threads per call: the cores shared among the devices that the batch is split over."""
-    return max(1, len(os.sched_getaffinity(0)) // device_count())
+    """oneDNN threads per call: this host's cores shared among its devices that the batch is split over."""
+    return max(1, len(os.sched_getaffinity(0)) * jax.process_count() // device_count())
 
 
 def _output_shape(src: jax.Array, kernel: jax.Array, padding: Padding) -> tuple[int, ...]:
@@ -198,12 +215,14 @@ def _onednn_conv(src: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Arr
 _blocked_conv = jax.custom_vjp(_onednn_conv, nondiff_argnums=(2,))
 
 
-def _blocked_conv_forward(src: jax.Array, kernel: jax.Array, padding: Padding):
+def _blocked_conv_forward(src: jax.Array, kernel: jax.Array, padding: Padding) -> tuple[jax.Array, tuple]:
     """The convolution, keeping its operands for the gradient."""
     return _onednn_conv(src, kernel, padding), (src, kernel)
 
 
-def _blocked_conv_backward(padding: Padding, saved: tuple[jax.Array, jax.Array], grad: jax.Array):
+def _blocked_conv_backward(
+    padding: Padding, saved: tuple[jax.Array, jax.Array], grad: jax.Array
+) -> tuple[jax.Array, jax.Array]:
     """Input and kernel gradients in one FFI call; an NCHW input's (the images') from XLA, if anything needs it."""
     src, kernel = saved
 

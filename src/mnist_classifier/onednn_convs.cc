@@ -8,6 +8,12 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
 
+#if DNNL_VERSION_MAJOR != 2
+#error "onednn_convs.cc is written for oneDNN 2.x (its operation descriptors were removed in 3.0)"
+#endif
+
+#include <exception>
+#include <stdexcept>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -54,12 +60,13 @@ tag activation_tag(int64_t channels, int64_t block) {
   return block == 16 ? tag::nChw16c : tag::nChw8c;
 }
 
-// The primitives of one shape, created on first use and kept.
-const Conv& conv(const Shape& shape, int64_t block) {
+// The primitives of one shape, created on first use and kept. They divide their work among the threads
+// that OpenMP offers when they are created (`threads`, which the caller has set), so that is part of the key.
+const Conv& conv(const Shape& shape, int64_t block, int64_t threads) {
   static std::mutex lock;
-  static std::map<std::pair<Shape, int64_t>, std::unique_ptr<Conv>> made;
+  static std::map<std::tuple<Shape, int64_t, int64_t>, std::unique_ptr<Conv>> made;
   std::lock_guard<std::mutex> guard(lock);
-  auto& slot = made[{shape, block}];
+  auto& slot = made[{shape, block, threads}];
   if (slot) return *slot;
   auto [n, in, out, height, width, rows, columns, top, left, bottom, right, type] = shape;
   memory::dims strides{1, 1}, pad_before{top, left}, pad_after{bottom, right};
@@ -95,14 +102,18 @@ const Conv& conv(const Shape& shape, int64_t block) {
 Shape shape_of(ffi::AnyBuffer src, ffi::AnyBuffer weights, int64_t top, int64_t left, int64_t bottom, int64_t right) {
   auto s = src.dimensions();
   auto w = weights.dimensions();
-  dt type = src.element_type() == ffi::DataType::BF16 ? dt::bf16 : dt::f32;
+  auto kind = src.element_type();
+  if (weights.element_type() != kind || (kind != ffi::DataType::F32 && kind != ffi::DataType::BF16))
+    throw std::invalid_argument("expected float32 or bfloat16 images and kernel of the same type");
+  dt type = kind == ffi::DataType::BF16 ? dt::bf16 : dt::f32;
   return {s[0], w[2], w[3], s[2], s[3], w[0], w[1], top, left, bottom, right, type};
 }
 
 // Scratch memory for one execution of the primitive that `pd` describes.
 memory scratchpad(const dnnl::primitive_desc_base& pd) { return memory(pd.scratchpad_desc(), cpu()); }
 
-// `data` in `have`'s layout, or a reordered copy in `want`'s.
+// `data` in `have`'s layout, or a reordered copy in `want`'s. (Kernels are reordered on every call: they change
+// at every step, and at most 128x128x3x3 they cost microseconds.)
 memory as_layout(stream& s, const memory::desc& have, const memory::desc& want, void* data) {
   memory given(have, cpu(), data);
   if (have == want) return given;
@@ -113,9 +124,9 @@ memory as_layout(stream& s, const memory::desc& have, const memory::desc& want, 
 
 ffi::Error forward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::Result<ffi::AnyBuffer> dst, int64_t block,
                    int64_t top, int64_t left, int64_t bottom, int64_t right, int64_t threads) {
-  omp_set_num_threads(threads);
+  omp_set_num_threads(threads);  // for this calling thread (an XLA worker), which only ever runs these calls
   try {
-    const Conv& c = conv(shape_of(src, weights, top, left, bottom, right), block);
+    const Conv& c = conv(shape_of(src, weights, top, left, bottom, right), block, threads);
     stream s(cpu());
     memory kernel = as_layout(s, c.weights, c.forward_pd.weights_desc(), weights.untyped_data());
     c.forward.execute(s, {{DNNL_ARG_SRC, memory(c.src, cpu(), src.untyped_data())},
@@ -123,7 +134,7 @@ ffi::Error forward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::Result<ffi::
                           {DNNL_ARG_DST, memory(c.dst, cpu(), dst->untyped_data())},
                           {DNNL_ARG_SCRATCHPAD, scratchpad(c.forward_pd)}});
     s.wait();
-  } catch (const dnnl::error& e) {
+  } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("oneDNN convolution: ") + e.what());
   }
   return ffi::Error::Success();
@@ -132,9 +143,9 @@ ffi::Error forward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::Result<ffi::
 ffi::Error backward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::AnyBuffer dst_grad,
                     ffi::Result<ffi::AnyBuffer> src_grad, ffi::Result<ffi::AnyBuffer> weights_grad, int64_t block,
                     int64_t top, int64_t left, int64_t bottom, int64_t right, int64_t threads) {
-  omp_set_num_threads(threads);
+  omp_set_num_threads(threads);  // for this calling thread (an XLA worker), which only ever runs these calls
   try {
-    const Conv& c = conv(shape_of(src, weights, top, left, bottom, right), block);
+    const Conv& c = conv(shape_of(src, weights, top, left, bottom, right), block, threads);
     stream s(cpu());
     memory diff_dst(c.dst, cpu(), dst_grad.untyped_data());
     if (c.input_grad) {
@@ -153,7 +164,7 @@ ffi::Error backward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::AnyBuffer d
                               {DNNL_ARG_SCRATCHPAD, scratchpad(c.kernel_grad_pd)}});
     if (!direct) reorder(grad, user_grad).execute(s, grad, user_grad);
     s.wait();
-  } catch (const dnnl::error& e) {
+  } catch (const std::exception& e) {
     return ffi::Error::Internal(std::string("oneDNN convolution gradient: ") + e.what());
   }
   return ffi::Error::Success();
@@ -185,20 +196,30 @@ auto with_attributes(Binding binding) {
 
 // The channel block oneDNN's convolutions prefer on this CPU: 16, 8, or 0 for neither.
 extern "C" int onednn_block() {
-  auto chosen = probe(dt::f32).src_desc();
-  for (int block : {16, 8})
-    if (chosen == memory::desc({32, 32, 14, 14}, dt::f32, activation_tag(32, block))) return block;
+  try {
+    auto chosen = probe(dt::f32).src_desc();
+    for (int block : {16, 8})
+      if (chosen == memory::desc({32, 32, 14, 14}, dt::f32, activation_tag(32, block))) return block;
+  } catch (const std::exception&) {  // no convolution at all: an exception must not cross into Python
+  }
   return 0;
 }
 
 // Whether oneDNN computes bfloat16 convolutions natively here (AVX512_BF16 or AMX), not by conversion.
 extern "C" int onednn_bfloat16() {
-  std::string impl = probe(dt::bf16).impl_info_str();
-  return impl.find("avx512_core_bf16") != std::string::npos || impl.find("amx") != std::string::npos;
+  try {
+    std::string impl = probe(dt::bf16).impl_info_str();
+    return impl.find("avx512_core_bf16") != std::string::npos || impl.find("amx") != std::string::npos;
+  } catch (const std::exception&) {  // no bfloat16 convolution below AVX-512
+    return 0;
+  }
 }
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConv, forward,
-                              with_attributes(ffi::Ffi::Bind().Arg<ffi::AnyBuffer>().Arg<ffi::AnyBuffer>().Ret<ffi::AnyBuffer>()));
+                              with_attributes(ffi::Ffi::Bind()
+                                                  .Arg<ffi::AnyBuffer>()
+                                                  .Arg<ffi::AnyBuffer>()
+                                                  .Ret<ffi::AnyBuffer>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvGrad, backward,
                               with_attributes(ffi::Ffi::Bind()
