@@ -198,7 +198,7 @@ def memory_section(data: str, epochs: int) -> None:
 def cnn_child(steps: int, distribute: str, engine: str, precision: str) -> None:
     """In a child process: seconds per training step of the ``cnn`` preset on this backend, printed as JSON."""
     config = PRESETS["cnn"]
-    with distributed(dataclasses.replace(config.training, distribute=distribute)) as devices:
+    with distributed(dataclasses.replace(config.training, distribute=distribute), precision) as devices:
         keras.utils.set_random_seed(0)
         model = build_from_config(dataclasses.replace(config.model, precision=precision))
         optimize_model(model, config.optimizer.alpha, config.optimizer.beta1, config.optimizer.beta2)
@@ -218,8 +218,8 @@ def cnn_section(tf: Path | None, steps: int) -> None:
     On JAX: one device, and data-parallel over the cores, each also with ``engine =
     "keras"`` (Keras's own operations) to show what the faster CPU ops give (oneDNN's
     convolutions on one device, XLA's when split). In mixed bfloat16, on TensorFlow
-    and on JAX (one device: oneDNN's bfloat16 convolutions), both of which multiply
-    bfloat16 natively where the CPU has AVX512_BF16.
+    and on JAX (oneDNN's bfloat16 convolutions, one device and split), both of which
+    multiply bfloat16 natively where the CPU has AVX512_BF16.
     """
     print(f"oneDNN convolutions for JAX: {onednn.unavailable_reason() or f'yes (channel blocks of {onednn.block()})'}")
     steps_per_epoch = -(-55000 // 128)
@@ -249,7 +249,9 @@ def cnn_section(tf: Path | None, steps: int) -> None:
     mixed = ("--cnn-precision", "mixed_bfloat16")
     if tf:
         versus_tf("cnn preset epoch (TensorFlow, mixed_bfloat16)", epoch("tensorflow", *mixed)[0])
-    versus_tf("cnn preset epoch (JAX, one device, mixed_bfloat16)", epoch("jax", *mixed)[0])
+    for distribute in DISTRIBUTIONS:
+        seconds, devices = epoch("jax", "--cnn-distribute", distribute, *mixed)
+        versus_tf(f"cnn preset epoch (JAX, {distribute}, {devices} device(s), mixed_bfloat16)", seconds)
 
 
 def inference_section() -> None:

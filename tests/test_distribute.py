@@ -11,7 +11,7 @@ import pytest
 from mnist_classifier import ConfigError
 from mnist_classifier.config import TrainingConfig
 from mnist_classifier import distribute
-from mnist_classifier.distribute import CPU_SHARE, CPU_SHARE_AVX512, cpu_devices, cpu_share
+from mnist_classifier.distribute import CPU_SHARE, CPU_SHARE_AVX512, CPU_SHARE_BFLOAT16, cpu_devices, cpu_share
 from tests.test_cli import SMALL, TINY, assert_one_line_error, cli, cli_path
 
 TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -54,15 +54,22 @@ def test_the_cpu_is_split_into_shares_of_about_share_images_at_least_one_per_cor
 
 
 @pytest.mark.parametrize(
-    "flags, share",
-    [("fpu sse2 avx2 fma", CPU_SHARE), ("fpu avx2 avx512f avx512dq avx512bw", CPU_SHARE_AVX512), (None, CPU_SHARE)],
+    "flags, precision, share",
+    [
+        ("fpu sse2 avx2 fma", "float32", CPU_SHARE),
+        ("fpu avx2 avx512f avx512dq avx512bw", "float32", CPU_SHARE_AVX512),
+        ("fpu avx2 avx512f avx512dq avx512bw", "mixed_bfloat16", CPU_SHARE_AVX512),  # bfloat16 by conversion
+        ("fpu avx2 avx512f avx512dq avx512bw avx512_bf16", "mixed_bfloat16", CPU_SHARE_BFLOAT16),
+        ("fpu avx2 avx512f avx512dq avx512bw avx512_bf16", "float32", CPU_SHARE_AVX512),
+        (None, "float32", CPU_SHARE),
+    ],
 )
-def test_the_share_is_larger_where_the_cpu_has_avx512(tmp_path, monkeypatch, flags, share):
+def test_the_share_depends_on_the_cpu_and_the_precision(tmp_path, monkeypatch, flags, precision, share):
     cpuinfo = tmp_path / "cpuinfo"  # None: no such file, as off Linux
     if flags is not None:
         cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
     monkeypatch.setattr(distribute, "CPUINFO", cpuinfo)
-    assert cpu_share.__wrapped__() == share
+    assert cpu_share.__wrapped__(precision) == share
 
 
 def test_unknown_distribution_is_a_config_error():

@@ -17,8 +17,9 @@ import numpy as np
 from mnist_classifier.config import TrainingConfig
 from mnist_classifier.errors import ConfigError
 
-# Images per CPU device that XLA's convolutions handle best, without and with AVX-512 (see cpu_devices).
-CPU_SHARE, CPU_SHARE_AVX512 = 16, 32
+# Images per CPU device that the convolutions handle best (see cpu_devices): XLA's without and with
+# AVX-512, and oneDNN's in mixed bfloat16 where the CPU multiplies it natively (AVX512_BF16).
+CPU_SHARE, CPU_SHARE_AVX512, CPU_SHARE_BFLOAT16 = 16, 32, 16
 CPUINFO = Path("/proc/cpuinfo")
 
 
@@ -47,19 +48,23 @@ def cpu_devices(batch_size: int, cores: int, share: int) -> int:
     machine the ``cnn`` preset's step of 128 images took 1,238 ms on one device,
     762 ms on 2 (one per core), 379 ms on 4, 308 ms on 8 (16 images each) and
     336 ms on 16. With AVX-512 (2-core EPYC, alternating runs) 4 devices of 32
-    images took 166-184 ms and 8 devices 178-206 ms. The count divides the batch.
+    images took 166-184 ms and 8 devices 178-206 ms. In mixed bfloat16 on oneDNN's
+    convolutions there, one device took 125-135 ms, 4 devices 129-131 ms, 8 devices
+    113-118 ms and 16 devices 150-154 ms. The count divides the batch.
     """
     target = max(cores, batch_size // share)
     return max(count for count in range(1, min(target, batch_size) + 1) if batch_size % count == 0)
 
 
 @functools.cache
-def cpu_share() -> int:
-    """Images per CPU device for this CPU: ``CPU_SHARE_AVX512`` where ``CPUINFO`` lists AVX-512, else ``CPU_SHARE``."""
+def cpu_share(precision: str = "float32") -> int:
+    """Images per CPU device for this CPU (as ``CPUINFO`` lists its features) and the model's ``precision``."""
     try:
         flags = CPUINFO.read_text()
     except OSError:  # not Linux
         return CPU_SHARE
+    if precision == "mixed_bfloat16" and re.search(r"\bavx512_bf16\b", flags):
+        return CPU_SHARE_BFLOAT16
     return CPU_SHARE_AVX512 if re.search(r"\bavx512f\b", flags) else CPU_SHARE
 
 
@@ -87,12 +92,12 @@ def join_cluster(cluster: Cluster) -> None:
 
 
 @contextlib.contextmanager
-def distributed(training: TrainingConfig) -> Iterator[int]:
+def distributed(training: TrainingConfig, precision: str = "float32") -> Iterator[int]:
     """Within: training as ``training.distribute`` says. Yields the number of devices the batch is split over."""
     if training.distribute == "none":
         yield 1
         return
-    split_cpu(cpu_devices(training.batch_size, len(os.sched_getaffinity(0)), cpu_share()))
+    split_cpu(cpu_devices(training.batch_size, len(os.sched_getaffinity(0)), cpu_share(precision)))
     devices = keras.distribution.list_devices()
     if training.batch_size % len(devices):
         raise ConfigError(

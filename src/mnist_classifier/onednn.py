@@ -228,10 +228,11 @@ def _blocked_conv_backward(
 
     def call(src, kernel, grad):
         results = (jax.ShapeDtypeStruct(src.shape if src.ndim == 5 else (len(src), 1), src.dtype),
-                   jax.ShapeDtypeStruct(kernel.shape, kernel.dtype))  # fmt: skip
+                   jax.ShapeDtypeStruct(kernel.shape, jnp.float32))  # summed over devices before any rounding
         return jax.ffi.ffi_call("OnednnConvGrad", results)(src, kernel, grad, **_attributes(padding))
 
     src_grad, kernel_grad = _per_device(call, (True, False, True), (True, False))(src, kernel, grad)
+    kernel_grad = kernel_grad.astype(kernel.dtype)
     if src.ndim == 4:
         layouts = ("NCHW", "HWIO", "NHWC")
         _, vjp = jax.vjp(lambda x: lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=layouts), src)

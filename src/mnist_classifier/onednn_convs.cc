@@ -45,7 +45,7 @@ using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, i
                          int64_t, dt>;
 
 struct Conv {
-  memory::desc src, weights, dst;  // as JAX holds them
+  memory::desc src, weights, dst, weights_grad;  // as JAX holds them; the kernel gradient always in float32
   dnnl::convolution_forward::primitive_desc forward_pd;
   dnnl::convolution_forward forward;
   dnnl::convolution_backward_data::primitive_desc input_grad_pd;
@@ -74,6 +74,7 @@ const Conv& conv(const Shape& shape, int64_t block, int64_t threads) {
   auto c = std::make_unique<Conv>();
   c->src = memory::desc({n, in, height, width}, type, activation_tag(in, block));
   c->weights = memory::desc({out, in, rows, columns}, type, tag::hwio);
+  c->weights_grad = memory::desc({out, in, rows, columns}, dt::f32, tag::hwio);
   c->dst = memory::desc(dst_dims, type, activation_tag(out, block));
   auto any_weights = memory::desc({out, in, rows, columns}, type, tag::any);
   auto direct = algorithm::convolution_direct;
@@ -90,8 +91,10 @@ const Conv& conv(const Shape& shape, int64_t block, int64_t threads) {
         attr, cpu(), c->forward_pd);
     c->input_grad = dnnl::convolution_backward_data(c->input_grad_pd);
   }
+  auto any_float_weights = memory::desc({out, in, rows, columns}, dt::f32, tag::any);
   c->kernel_grad_pd = dnnl::convolution_backward_weights::primitive_desc(
-      dnnl::convolution_backward_weights::desc(direct, c->src, any_weights, c->dst, strides, pad_before, pad_after),
+      dnnl::convolution_backward_weights::desc(direct, c->src, any_float_weights, c->dst, strides, pad_before,
+                                               pad_after),
       attr, cpu(), c->forward_pd);
   c->kernel_grad = dnnl::convolution_backward_weights(c->kernel_grad_pd);
   slot = std::move(c);
@@ -155,8 +158,8 @@ ffi::Error backward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::AnyBuffer d
                                {DNNL_ARG_DIFF_SRC, memory(c.src, cpu(), src_grad->untyped_data())},
                                {DNNL_ARG_SCRATCHPAD, scratchpad(c.input_grad_pd)}});
     }
-    memory user_grad(c.weights, cpu(), weights_grad->untyped_data());
-    bool direct = c.kernel_grad_pd.diff_weights_desc() == c.weights;
+    memory user_grad(c.weights_grad, cpu(), weights_grad->untyped_data());
+    bool direct = c.kernel_grad_pd.diff_weights_desc() == c.weights_grad;
     memory grad = direct ? user_grad : memory(c.kernel_grad_pd.diff_weights_desc(), cpu());
     c.kernel_grad.execute(s, {{DNNL_ARG_SRC, memory(c.src, cpu(), src.untyped_data())},
                               {DNNL_ARG_DIFF_DST, diff_dst},

@@ -99,7 +99,7 @@ def train_run(
     """Train from scratch as ``config`` says, recording everything in a new run directory."""
     started = time.perf_counter()
     check_output_dir(out)
-    with distributed(config.training):
+    with distributed(config.training, config.model.precision):
         keras.utils.set_random_seed(config.training.seed)
         network = build_from_config(config.model)
         data = prepare_data(config.data, network.input_shape[1:], progress)
@@ -135,7 +135,7 @@ def resume_run(
         )
     if epochs is not None:
         write_config(config, run_dir / "config.toml")
-    with distributed(config.training):
+    with distributed(config.training, config.model.precision):
         keras.utils.set_random_seed(config.training.seed + len(history))
         network = load_model(run_dir / "last.keras")
         data = prepare_data(config.data, network.input_shape[1:], progress)
