@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 from jax import lax
 
-from mnist_classifier import onednn, optimize_model, train_model
+from mnist_classifier import fast_ops, onednn, optimize_model, train_model
+from mnist_classifier.fast_ops import convolutions_note
 from mnist_classifier.models import build_cnn
+from tests.test_cli import cli
 
 def xla_conv(x, kernel, padding):
     """The reference: XLA's convolution, NHWC and HWIO, accumulating in float32."""
@@ -204,3 +206,26 @@ def test_a_damaged_cached_library_is_built_again(fresh_cache):
     (damaged.parent / "onednn_convs-0123456789abcdef.so").write_bytes(b"an older build")
     assert onednn.unavailable_reason() is None
     assert [path.name for path in damaged.parent.iterdir()] == [damaged.name] and damaged.stat().st_size > 10_000
+
+
+def test_the_training_log_says_whose_convolutions_run(monkeypatch):
+    size = onednn.block()
+    assert convolutions_note("float32") == f"oneDNN's, wherever channels come in blocks of {size}"
+    monkeypatch.setattr(fast_ops, "_split", lambda: True)
+    assert convolutions_note("float32") == "XLA's (in float32 with the batch split, as fast as oneDNN's)"
+    native = onednn._capabilities()[1]
+    assert convolutions_note("mixed_bfloat16") == (
+        f"oneDNN's, wherever channels come in blocks of {size}" if native
+        else "XLA's (oneDNN would convert bfloat16 on this CPU, as XLA does)"
+    )  # fmt: skip
+    monkeypatch.setenv("MNIST_CLASSIFIER_ONEDNN", "0")
+    assert convolutions_note("float32") == "XLA's (turned off by MNIST_CLASSIFIER_ONEDNN=0)"
+
+
+def test_train_says_so_and_trains_a_cnn_on_onednn(mnist_dir, tmp_path):
+    small = {"data.train_limit": 512, "data.validation_size": 128, "data.test_limit": 128, "model.filters": "[16, 32]",
+             "model.convs_per_block": 1}  # fmt: skip
+    settings = [item for key, value in small.items() for item in ("--set", f"{key}={value}")]
+    result = cli("train", "--data", mnist_dir, "--preset", "cnn", "--epochs", 1, *settings, "--no-report", "--out", tmp_path)
+    assert f"convolutions: oneDNN's, wherever channels come in blocks of {onednn.block()}" in result.stdout
+    assert "test accuracy" in result.stdout

@@ -347,6 +347,12 @@ class _EpochReporter:
             from mnist_classifier.distribute import device_count
 
             out.print(f"{config.training.distribute}: each batch split over {device_count()} devices")
+        if config.model.architecture == "cnn" and config.training.engine == "auto":
+            from mnist_classifier.fast_ops import convolutions_note
+
+            note = convolutions_note(config.model.precision)
+            if note:
+                out.print(f"convolutions: {note}")
 
     def callback(self) -> keras.callbacks.Callback:
         """A Keras callback printing each epoch's figures."""

@@ -75,13 +75,33 @@ def _conv(original: Callable) -> Callable:
         if padding_pairs is None:
             return original(inputs, kernel, strides, padding, data_format, dilation_rate)
         kernel = keras.ops.convert_to_tensor(kernel)
-        if onednn.supports(kernel.shape, kernel.dtype) and not (_split() and kernel.dtype == jnp.float32):
+        if _onednn_takes(kernel.shape, kernel.dtype):
             return onednn.conv2d(keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype), kernel, padding_pairs)
         if _split():
             return original(inputs, kernel, strides, padding, data_format, dilation_rate)
         return _conv2d(keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype), kernel, padding_pairs)
 
     return conv
+
+
+def _onednn_takes(kernel_shape: tuple[int, ...], dtype: jax.typing.DTypeLike) -> bool:
+    """Whether oneDNN computes a plain convolution: where it can, but not float32 split over devices (XLA's as fast)."""
+    return onednn.supports(kernel_shape, dtype) and not (_split() and dtype == jnp.float32)
+
+
+def convolutions_note(precision: str) -> str | None:
+    """For the training log: whose convolutions a CNN trains with (oneDNN's, or XLA's and why); None off JAX's CPU."""
+    if keras.backend.backend() != "jax" or jax.default_backend() != "cpu":
+        return None
+    reason = onednn.unavailable_reason()
+    if reason:
+        return f"XLA's ({reason})"
+    size, dtype = onednn.block(), jnp.bfloat16 if precision == "mixed_bfloat16" else jnp.float32
+    if _onednn_takes((3, 3, size, size), dtype):
+        return f"oneDNN's, wherever channels come in blocks of {size}"
+    if dtype == jnp.float32:
+        return "XLA's (in float32 with the batch split, as fast as oneDNN's)"
+    return "XLA's (oneDNN would convert bfloat16 on this CPU, as XLA does)"
 
 
 def _plain_conv_padding(inputs, kernel, strides, padding, data_format, dilation_rate) -> Padding | None:
