@@ -1,4 +1,4 @@
-"""The record a model file carries (data set, classes, normalization, input shape), read without Keras.
+"""The record a model file carries (data set, classes, normalization, input shape, calibration), read without Keras.
 
 :func:`~mnist_classifier.persistence.save_model` stores it as an extra
 ``mnist_classifier.json`` entry in the ``.keras`` zip (plain
@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mnist_classifier.errors import ModelFileError
+from mnist_classifier.calibration import check_temperature
+from mnist_classifier.errors import ConfigError, ModelFileError
 from mnist_classifier.preprocessing import Normalization, check_normalize_mode
 
 INFO_ENTRY = "mnist_classifier.json"
@@ -25,7 +27,14 @@ INFO_ENTRY = "mnist_classifier.json"
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a model needs to be fed and understood: recorded with it at save time."""
+    """What a model needs to be fed and understood: recorded with it at save time.
+
+    ``temperature`` rescales the model's probabilities into calibrated ones
+    (:func:`mnist_classifier.calibration.calibrated`; 1 leaves them as they are) and
+    ``reject_below`` is the :func:`~mnist_classifier.calibration.digit_score` under
+    which a picture is "not a digit" (None: nothing is rejected). Records written
+    before these fields existed read as 1 and None.
+    """
 
     dataset: str
     classes: tuple[str, ...]
@@ -33,6 +42,14 @@ class ModelInfo:
     input_shape: tuple[int, ...]
     package_version: str = ""
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    temperature: float = 1.0
+    reject_below: float | None = None
+
+    def __post_init__(self) -> None:
+        check_temperature(self.temperature)
+        reject = self.reject_below
+        if reject is not None and (isinstance(reject, bool) or not isinstance(reject, (int, float)) or not math.isfinite(reject)):
+            raise ConfigError(f"reject_below={reject!r}: expected a finite number or None")
 
     def to_json(self) -> str:
         """Serialize to JSON."""
@@ -49,6 +66,8 @@ class ModelInfo:
             input_shape=tuple(raw["input_shape"]),
             package_version=raw.get("package_version", ""),
             metrics=raw.get("metrics", {}),
+            temperature=raw.get("temperature", 1.0),
+            reject_below=raw.get("reject_below"),
         )
 
 
