@@ -113,18 +113,25 @@ def _chunked():
         (dict(json={"pixels": [[900] * 28] * 28}), 422, "pixels must be finite values in 0-255"),
         (dict(json={"image": "%%%"}), 422, "body.image: not valid base64"),
         (dict(json={"picture": 1}), 422, 'expected {"pixels"'),
-        (dict(json={"image": base64.b64encode(png(np.zeros((28, 28), np.uint8))).decode()}), 422, "no ink found"),
         (dict(files={"file": ("wide.png", png(np.zeros((28, 28), np.uint8), 1100), "image/png")}), 422, "over the 1,000,000-pixel limit"),
         (dict(data={"file": "not a file"}, files={"other": ("o.png", b"x", "image/png")}), 422, "must be a file upload"),
         (dict(files=[("file", ("a.png", b"x", "image/png")), ("file", ("b.png", b"x", "image/png"))]), 422, "use /predict/batch"),
     ],
     ids=["bad-json", "no-length", "too-big", "media-type", "not-image", "short-rows", "not-numbers", "booleans", "ragged", "out-of-range",
-         "bad-base64", "no-image-key", "blank", "too-many-pixels", "field-not-file", "two-files"],
+         "bad-base64", "no-image-key", "too-many-pixels", "field-not-file", "two-files"],
 )
 def test_bad_requests_get_4xx_with_a_json_error(service, request_args, status, message):
     response = service.post("/predict", **request_args)
     assert response.status_code == status, response.text
     assert message in response.json()["error"]
+
+
+def test_a_blank_picture_is_answered_as_rejected_with_its_reason(service):
+    response = service.post("/predict", json={"image": base64.b64encode(png(np.zeros((28, 28), np.uint8))).decode()})
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["rejected"] is True and answer["number"] == "" and answer["digits"] == []
+    assert "no ink found" in answer["reason"]
 
 
 def test_batch_limits_and_other_refusals(service, digits):

@@ -423,6 +423,15 @@ class _DownloadBars:
         self.bars.update(self.tasks[name], completed=done)
 
 
+RejectOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        "--reject-below", min=0.0, max=1.0,
+        help="Reject a picture whose digit score (calibrated top probability) is under this. Default: the model's own threshold.",
+    ),
+]  # fmt: skip
+
+
 @app.command()
 def predict(
     model: InferenceModelArg,
@@ -431,32 +440,37 @@ def predict(
     dataset: DatasetOpt = None,
     normalize: NormalizeOpt = None,
     runtime: RuntimeOpt = None,
+    reject_below: RejectOpt = None,
+    show_input: Annotated[
+        Optional[Path], typer.Option("--show-input", help="Write each 28×28 input the model is given as a PNG into this folder.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Classify pictures: dark ink on light paper or light on dark, any size, framed as MNIST frames its digits."""
-    import numpy as np
-
+    """Read pictures: every digit of a number left to right (photos, uneven light, any size), or one item."""
     from mnist_classifier.images import SUFFIXES, image_paths
     from mnist_classifier.predict import Classifier
 
     enable_compilation_cache()
-    classifier = Classifier.load(model, dataset, normalize, runtime)
+    classifier = Classifier.load(model, dataset, normalize, runtime, reject_below=reject_below)
     records: list[dict] = []
-    prepared = []
+    readings = []
     for path in images:
         files = image_paths(path)
         if not files:
             records.append({"file": str(path), "error": f"{path}: no {', '.join(SUFFIXES)} files in this folder"})
         for file in files:
             try:
-                prepared.append((len(records), classifier.prepare(file, str(file))))
+                readings.append((len(records), classifier.read(file, str(file))))
                 records.append({"file": str(file)})
             except MnistClassifierError as exc:
                 records.append({"file": str(file), "error": str(exc)})
-    if prepared:
-        slots, digits = zip(*prepared)
-        for slot, answer in zip(slots, classifier.classify(np.stack(digits), [records[i]["file"] for i in slots], top_k)):
+    if readings:
+        slots, found = zip(*readings)
+        answers = classifier.answer(found, [records[i]["file"] for i in slots], top_k)
+        for slot, answer in zip(slots, answers):
             records[slot] = answer.to_dict()
+        if show_input is not None:
+            _write_inputs(answers, show_input)
     failed = [record["error"] for record in records if "error" in record]
     for message in failed:
         err.print(f"error: {message}", markup=False)
@@ -464,10 +478,37 @@ def predict(
         out.print_json(json.dumps(records))
     else:
         for record in (r for r in records if "error" not in r):  # one line per file: easy to grep
-            top = ", ".join(f"{t['name']} {t['probability']:.3f}" for t in record["top"])
-            out.print(f"{escape(record['file'])}: [bold]{escape(record['name'])}[/] ({record['probability']:.4f})  top {top_k}: {escape(top)}")
+            out.print(_answer_line(record, top_k))
     if failed:
         raise typer.Exit(1)
+
+
+def _answer_line(record: dict, top_k: int) -> str:
+    """``photo.jpg: 2026 (0.97)``, with the top k for one digit, or why the picture was rejected."""
+    name = escape(record["file"])
+    if record["rejected"]:
+        return f"{name}: [bold]not read[/]: {escape(record['reason'])}"
+    line = f"{name}: [bold]{escape(record['name'])}[/] ({record['probability']:.4f})"
+    if record["top"]:
+        top = ", ".join(f"{t['name']} {t['probability']:.3f}" for t in record["top"])
+        line += f"  top {top_k}: {escape(top)}"
+    return line
+
+
+def _write_inputs(answers, folder: Path) -> None:
+    """Each digit's 28×28 input as ``<picture>-<n>.png`` in ``folder`` (created if missing)."""
+    from PIL import Image
+
+    from mnist_classifier.files import atomic_path
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--show-input {folder}: cannot create the folder ({exc.strerror or exc})") from None
+    for answer in answers:
+        for index, digit in enumerate(answer.digits, 1):
+            with atomic_path(folder / f"{Path(answer.source).stem}-{index}.png", ".png") as temp:
+                Image.fromarray(digit.image).save(temp, "PNG")
 
 
 @app.command()
@@ -478,13 +519,14 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
     runtime: RuntimeOpt = None,
+    reject_below: RejectOpt = None,
 ) -> None:
     """Serve the model over HTTP: POST /predict, /predict/batch; GET /model, /health, /docs; a drawing page at /."""
     from mnist_classifier.predict import Classifier
     from mnist_classifier.serve import serve as run_service
 
     enable_compilation_cache()
-    classifier = Classifier.load(model, runtime=runtime)
+    classifier = Classifier.load(model, runtime=runtime, reject_below=reject_below)
     err.print(f"serving {model} on http://{host}:{port}/ (drawing page), API docs at /docs; Ctrl-C stops")
     run_service(classifier, host, port)
 

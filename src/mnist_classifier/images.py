@@ -12,33 +12,72 @@ from __future__ import annotations
 import io
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_classifier.errors import ImageError
 from mnist_classifier.formats import IMAGE_SIZE
 
-FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "BMP": "BMP", "GIF": "GIF", "WEBP": "WebP"}
+# Phones write JPEGs with a second, smaller picture inside; Pillow opens those as MPO.
+FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "GIF": "GIF", "WEBP": "WebP"}
 SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MAX_FILE_BYTES = 20 * 2**20
 MAX_PIXELS = 40_000_000
 DIGIT_BOX = 20  # MNIST: the ink's longer side, in pixels
 INK_FLOOR = 0.15  # after stretching the ink to 0-255, fainter pixels are background
 MIN_INK_CONTRAST = 24  # grey levels between paper and the darkest ink, at least
+WORKING_SIDE = 2048  # a JPEG is decoded at the smallest scale whose longer side keeps at least this
 
 
-def read_image(source: str | Path | bytes, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
-    """A PNG, JPEG, BMP, GIF or WebP file (or its bytes) as uint8 greyscale, H×W.
+@dataclass(frozen=True)
+class Picture:
+    """A picture as greyscale, upright, at its working resolution.
 
-    Transparent pixels are composited onto white paper. Files over ``MAX_FILE_BYTES``,
-    images over ``MAX_PIXELS`` pixels (decompression bombs), other formats and
-    undecodable data raise ImageError naming ``name`` (default: the path).
-    ``max_pixels`` lowers the pixel limit (a service may want less).
+    ``scale`` is the original picture's pixels per working pixel (1 unless a large
+    JPEG was decoded at a reduced scale); ``size`` is the upright original's
+    (width, height).
+    """
+
+    grey: np.ndarray
+    scale: float
+    size: tuple[int, int]
+
+
+def read_picture(
+    source: str | Path | bytes, name: str | None = None, max_pixels: int | None = None, working_side: int | None = WORKING_SIDE
+) -> Picture:
+    """A picture file (or its bytes) as a :class:`Picture`: upright as its EXIF orientation says, greyscale.
+
+    A JPEG larger than ``working_side`` is decoded at a reduced scale by the JPEG
+    decoder itself (its longer side kept at least ``working_side``; ``None``:
+    full size). Errors are as for :func:`read_image`.
     """
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     data = source if isinstance(source, bytes) else _read_file(Path(source), label)
+    image, (width, height) = _decode(data, label, max_pixels, working_side)
+    upright = ImageOps.exif_transpose(image)
+    if upright.size != image.size:  # turned a quarter: the original's sides swap too
+        width, height = height, width
+    return Picture(_to_grey(upright), width / upright.size[0], (width, height))
+
+
+def read_image(source: str | Path | bytes, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
+    """A PNG, JPEG, BMP, GIF or WebP file (or its bytes) as uint8 greyscale, H×W, upright.
+
+    The EXIF orientation a camera records is applied; transparent pixels are
+    composited onto white paper. Files over ``MAX_FILE_BYTES``, images over
+    ``MAX_PIXELS`` pixels (decompression bombs), other formats and undecodable
+    data raise ImageError naming ``name`` (default: the path). ``max_pixels``
+    lowers the pixel limit (a service may want less).
+    """
+    return read_picture(source, name, max_pixels, working_side=None).grey
+
+
+def _decode(data: bytes, label: str, max_pixels: int | None, working_side: int | None) -> tuple[Image.Image, tuple[int, int]]:
+    """The decoded first frame of an image file's bytes and its full (width, height), checked before any pixel is decoded."""
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(f"{label}: {len(data):,} bytes is over the {MAX_FILE_BYTES:,}-byte limit")
     with warnings.catch_warnings():
@@ -46,7 +85,11 @@ def read_image(source: str | Path | bytes, name: str | None = None, max_pixels: 
         try:
             image = Image.open(io.BytesIO(data))
             _check_header(image, label, min(max_pixels or MAX_PIXELS, MAX_PIXELS))
-            image.seek(0)  # an animated GIF or WebP: its first frame
+            image.seek(0)  # an animated GIF or WebP, or a phone's MPO: its first frame
+            full_size = image.size
+            if working_side and image.format in ("JPEG", "MPO") and max(image.size) > 2 * working_side:
+                factor = max(image.size) // working_side
+                image.draft(image.mode, (image.size[0] // factor, image.size[1] // factor))
             image.load()
         except ImageError:
             raise
@@ -58,7 +101,7 @@ def read_image(source: str | Path | bytes, name: str | None = None, max_pixels: 
             raise ImageError(f"{label}: {count} is over the {MAX_PIXELS:,}-pixel limit (decompression bomb?)") from None
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"{label}: cannot decode the image, truncated or corrupt ({exc})") from None
-    return _to_grey(image)
+    return image, full_size
 
 
 def _read_file(path: Path, label: str) -> bytes:
@@ -89,7 +132,7 @@ def _check_header(image: Image.Image, label: str, max_pixels: int) -> None:
 
 def _accepted() -> str:
     """The accepted formats, in words."""
-    names = list(FORMATS.values())
+    names = list(dict.fromkeys(FORMATS.values()))
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
@@ -123,7 +166,12 @@ def ink(grey: np.ndarray, label: str = "image") -> np.ndarray:
 
 def to_digit(grey: np.ndarray, label: str = "image") -> np.ndarray:
     """An MNIST-style 28×28 uint8 digit: ink box scaled to 20 px, centre of mass at the centre."""
-    patch = _scaled_box(ink(grey, label), DIGIT_BOX)
+    return frame_digit(ink(grey, label))
+
+
+def frame_digit(ink_level: np.ndarray) -> np.ndarray:
+    """Ink levels (0 paper to 255) framed as MNIST frames a digit: box scaled to 20 px, centre of mass at the centre."""
+    patch = _scaled_box(np.asarray(ink_level, np.float32), DIGIT_BOX)
     rows, cols = np.indices(patch.shape)
     total = patch.sum()
     centre = np.array([(rows * patch).sum() / total, (cols * patch).sum() / total])

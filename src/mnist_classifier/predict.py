@@ -1,7 +1,13 @@
-"""Classify people's images with a saved model: the model's own preprocessing, top-k answers."""
+"""Classify people's pictures with a saved model: find the digits, frame them, top-k answers.
+
+A digit model reads every digit of a picture, left to right, into a ``number``;
+a picture that shows nothing it recognises as digits is ``rejected`` with a
+``reason``. Other models (Fashion-MNIST) answer one item per picture.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -13,13 +19,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mnist_classifier.bundled import model_path
+from mnist_classifier.calibration import calibrated, digit_score
 from mnist_classifier.data import DATASETS
-from mnist_classifier.errors import ConfigError, ModelFileError
+from mnist_classifier.errors import ConfigError, ImageError, ModelFileError
 from mnist_classifier.formats import IMAGE_SIZE
-from mnist_classifier.images import read_image, to_digit, to_item
+from mnist_classifier.images import Picture, read_picture, to_item
 from mnist_classifier.model_info import ModelInfo, check_archive, read_model_info
 from mnist_classifier.onnx_runtime import RUNTIMES, OnnxNetwork, cached_export_path
 from mnist_classifier.preprocessing import Normalization, preprocess
+from mnist_classifier.reading import Mark, Reading, read_digits
 
 if TYPE_CHECKING:  # Keras is imported only for models that run on it: onnxruntime starts without it
     import keras
@@ -28,26 +36,68 @@ ImageSource = str | os.PathLike | bytes | np.ndarray
 
 
 @dataclass(frozen=True)
-class Prediction:
-    """One image's answer: the most likely class, its probability, and the top k."""
+class Digit:
+    """One digit of a picture: the most likely class, its probability, the top k, and where it is."""
 
-    source: str
     label: int
     name: str
     probability: float
     top: tuple[tuple[str, float], ...]
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the original picture's pixels
+    image: np.ndarray  # the 28×28 input the model was given
+    rejected: bool = False  # its digit score is under the threshold
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record (without the input image)."""
+        return {
+            "label": self.label,
+            "name": self.name,
+            "probability": self.probability,
+            "top": [{"name": name, "probability": p} for name, p in self.top],
+            "box": list(self.box),
+        }
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One picture's answer.
+
+    For a picture of one digit (or item), ``label``, ``name``, ``probability``,
+    ``top`` and ``probabilities`` describe it. For a number, ``name`` is the
+    number, ``probability`` the chance that every digit is right (the product of
+    theirs) and ``label`` None; each digit is in ``digits``, left to right.
+    ``number`` is the digits read ("" when none; None for models of other
+    things than digits). ``rejected`` says the picture shows nothing the model
+    recognises, ``reason`` why.
+    """
+
+    source: str
+    label: int | None
+    name: str
+    probability: float
+    top: tuple[tuple[str, float], ...]
     probabilities: tuple[float, ...]
+    number: str | None = None
+    rejected: bool = False
+    reason: str | None = None
+    digits: tuple[Digit, ...] = ()
 
     def to_dict(self) -> dict:
         """A JSON-ready record."""
-        return {
+        record = {
             "file": self.source,
             "label": self.label,
             "name": self.name,
             "probability": self.probability,
             "top": [{"name": name, "probability": p} for name, p in self.top],
             "probabilities": list(self.probabilities),
+            "rejected": self.rejected,
+            "reason": self.reason,
         }
+        if self.number is not None:
+            record["number"] = self.number
+            record["digits"] = [digit.to_dict() for digit in self.digits]
+        return record
 
 
 class Classifier:
@@ -57,12 +107,15 @@ class Classifier:
     ``name`` is the model's file name or bundled name.
     """
 
-    def __init__(self, network: keras.Model | OnnxNetwork, info: ModelInfo, name: str = "model") -> None:
+    def __init__(
+        self, network: keras.Model | OnnxNetwork, info: ModelInfo, name: str = "model", reject_below: float | None = None
+    ) -> None:
         self.network = network
         self.info = info
         self.name = name
         self.runtime = "onnx" if isinstance(network, OnnxNetwork) else "keras"
-        self.frame = to_digit if info.dataset == "mnist" else to_item
+        self.reads_digits = info.dataset == "mnist"
+        self.reject_below = info.reject_below if reject_below is None else reject_below
         self._lock = threading.Lock()
 
     @classmethod
@@ -72,11 +125,14 @@ class Classifier:
         dataset: str | None = None,
         normalize: str | None = None,
         runtime: str | None = None,
+        reject_below: float | None = None,
     ) -> Classifier:
         """Load a ``.keras`` or ``.onnx`` file or a bundled model (by name) on ``runtime`` (keras or onnx).
 
         ``dataset`` and ``normalize`` describe a model we did not write. A ``.keras``
         model asked to run on onnx is exported once, checked, and kept in the cache.
+        ``reject_below`` replaces the model's own rejection threshold (see
+        :func:`~mnist_classifier.calibration.digit_score`).
         """
         network, shape, info = open_model(model, dataset, runtime)
         if info is None:
@@ -85,18 +141,45 @@ class Classifier:
             name = dataset or "mnist"
             info = ModelInfo(name, DATASETS[name].classes, Normalization(normalize or "scale"), shape)
         elif normalize is not None:
-            info = ModelInfo(info.dataset, info.classes, Normalization(normalize), shape, metrics=info.metrics)
-        return cls(network, info, Path(model).name)
+            info = dataclasses.replace(info, normalization=Normalization(normalize), input_shape=shape)
+        return cls(network, info, Path(model).name, reject_below)
+
+    def read(self, source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> Reading:
+        """What the model is to be shown of one picture: its digits (or its one item) as 28×28 inputs.
+
+        A 28×28 array is taken as an input already framed; other arrays are
+        greyscale pictures. Raises ImageError for a file that cannot be read.
+        """
+        label = name or _describe(source, 0)
+        if isinstance(source, np.ndarray):
+            if source.ndim != 2:
+                raise ConfigError(f"{label}: array of shape {source.shape}, expected a 2-D greyscale image")
+            pixels = _as_pixels(source, label)
+            if pixels.shape == (IMAGE_SIZE, IMAGE_SIZE):
+                return Reading((Mark(pixels, (0, 0, IMAGE_SIZE, IMAGE_SIZE)),))
+            picture = Picture(pixels, 1.0, (pixels.shape[1], pixels.shape[0]))
+        else:
+            picture = read_picture(source, label, max_pixels)
+        if self.reads_digits:
+            return read_digits(picture)
+        return Reading((Mark(to_item(picture.grey, label), (0, 0, *picture.size)),))
 
     def prepare(self, source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
-        """One image in the data set's 28×28 uint8 form; a 28×28 array is taken as already in it."""
-        label = name or _describe(source, 0)
-        if not isinstance(source, np.ndarray):
-            return self.frame(read_image(source, label, max_pixels), label)
-        if source.ndim != 2:
-            raise ConfigError(f"{label}: array of shape {source.shape}, expected a 2-D greyscale image")
-        pixels = _as_pixels(source, label)
-        return pixels if pixels.shape == (28, 28) else self.frame(pixels, label)
+        """One picture's first digit (or item) as the model's 28×28 uint8 input; ImageError when it has none."""
+        reading = self.read(source, name, max_pixels)
+        if not reading.marks:
+            raise ImageError(f"{name or _describe(source, 0)}: {reading.reason}")
+        return reading.marks[0].image
+
+    def answer(self, readings: Sequence[Reading], sources: Sequence[str], top_k: int = 3) -> list[Prediction]:
+        """Each picture's answer from its reading: one call of the model for all their digits."""
+        images = [mark.image for reading in readings for mark in reading.marks]
+        rows = iter(self.calibrated(np.stack(images)) if images else ())
+        return [self._answer(source, reading, [next(rows) for _ in reading.marks], top_k) for source, reading in zip(sources, readings)]
+
+    def calibrated(self, images: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities of N×28×28 uint8 images (the model's, scaled by its temperature)."""
+        return calibrated(self.probabilities(images), self.info.temperature)
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities of N×28×28 uint8 images."""
@@ -107,16 +190,42 @@ class Classifier:
             return np.asarray(self.network.predict_on_batch(inputs))
 
     def classify(self, images: np.ndarray, sources: Sequence[str], top_k: int = 3) -> list[Prediction]:
-        """Predictions for prepared 28×28 images, named by ``sources``."""
+        """Predictions for 28×28 images already framed, one digit (or item) each, named by ``sources``."""
+        readings = [Reading((Mark(image, (0, 0, IMAGE_SIZE, IMAGE_SIZE)),)) for image in images]
+        return self.answer(readings, sources, top_k)
+
+    def _answer(self, source: str, reading: Reading, rows: list[np.ndarray], top_k: int) -> Prediction:
+        """One picture's Prediction from its marks and their calibrated probabilities."""
         if top_k < 1:
             raise ConfigError(f"top_k={top_k}: expected at least 1")
         classes = self.info.classes
-        results = []
-        for source, row in zip(sources, self.probabilities(images)):
-            order = np.argsort(row)[::-1][: min(top_k, len(classes))]
-            top = tuple((classes[i], float(row[i])) for i in order)
-            results.append(Prediction(source, int(order[0]), classes[order[0]], float(row[order[0]]), top, tuple(map(float, row))))
-        return results
+        digits = tuple(self._digit(mark, row, top_k) for mark, row in zip(reading.marks, rows))
+        number = "".join(digit.name for digit in digits) if self.reads_digits else None
+        if not digits:
+            return Prediction(source, None, "", 0.0, (), (), "" if self.reads_digits else None, True, reading.reason)
+        rejected = [i for i, digit in enumerate(digits) if digit.rejected]
+        reason = None
+        if rejected:
+            which = "the picture" if len(digits) == 1 else f"mark {rejected[0] + 1} of {len(digits)}"
+            kind = "a digit" if self.reads_digits else f"a {self.info.dataset} item"
+            reason = f"{which} does not look like {kind} (score {digits[rejected[0]].probability:.2f} < {self.reject_below:.2f})"
+        if len(digits) == 1:
+            (digit,), row = digits, rows[0]
+            return Prediction(
+                source, digit.label, digit.name, digit.probability, digit.top, tuple(map(float, row)),
+                number, bool(rejected), reason, digits,
+            )  # fmt: skip
+        probability = float(np.prod([digit.probability for digit in digits]))
+        return Prediction(source, None, number or "", probability, (), (), number, bool(rejected), reason, digits)
+
+    def _digit(self, mark: Mark, row: np.ndarray, top_k: int) -> Digit:
+        """One mark's answer; rejected when its digit score is under the threshold."""
+        classes = self.info.classes
+        order = np.argsort(row)[::-1][: min(top_k, len(classes))]
+        top = tuple((classes[i], float(row[i])) for i in order)
+        score = float(digit_score(row[None])[0])
+        rejected = self.reject_below is not None and score < self.reject_below
+        return Digit(int(order[0]), classes[order[0]], float(row[order[0]]), top, mark.box, mark.image, rejected)
 
 
 def open_model(
@@ -198,20 +307,22 @@ def _as_pixels(array: np.ndarray, name: str) -> np.ndarray:
 def predict_images(
     model: str | os.PathLike | Classifier, images: Iterable[ImageSource], *, top_k: int = 3
 ) -> list[Prediction]:
-    """Classify image files, their bytes, or greyscale arrays with a saved model.
+    """Read the digits (or the item) in image files, their bytes, or greyscale arrays with a saved model.
 
-    Each image goes through the MNIST recipe (dark ink on light paper is inverted,
-    cropped, scaled and centred) and then the model's own normalization; a 28×28
-    array is taken as an already-prepared image. Raises ImageError naming the first
-    image that cannot be read.
+    A digit model finds every digit of a picture (paper lit unevenly, photos,
+    whole numbers) and frames each as MNIST frames its digits; a 28×28 array is
+    taken as one digit already framed. Raises ImageError naming the first image
+    that cannot be read.
+
+    Example:
+        >>> [answer] = predict_images("mnist-cnn", ["number.jpg"])
+        >>> answer.number, [digit.box for digit in answer.digits]
     """
     classifier = model if isinstance(model, Classifier) else Classifier.load(model)
     images = list(images)
-    if not images:
-        return []
     names = [_describe(image, i) for i, image in enumerate(images)]
-    prepared = np.stack([classifier.prepare(image, name) for image, name in zip(images, names)])
-    return classifier.classify(prepared, names, top_k)
+    readings = [classifier.read(image, name) for image, name in zip(images, names)]
+    return classifier.answer(readings, names, top_k)
 
 
 def _describe(image: ImageSource, index: int) -> str:

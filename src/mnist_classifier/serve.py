@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -82,18 +83,21 @@ def create_app(classifier: Classifier, limits: Limits = Limits()) -> FastAPI:
             "keras_version": metadata.version("keras"),
             "backend": os.environ["KERAS_BACKEND"] if classifier.runtime == "keras" else "onnxruntime",
             "runtime": classifier.runtime,
+            "reads_numbers": classifier.reads_digits,
+            "temperature": info.temperature,
+            "reject_below": classifier.reject_below,
             "limits": {"upload_bytes": limits.upload_bytes, "pixels": limits.pixels, "batch": limits.batch},
         }
 
-    @app.post("/predict", summary="Classify one image", openapi_extra=_request_doc(batch=False))
-    async def predict(request: Request) -> dict[str, Any]:
+    @app.post("/predict", summary="Read one picture: its number, digit by digit", openapi_extra=_request_doc(batch=False))
+    async def predict(request: Request, inputs: bool = False) -> dict[str, Any]:
         ((name, image),) = await _images(request, limits, batch=False)
-        return (await run_in_threadpool(_answer, classifier, [name], [image], limits))[0]
+        return (await run_in_threadpool(_answer, classifier, [name], [image], limits, inputs))[0]
 
-    @app.post("/predict/batch", summary="Classify several images", openapi_extra=_request_doc(batch=True))
-    async def predict_batch(request: Request) -> dict[str, Any]:
+    @app.post("/predict/batch", summary="Read several pictures", openapi_extra=_request_doc(batch=True))
+    async def predict_batch(request: Request, inputs: bool = False) -> dict[str, Any]:
         names, images = zip(*await _images(request, limits, batch=True))
-        return {"predictions": await run_in_threadpool(_answer, classifier, names, images, limits)}
+        return {"predictions": await run_in_threadpool(_answer, classifier, names, images, limits, inputs)}
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -198,13 +202,28 @@ def _json_image(item: Any, name: str) -> tuple[str, Any]:
     raise RequestError(422, f'{name}: expected {{"pixels": 28×28 numbers}} or {{"image": "<base64 PNG>"}}')
 
 
-def _answer(classifier: Classifier, names, images, limits: Limits) -> list[dict[str, Any]]:
-    """Predictions for the request's images; a bad image is a 422 naming it."""
+def _answer(classifier: Classifier, names, images, limits: Limits, inputs: bool = False) -> list[dict[str, Any]]:
+    """Answers for the request's pictures (with each digit's 28×28 input as a PNG data URL if ``inputs``); a bad image is a 422 naming it."""
     try:
-        prepared = np.stack([classifier.prepare(image, name, limits.pixels) for name, image in zip(names, images)])
+        readings = [classifier.read(image, name, limits.pixels) for name, image in zip(names, images)]
     except MnistClassifierError as exc:
         raise RequestError(422, str(exc)) from None
-    return [p.to_dict() for p in classifier.classify(prepared, list(names), top_k=len(classifier.info.classes))]
+    answers = classifier.answer(readings, list(names), top_k=len(classifier.info.classes))
+    records = [answer.to_dict() for answer in answers]
+    if inputs:
+        for answer, record in zip(answers, records):
+            for digit, entry in zip(answer.digits, record.get("digits", [])):
+                entry["input"] = _png_data_url(digit.image)
+    return records
+
+
+def _png_data_url(pixels: np.ndarray) -> str:
+    """A greyscale image as a ``data:image/png;base64,...`` URL."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def _add_error_handlers(app: FastAPI) -> None:
