@@ -39,6 +39,8 @@ class DataConfig:
     validation_size: int = 5000
     train_limit: int | None = None  # use only the first N training images (quick runs)
     test_limit: int | None = None
+    # non-digit pictures (mnist only) added to the training images with uniform targets (outlier exposure)
+    outliers: int = 0
 
     def __post_init__(self) -> None:
         from mnist_classifier.data import DATASETS
@@ -50,6 +52,10 @@ class DataConfig:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 _check_positive(f"data.{name}", getattr(self, name))
+        if self.outliers < 0:
+            raise ConfigError(f"data.outliers={self.outliers}: expected >= 0")
+        if self.outliers and self.dataset != "mnist":
+            raise ConfigError(f"data.outliers={self.outliers} on {self.dataset}: non-digit pictures are outliers of mnist only")
         limit = self.train_limit
         if self.validation == "holdout" and limit is not None and self.validation_size >= limit:
             raise ConfigError(
@@ -77,10 +83,14 @@ class ModelConfig:
     kernel_size: int = 3
     batch_norm: bool = True
     conv_keep_prob: float = 1.0  # dropout after each conv block
-    augment: bool = False  # random shifts, rotations and zoom, active in training only
+    augment: bool = False  # the random image changes below, active in training only (0 turns one off)
     shift: float = 0.1  # fraction of the image size
     rotation: float = 10.0  # degrees
     zoom: float = 0.1  # fraction
+    pen_width: float = 0.0  # share of a 3×3 dilation (erosion: half as far), up to 1
+    elastic: float = 0.0  # elastic distortion: displacement's standard deviation, pixels
+    blur: float = 0.0  # largest Gaussian blur sigma, pixels (half the images)
+    contrast: float = 0.0  # contrast change, fraction
     precision: str = "float32"  # or mixed_bfloat16 (faster where the hardware multiplies bfloat16)
 
     def __post_init__(self) -> None:
@@ -89,7 +99,8 @@ class ModelConfig:
         check_layers(self.layers, self.activations, self.lambtha, self.keep_prob)
         check_keep_prob("model.input_keep_prob", self.input_keep_prob)
         check_conv_blocks(self.filters, self.convs_per_block, self.kernel_size, self.conv_keep_prob)
-        for name, top in (("shift", 0.5), ("rotation", 180.0), ("zoom", 0.9)):
+        limits = (("shift", 0.5), ("rotation", 180.0), ("zoom", 0.9), ("pen_width", 1.0), ("elastic", 5.0), ("blur", 3.0), ("contrast", 0.9))
+        for name, top in limits:
             if not 0 <= getattr(self, name) <= top:
                 raise ConfigError(f"model.{name}={getattr(self, name)}: expected 0 <= {name} <= {top}")
 
@@ -131,6 +142,10 @@ class TrainingConfig:
     engine: str = "auto"
     # none, or data-parallel: each batch split over all local devices (GPUs, or the CPU's cores)
     distribute: str = "none"
+    # start from this model's weights (a bundled model's name or a .keras file) instead of random ones
+    init_from: str | None = None
+    # share of the validation digits the "not a digit" threshold may reject
+    reject_share: float = 0.005
 
     def __post_init__(self) -> None:
         _check_positive("training.batch_size", self.batch_size)
@@ -146,6 +161,10 @@ class TrainingConfig:
             raise ConfigError(f"training.label_smoothing={self.label_smoothing}: expected 0 <= value < 1")
         if self.seed < 0:
             raise ConfigError(f"training.seed={self.seed}: expected >= 0")
+        if self.init_from is not None and not self.init_from.strip():
+            raise ConfigError("training.init_from='': expected a bundled model's name or a .keras file")
+        if not 0 <= self.reject_share < 0.5:
+            raise ConfigError(f"training.reject_share={self.reject_share}: expected 0 <= value < 0.5")
 
 
 # The notebook's hand-chosen knobs; model.layers can join as choices of whole lists.

@@ -6,22 +6,13 @@ import contextlib
 import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import keras
 
+from mnist_classifier.augmentation import RANDOM_LAYERS, Augmentation, augment
 from mnist_classifier.config import ModelConfig, check_conv_blocks, check_keep_prob, check_layers
 from mnist_classifier.formats import IMAGE_SIZE
 from mnist_classifier.errors import ConfigError
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """Random shifts (fraction of the size), rotations (degrees) and zoom (fraction)."""
-
-    shift: float = 0.1
-    rotation: float = 10.0
-    zoom: float = 0.1
 
 
 _RANDOM_DRAWS = ("uniform", "normal", "truncated_normal")
@@ -120,7 +111,8 @@ def build_cnn(
     (``kernel_size``, same padding, batch normalization, ReLU) closed by 2×2
     max-pooling and ``Dropout(1 - conv_keep_prob)``. The head is the notebook's MLP
     (``layers``, ``activations``, L2 ``lambtha``, ``keep_prob``). ``augmentation``
-    puts Keras's random translation, rotation and zoom layers first: they act
+    puts random image layers first (:mod:`mnist_classifier.augmentation`: pen width,
+    elastic distortion, rotation, zoom, translation, blur, contrast): they act
     during training only, and are the identity at inference.
 
     Returns:
@@ -132,7 +124,7 @@ def build_cnn(
     check_layers(layers, activations, lambtha, keep_prob)
     check_conv_blocks(filters, convs_per_block, kernel_size, conv_keep_prob)
     inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
-    x = inputs if augmentation is None else _augment(inputs, augmentation)
+    x = inputs if augmentation is None else augment(inputs, augmentation)
     regularizer = keras.regularizers.L2(lambtha)
     for block, width in enumerate(filters):
         for conv in range(convs_per_block):
@@ -154,14 +146,14 @@ def build_cnn(
 def allow_jit(model: keras.Model) -> keras.Model:
     """Let JAX compile a model holding Keras's random image layers.
 
-    Keras marks RandomRotation, RandomZoom and RandomTranslation as not
-    jit-compatible (true of TensorFlow's XLA), and then runs the whole JAX model
+    Keras marks RandomRotation, RandomZoom, RandomTranslation and its other random
+    image layers as not jit-compatible (true of TensorFlow's XLA), and then runs the whole JAX model
     op by op: 2-3x slower. Under JAX they trace and compile correctly, so there the
     flag is lifted, and the model set back to jit compilation.
     """
     if keras.backend.backend() != "jax":
         return model
-    random_layers = [layer for layer in model.layers if isinstance(layer, _RANDOM_IMAGE_LAYERS)]
+    random_layers = [layer for layer in model.layers if isinstance(layer, RANDOM_LAYERS)]
     for layer in random_layers:
         layer.supports_jit = True
     if random_layers:  # also a model loaded without compiling: else predict runs op by op (19 ms, not 1.4)
@@ -205,7 +197,11 @@ def as_float32(model: keras.Model) -> keras.Model:
 def _build(config: ModelConfig) -> keras.Model:
     """The network a model config describes, under the dtype policy in force."""
     if config.architecture == "cnn":
-        augmentation = Augmentation(config.shift, config.rotation, config.zoom) if config.augment else None
+        augmentation = None
+        if config.augment:
+            augmentation = Augmentation(
+                config.shift, config.rotation, config.zoom, config.pen_width, config.elastic, config.blur, config.contrast
+            )
         return build_cnn(
             config.layers, config.activations, config.lambtha, config.keep_prob,
             filters=config.filters, convs_per_block=config.convs_per_block,
@@ -249,16 +245,24 @@ def _dropout(x, keep_prob: float | None, name: str):
     return keras.layers.Dropout(1 - keep_prob, name=name)(x)
 
 
-_RANDOM_IMAGE_LAYERS = (keras.layers.RandomRotation, keras.layers.RandomZoom, keras.layers.RandomTranslation)
+def copy_weights(source: keras.Model, target: keras.Model, what: str = "source model") -> None:
+    """Give every layer of ``target`` that has weights those of ``source``'s layer of the same name.
 
-
-def _augment(x, augmentation: Augmentation):
-    """Keras's random image layers; each is the identity outside training."""
-    if augmentation.rotation:
-        x = keras.layers.RandomRotation(augmentation.rotation / 360, fill_mode="constant", name="random_rotation")(x)
-    if augmentation.zoom:
-        x = keras.layers.RandomZoom(augmentation.zoom, fill_mode="constant", name="random_zoom")(x)
-    if augmentation.shift:
-        shift = augmentation.shift
-        x = keras.layers.RandomTranslation(shift, shift, fill_mode="constant", name="random_translation")(x)
-    return x
+    Layers without weights (dropout, random augmentation) may differ between the two.
+    Raises ConfigError, naming ``what``, when a layer is missing from ``source`` or
+    its weights have other shapes: the two are not the same architecture.
+    """
+    for layer in target.layers:
+        if not layer.weights:
+            continue
+        try:
+            weights = source.get_layer(layer.name).get_weights()
+        except ValueError:
+            raise ConfigError(f"{what}: has no layer {layer.name!r}; expected a model of the same architecture") from None
+        shapes = [w.shape for w in weights]
+        if shapes != [tuple(w.shape) for w in layer.weights]:
+            raise ConfigError(
+                f"{what}: layer {layer.name!r} has weights of shapes {shapes}, expected "
+                f"{[tuple(w.shape) for w in layer.weights]} (another architecture)"
+            )
+        layer.set_weights(weights)

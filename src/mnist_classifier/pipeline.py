@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import math
@@ -16,15 +17,18 @@ import keras
 import numpy as np
 
 from mnist_classifier import __version__
+from mnist_classifier.bundled import BUNDLES, model_path
+from mnist_classifier.calibration import Calibration, calibrate
 from mnist_classifier.config import Config, DataConfig, write_config
 from mnist_classifier.presets import resolve_config
 from mnist_classifier.data import Split, read_dataset
 from mnist_classifier.distribute import device_count, distributed, host_batch, host_share, on_this_host
 from mnist_classifier.download import Progress
-from mnist_classifier.errors import TrainingError
+from mnist_classifier.errors import ConfigError, ModelFileError, TrainingError
 from mnist_classifier.evaluation import Evaluation, evaluate
-from mnist_classifier.model_info import ModelInfo
-from mnist_classifier.models import build_from_config
+from mnist_classifier.model_info import ModelInfo, read_model_info
+from mnist_classifier.models import build_from_config, copy_weights
+from mnist_classifier.outliers import non_digits
 from mnist_classifier.persistence import load_model, save_model
 from mnist_classifier.predict import open_model
 from mnist_classifier.preprocessing import (
@@ -56,10 +60,24 @@ class PreparedData:
     train: Split
     validation: Split | None
     test: Split
+    outliers: np.ndarray | None = None  # non-digit uint8 images, trained towards the uniform distribution
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
         """Model inputs for uint8 images."""
         return preprocess(images, self.normalization, self.input_shape)
+
+    def training_set(self) -> tuple[np.ndarray, np.ndarray]:
+        """The training images (outliers after the labelled ones) and their target rows.
+
+        A labelled image's target is its one-hot row; an outlier's is the uniform
+        distribution over the classes (outlier exposure).
+        """
+        images, labels = self.train
+        targets = one_hot(labels, len(self.classes))
+        if self.outliers is None or not len(self.outliers):
+            return images, targets
+        uniform = np.full((len(self.outliers), len(self.classes)), 1 / len(self.classes), np.float32)
+        return np.concatenate([images, self.outliers]), np.concatenate([targets, uniform])
 
 
 @dataclass(frozen=True)
@@ -84,9 +102,11 @@ def prepare_data(
         (x_train, y_train), held_out = validation_split(x_train, y_train, config.validation_size)
     norm = Normalization.fit(config.normalize, x_train)  # statistics of the training part only
     validation = (x_test, y_test) if config.validation == "test" else held_out
+    outliers = non_digits(config.outliers) if config.outliers else None
     return PreparedData(
-        dataset.source, dataset.classes, norm, tuple(input_shape), (x_train, y_train), validation, (x_test, y_test)
-    )
+        dataset.source, dataset.classes, norm, tuple(input_shape), (x_train, y_train), validation, (x_test, y_test),
+        outliers,
+    )  # fmt: skip
 
 
 def train_run(
@@ -96,14 +116,21 @@ def train_run(
     on_start: Callable[[Path, PreparedData, Config], None] | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Train from scratch as ``config`` says, recording everything in a new run directory."""
+    """Train as ``config`` says, recording everything in a new run directory.
+
+    Training starts from random weights, or from those of ``training.init_from``
+    (a bundled model's name or a ``.keras`` file of the same architecture).
+    """
     started = time.perf_counter()
     check_output_dir(out)
+    base = initial_model(config)
     with distributed(config.training, config.model.precision):
         keras.utils.set_random_seed(config.training.seed)
         network = build_from_config(config.model)
+        if base is not None:
+            copy_weights(load_model(base, compile=False), network, f"training.init_from={config.training.init_from!r}")
         data = prepare_data(config.data, network.input_shape[1:], progress)
-        compile_network(config, network, len(data.train[1]))
+        compile_network(config, network, len(data.training_set()[1]))
         run_dir = new_run_dir(out, config)
         write_config(config, run_dir / "config.toml")
         if on_start:
@@ -174,9 +201,9 @@ def fit(
     if data.validation is not None:
         images, labels = host_share(*data.validation)
         validation = (model_inputs(images), one_hot(labels, n_classes))
-    images, labels = host_share(*data.train)
+    images, targets = host_share(*data.training_set())
     train_model(
-        network, model_inputs(images), one_hot(labels, n_classes),
+        network, model_inputs(images), targets,
         host_batch(training.batch_size), training.epochs, validation_data=validation,
         early_stopping=training.early_stopping, patience=training.patience,
         save_best=training.save_best and checkpoint is not None, filepath=checkpoint, verbose=False,
@@ -212,8 +239,15 @@ def _fit_and_record(
         train_seconds = time.perf_counter() - recorder.started
         with on_this_host(network) as tester:
             evaluated = evaluate(tester, data.inputs(data.test[0]), data.test[1], data.classes)
+            calibration = calibrate_run(config, tester, data)
         metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
-        save_model(network, run_dir / "model.keras", _with_metrics(info, metrics))
+        metrics["calibration"] = calibration.to_dict()
+        if config.training.init_from is not None:
+            metrics["init_from"] = _describe_base(initial_model(config))
+        record = replace(
+            _with_metrics(info, metrics), temperature=calibration.temperature, reject_below=calibration.reject_below
+        )
+        save_model(network, run_dir / "model.keras", record)
         write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     except KeyboardInterrupt:
         recorder.write_status("interrupted")
@@ -300,3 +334,49 @@ def _with_metrics(info: ModelInfo, metrics: dict[str, Any]) -> ModelInfo:
     return replace(info, metrics={"test_loss": metrics["test_loss"], "test_accuracy": metrics["test_accuracy"]})
 
 
+def initial_model(config: Config) -> Path | None:
+    """The ``.keras`` file ``training.init_from`` names, or None to start from random weights.
+
+    Raises ConfigError for a name that is neither a file nor a bundled model.
+    """
+    name = config.training.init_from
+    if name is None:
+        return None
+    try:
+        path = model_path(name)
+    except ModelFileError:
+        path = Path(name)
+    if not path.is_file() or path.suffix != ".keras":
+        raise ConfigError(
+            f"training.init_from={name!r}: no such .keras file, and not a bundled model ({', '.join(BUNDLES)})"
+        )
+    info = read_model_info(path)
+    if info is not None and (info.dataset, info.normalization.mode) != (config.data.dataset, config.data.normalize):
+        raise ConfigError(
+            f"training.init_from={name!r}: a model of {info.dataset} with {info.normalization.mode} normalization; "
+            f"this run is {config.data.dataset} with {config.data.normalize}"
+        )
+    return path
+
+
+def calibrate_run(config: Config, network: keras.Model, data: PreparedData) -> Calibration:
+    """Temperature and "not a digit" threshold fitted on the held-out validation images, measured on the test images.
+
+    A run whose validation images are the test set, or that has none, keeps T=1
+    and no threshold (nothing may be fitted on the test set).
+    """
+    test = (_probabilities(network, data, data.test[0]), data.test[1])
+    if config.data.validation != "holdout" or data.validation is None:
+        return calibrate(None, test)
+    validation = (_probabilities(network, data, data.validation[0]), data.validation[1])
+    return calibrate(validation, test, config.training.reject_share)
+
+
+def _probabilities(network: keras.Model, data: PreparedData, images: np.ndarray) -> np.ndarray:
+    """The network's class probabilities for uint8 images."""
+    return np.asarray(network.predict(data.inputs(images), batch_size=1024, verbose=0), np.float64)
+
+
+def _describe_base(path: Path) -> dict[str, str]:
+    """Which file a fine-tuned run started from: path and content digest."""
+    return {"path": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
