@@ -4,13 +4,15 @@ Usage (from the project root; the data sets are found as for ``train``):
 
     .venv/bin/python scripts/make_models.py [--only NAME ...] [--out runs/models] [--from-run NAME=RUN_DIR ...]
 
-Each model is ``Bundle.command``: ``mnist-classifier train --preset P --dataset D``
-(the CNNs with ``--distribute data-parallel``: the same model, about twice as fast
-on a CPU),
-then :func:`mnist_classifier.bundled.bundle_run` copies the run's model without
-its optimizer state into ``src/mnist_classifier/weights/NAME/`` with its
-``metrics.json`` and a model card. ``--from-run`` bundles a finished run of the
-same preset instead of training again.
+Each model is made by ``Bundle.commands``: ``mnist-classifier train --preset P
+--dataset D`` (the CNNs with ``--distribute data-parallel``: the same model, about
+twice as fast on a CPU). A model that fine-tunes another (``Bundle.base``) takes two
+runs: the base preset from random weights, then its own preset starting from that
+run's model (``--set training.init_from=BASE_RUN/model.keras``).
+Then :func:`mnist_classifier.bundled.bundle_run` copies the last run's model, without
+its optimizer state or training-only layers, into
+``src/mnist_classifier/weights/NAME/`` with its ``metrics.json`` and a model card.
+``--from-run`` bundles a finished run of the bundle's preset instead of training again.
 """
 
 from __future__ import annotations
@@ -20,16 +22,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_classifier.bundled import BUNDLES, bundle_run
+from mnist_classifier.bundled import BASE_RUN, BUNDLES, bundle_run
 
 
 def train(name: str, out: Path) -> Path:
-    """Train one bundled model's preset with the CLI; returns its run directory."""
-    bundle = BUNDLES[name]
-    command = [Path(sys.executable).with_name("mnist-classifier"), *bundle.command.split()[1:], "--out", out]
-    before = set(out.glob("*")) if out.exists() else set()
-    subprocess.run([str(part) for part in command], check=True)
-    (run_dir,) = set(out.glob(f"*-{bundle.preset}-{bundle.dataset}")) - before
+    """Run one bundled model's training commands with the CLI, in order; returns the last run's directory."""
+    run_dir: Path | None = None
+    for command in BUNDLES[name].commands:
+        text = command.replace(BASE_RUN, str(run_dir)) if run_dir is not None else command
+        preset = text.split("--preset ")[1].split()[0]
+        before = set(out.glob("*")) if out.exists() else set()
+        executable = Path(sys.executable).with_name("mnist-classifier")
+        subprocess.run([str(executable), *text.split()[1:], "--out", str(out)], check=True)
+        (run_dir,) = set(out.glob(f"*-{preset}-{BUNDLES[name].dataset}*")) - before
+    assert run_dir is not None
     return run_dir
 
 

@@ -128,3 +128,107 @@ def test_old_records_without_calibration_still_load():
 def test_record_refuses_a_bad_temperature():
     with pytest.raises(ConfigError, match="temperature=0"):
         ModelInfo(**{**INFO.__dict__, "temperature": 0})
+
+
+# Whole runs: the calibration a run records, and where its temperature and threshold come from.
+
+SMALL = {
+    "data.train_limit": 2500, "data.test_limit": 1000, "data.validation_size": 1000, "training.batch_size": 64,
+    "model.layers": [64, 10], "model.activations": ["relu", "softmax"], "training.epochs": 1,
+}  # fmt: skip
+
+
+@pytest.fixture
+def data_env(monkeypatch, mnist_dir):
+    monkeypatch.setenv("MNIST_CLASSIFIER_DATA", str(mnist_dir))
+
+
+def _run(tmp_path, **extra):
+    from mnist_classifier.config import apply_overrides
+    from mnist_classifier.pipeline import train_run
+    from mnist_classifier.presets import preset
+
+    return train_run(apply_overrides(preset("mlp"), {**SMALL, **extra}), tmp_path)
+
+
+def test_a_holdout_run_records_its_calibration_in_metrics_and_model(tmp_path, data_env):
+    from mnist_classifier.model_info import read_model_info
+    from mnist_classifier.report import write_report
+
+    result = _run(tmp_path)
+    block = json.loads((result.run_dir / "metrics.json").read_text())["calibration"]
+    assert block["fitted_on"] == "1000 validation images" and block["bins"] == 15
+    assert block["temperature"] != 1.0 and block["ece_after"] <= block["ece_before"] + 1e-3
+    assert block["validation_rejected"] <= 0.005 and 0 <= block["test_rejected"] <= 0.03
+    info = read_model_info(result.run_dir / "model.keras")
+    assert (info.temperature, info.reject_below) == (block["temperature"], block["reject_below"])
+    write_report(result.run_dir)
+    report = result.run_dir / "report"
+    assert (report / "reliability.png").stat().st_size > 10_000
+    assert "reliability.png" in (report / "report.md").read_text() and "calibration error" in (report / "report.md").read_text()
+
+
+def test_the_threshold_is_the_validation_digits_quantile(tmp_path, data_env):
+    from mnist_classifier.data import load_dataset
+    from mnist_classifier.persistence import load_model
+    from mnist_classifier.preprocessing import Normalization, preprocess, validation_split
+
+    result = _run(tmp_path, **{"training.reject_share": 0.02})
+    block = result.metrics["calibration"]
+    (x_train, y_train), _ = load_dataset("mnist")
+    _, (x_val, y_val) = validation_split(x_train[:2500], y_train[:2500], 1000)
+    network = load_model(result.run_dir / "model.keras")
+    p = network.predict(preprocess(x_val, Normalization("scale"), (784,)), verbose=0)
+    scores = digit_score(calibrated(p, block["temperature"]))
+    assert block["reject_below"] == pytest.approx(rejection_threshold(scores, 0.02), abs=1e-6)
+    assert fit_temperature(p, y_val) == pytest.approx(block["temperature"], rel=1e-3)
+
+
+def test_a_run_without_validation_keeps_temperature_one_and_says_so(tmp_path, data_env):
+    from mnist_classifier.model_info import read_model_info
+
+    result = _run(tmp_path, **{"data.validation": "none", "training.save_best": False})
+    block = result.metrics["calibration"]
+    assert (block["temperature"], block["reject_below"], block["fitted_on"]) == (1.0, None, "none")
+    info = read_model_info(result.run_dir / "model.keras")
+    assert (info.temperature, info.reject_below) == (1.0, None)
+
+
+def test_init_from_starts_from_that_models_weights(tmp_path, data_env):
+    from mnist_classifier.persistence import load_model
+
+    first = _run(tmp_path / "first")
+    second = _run(tmp_path / "second", **{"training.init_from": str(first.run_dir / "model.keras")})
+    assert second.metrics["init_from"]["path"] == str((first.run_dir / "model.keras").resolve())
+    assert second.metrics["test_accuracy"] >= first.metrics["test_accuracy"] - 0.02
+    before = load_model(first.run_dir / "model.keras").get_layer("dense_0").get_weights()[0]
+    after = load_model(second.run_dir / "model.keras").get_layer("dense_0").get_weights()[0]
+    assert np.abs(after - before).max() < 0.5 * np.abs(before).max()  # moved on from them, not drawn afresh
+
+
+@pytest.mark.parametrize(
+    "init_from, message",
+    [
+        ("nowhere/model.keras", "training.init_from='nowhere/model.keras': no such .keras file, and not a bundled model"),
+        ("mnist-cn", "training.init_from='mnist-cn': no such .keras file"),
+        ("fashion-cnn", "training.init_from='fashion-cnn': a model of fashion_mnist"),
+        ("mnist-cnn", "training.init_from='mnist-cnn': layer 'dense_0' has weights of shapes [(1152, 128), (128,)]"),
+    ],
+)
+def test_a_bad_init_from_is_one_clear_config_error(tmp_path, data_env, init_from, message):
+    with pytest.raises(ConfigError) as caught:
+        _run(tmp_path, **{"training.init_from": init_from})
+    assert str(caught.value).startswith(message) and "\n" not in str(caught.value)
+
+
+def test_outliers_join_the_training_set_with_uniform_targets(data_env):
+    from mnist_classifier.config import DataConfig
+    from mnist_classifier.pipeline import prepare_data
+
+    data = prepare_data(DataConfig(train_limit=2000, validation_size=500, outliers=300), (784,))
+    images, targets = data.training_set()
+    assert images.shape == (1800, 28, 28) and images.dtype == np.uint8 and targets.shape == (1800, 10)
+    np.testing.assert_allclose(targets[-300:], 0.1)
+    assert (targets[:1500].max(axis=1) == 1).all()
+    with pytest.raises(ConfigError, match="data.outliers=10 on fashion_mnist"):
+        DataConfig(dataset="fashion_mnist", outliers=10)

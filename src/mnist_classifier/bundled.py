@@ -17,27 +17,48 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mnist_classifier.errors import ModelFileError
 
 WEIGHTS = Path(str(resources.files("mnist_classifier") / "weights"))
 MODEL_SUFFIXES = (".keras", ".onnx")
 
 
+BASE_RUN = "BASE_RUN"  # in a fine-tuning command: the directory of the run it starts from
+
+
 @dataclass(frozen=True)
 class Bundle:
-    """A shipped model: its name, the preset and data set it was trained with, one line about it."""
+    """A shipped model: its name, the preset and data set it was trained with, one line about it.
+
+    ``base`` names the preset of a first run whose model the preset fine-tunes
+    (None: one run from random weights).
+    """
 
     name: str
     preset: str
     dataset: str
     summary: str
     limitations: tuple[str, ...]
+    base: str | None = None
+
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """The training commands that make it, in order; ``BASE_RUN`` stands for the first run's directory."""
+        if self.base is None:
+            return (self._train(self.preset),)
+        return self._train(self.base), f"{self._train(self.preset)} --set training.init_from={BASE_RUN}/model.keras"
 
     @property
     def command(self) -> str:
-        """The training command that makes it."""
-        parallel = " --distribute data-parallel" if self.preset.startswith("cnn") else ""
-        return f"mnist-classifier train --preset {self.preset} --dataset {self.dataset}{parallel}"
+        """The training commands that make it, as one line of text."""
+        return " then ".join(f"`{command}`" for command in self.commands)
+
+    def _train(self, preset: str) -> str:
+        """The command that trains ``preset`` on the bundle's data set."""
+        parallel = " --distribute data-parallel" if preset.startswith("cnn") else ""
+        return f"mnist-classifier train --preset {preset} --dataset {self.dataset}{parallel}"
 
     @property
     def folder(self) -> Path:
@@ -120,6 +141,7 @@ def bundle_run(run_dir: Path, name: str, root: Path = WEIGHTS) -> Path:
 
     Raises ModelFileError when the run is not of the bundle's preset and data set.
     """
+    from mnist_classifier.augmentation import inference_model
     from mnist_classifier.model_info import read_model_info
     from mnist_classifier.persistence import load_model, save_model
 
@@ -134,15 +156,41 @@ def bundle_run(run_dir: Path, name: str, root: Path = WEIGHTS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     source = run_dir / "model.keras"
     info = read_model_info(source)
-    save_model(load_model(source, compile=False), folder / "model.keras", info)
+    network = inference_model(load_model(source, compile=False))  # loads with plain Keras: no layer of ours left
+    save_model(network, folder / "model.keras", info)
     shutil.copyfile(run_dir / "metrics.json", folder / "metrics.json")
-    card = model_card(bundle, metrics, info.normalization.mode, (run_dir / "config.toml").read_text())
+    rejection = non_digits_rejected(network, info) if info.reject_below is not None else None
+    card = model_card(bundle, metrics, info.normalization.mode, (run_dir / "config.toml").read_text(), rejection)
     (folder / "MODEL_CARD.md").write_text(card)
     return folder
 
 
-def model_card(bundle: Bundle, metrics: dict[str, Any], normalization: str, config_toml: str) -> str:
-    """A short model card: what it is, its data and preprocessing, per-class results, limitations."""
+def non_digits_rejected(network, info, count: int = 500) -> dict[str, float]:
+    """Share of held-out non-digit pictures of each kind (:mod:`mnist_classifier.outliers`, test split)
+    that ``network`` rejects at the threshold in its record ``info``."""
+    from mnist_classifier.calibration import calibrated, digit_score
+    from mnist_classifier.outliers import KINDS, non_digit_kind
+    from mnist_classifier.preprocessing import preprocess
+
+    shares = {}
+    for kind in KINDS:
+        images = non_digit_kind(kind, count, split="test")
+        probabilities = network.predict(preprocess(images, info.normalization, info.input_shape), verbose=0)
+        shares[kind] = float(np.mean(digit_score(calibrated(probabilities, info.temperature)) < info.reject_below))
+    return shares
+
+
+def model_card(
+    bundle: Bundle,
+    metrics: dict[str, Any],
+    normalization: str,
+    config_toml: str,
+    rejection: dict[str, float] | None = None,
+) -> str:
+    """A short model card: what it is, its data and preprocessing, per-class results, calibration, limitations.
+
+    ``rejection`` is the share of held-out non-digit pictures of each kind rejected.
+    """
     evaluation = metrics["evaluation"]
     rows = "\n".join(
         f"| {row['class']} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
@@ -159,11 +207,11 @@ def model_card(bundle: Bundle, metrics: dict[str, Any], normalization: str, conf
 
 - Use: `mnist-classifier predict {bundle.name} IMAGE`, `mnist-classifier serve {bundle.name}`,
   or `Classifier.load("{bundle.name}")` in Python.
-- Made by `make models` (`scripts/make_models.py`): `{bundle.command}`,
-  then the run's model without its optimizer state.
+- Made by `make models` (`scripts/make_models.py`): {bundle.command},
+  then the run's model without its optimizer state{" or its training-only layers" if bundle.base else ""}.
 
 ## Data
-{bundle.dataset} as distributed: {_training_images(tomllib.loads(config_toml)["data"])}.
+{bundle.dataset} as distributed: {_training_images(tomllib.loads(config_toml)["data"])}.{_base_note(bundle)}
 The 10,000 test images were used only for the results here.
 
 ## Preprocessing
@@ -180,6 +228,7 @@ Versions: {versions}.
 |---|---|---|---|---|
 {rows}
 
+{_calibration_section(metrics.get("calibration"), rejection)}
 ## Known limitations
 {limitations}
 
@@ -188,6 +237,38 @@ Versions: {versions}.
 {config_toml.strip()}
 ```
 """
+
+
+def _calibration_section(calibration: dict[str, Any] | None, rejection: dict[str, float] | None) -> str:
+    """The card's section on calibrated probabilities and "not a digit" (empty for a run without them)."""
+    if calibration is None or calibration.get("reject_below") is None:
+        return ""
+    rows = "\n".join(f"| {kind} | {share:.1%} |" for kind, share in (rejection or {}).items())
+    kinds = f"""
+Share of held-out pictures that are no digit (fonts, Fashion-MNIST images and random
+streams never trained on), framed as a user's picture, that it rejects:
+
+| pictures | rejected |
+|---|---|
+{rows}
+""" if rows else ""
+    return f"""## Calibration and "not a digit"
+Probabilities are divided by a temperature of **{calibration["temperature"]:.3f}** (softmax(log p / T)),
+fitted on the {calibration["fitted_on"]}: the expected calibration error on the test set
+(15 bins) goes from {calibration["ece_before"]:.2%} to **{calibration["ece_after"]:.2%}**. A picture whose top
+calibrated probability is under **{calibration["reject_below"]:.4f}** is answered "not a digit"; that threshold,
+set on the validation digits, rejects {calibration["test_rejected"]:.2%} of the MNIST test digits.
+{kinds}"""
+
+
+def _base_note(bundle: Bundle) -> str:
+    """For a fine-tuned model: what its starting point was trained on."""
+    if bundle.base is None:
+        return ""
+    return (
+        f"\nIt fine-tunes a `{bundle.base}` run's model, which trained on all 60,000 training images: "
+        "the validation images that set the temperature and threshold were seen by that first run."
+    )
 
 
 def _training_images(data: dict[str, Any]) -> str:

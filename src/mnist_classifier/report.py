@@ -1,4 +1,4 @@
-"""Results people can see: learning curves, confusion matrix, misclassified digits, per-class scores.
+"""Results people can see: learning curves, confusion matrix, misclassified digits, per-class scores, calibration.
 
 ``write_report(run_dir)`` draws the PNGs into ``RUN_DIR/report/`` and writes a
 self-contained ``report.html`` (figures embedded, opens offline) and a Markdown
@@ -146,6 +146,36 @@ def plot_misclassified(
     return save_figure(figure, path)
 
 
+def plot_reliability(record: RunRecord, path: Path) -> Path:
+    """The reliability diagram of the test set: accuracy against confidence per bin, before and after temperature scaling.
+
+    Draws the ``calibration`` block of ``metrics.json``; a perfectly calibrated model
+    lies on the diagonal.
+    """
+    calibration = record.metrics["calibration"]
+    figure, axes = plt.subplots(1, 2, figsize=(10, 4.5), layout="constrained", sharey=True)
+    for axis, when, ece in zip(axes, ("before", "after"), (calibration["ece_before"], calibration["ece_after"])):
+        table = calibration[f"reliability_{when}"]
+        edges = np.array(table["edges"])
+        accuracy = np.nan_to_num(np.array(table["accuracy"], dtype=float))
+        confidence = np.array(table["confidence"], dtype=float)
+        widths = np.diff(edges)
+        axis.bar(edges[:-1], accuracy, width=widths, align="edge", edgecolor="black", label="accuracy")
+        axis.bar(edges[:-1], np.nan_to_num(confidence), width=widths, align="edge", fill=False,
+                 edgecolor="tab:red", hatch="//", label="mean confidence")  # fmt: skip
+        axis.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+        scale = f"T = {calibration['temperature']:.3f}" if when == "after" else "T = 1"
+        axis.set_title(f"{when} temperature scaling ({scale}): ECE {ece:.2%}")
+        axis.set_xlabel("confidence (top probability)")
+        axis.set_xlim(0, 1)
+        axis.set_ylim(0, 1)
+        axis.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    axes[0].legend(loc="upper left", fontsize=8)
+    figure.suptitle(f"Reliability on the test set ({calibration['bins']} bins); temperature fitted on {calibration['fitted_on']}")
+    return save_figure(figure, path)
+
+
 def sample_grid(dataset: Dataset, per_class: int, path: Path, seed: int = 0) -> Path:
     """A grid of ``per_class`` random training images of every class."""
     x, y = dataset.train
@@ -188,6 +218,8 @@ def write_report(run_dir: str | Path, data_path: str | None = None) -> Path:
             images, labels, probabilities, info.classes, out / "misclassified.png"
         ),
     }
+    if "calibration" in record.metrics:
+        figures["Reliability diagram"] = plot_reliability(record, out / "reliability.png")
     figures |= {title: record.path / name for title, name in SEARCH_FIGURES.items() if (record.path / name).exists()}
     write_text_atomic(out / "report.md", _markdown(record, figures))
     html_path = out / "report.html"
@@ -207,6 +239,22 @@ def _summary_rows(record: RunRecord) -> list[tuple[str, str]]:
         ("epochs (best)", f"{metrics.get('epochs')} ({metrics.get('best_epoch')})"),
         ("training time", f"{timings.get('train_s', float('nan')):.1f} s"),
         ("backend", f"{metrics.get('backend')}, Keras {metrics.get('versions', {}).get('keras')}"),
+        *_calibration_rows(metrics.get("calibration")),
+    ]
+
+
+def _calibration_rows(calibration: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The calibration block's headline figures as (name, value) pairs (none for older runs)."""
+    if calibration is None:
+        return []
+    if calibration["reject_below"] is None:
+        return [
+            ("calibration", f"none: no held-out validation images to fit on (T = 1); ECE {calibration['ece_before']:.2%}"),
+        ]
+    return [
+        ("temperature", f"{calibration['temperature']:.3f} (fitted on {calibration['fitted_on']})"),
+        ("calibration error (ECE)", f"{calibration['ece_before']:.2%} before, {calibration['ece_after']:.2%} after"),
+        ("not a digit below", f"{calibration['reject_below']:.4f}: rejects {calibration['test_rejected']:.2%} of the test digits"),
     ]
 
 
