@@ -92,4 +92,3 @@ def sklearn_digit(rng: Seed = None, index: int | None = None) -> tuple[bytes, in
     if rng.random() < 0.5:
         picture = Image.eval(picture, lambda v: 255 - v)
     return encode(picture), int(labels[index])
-

@@ -13,9 +13,8 @@ from matplotlib import cbook
 from PIL import Image, ImageDraw, ImageEnhance, ImageOps
 
 from tests.scenes.camera import clean_picture, encode, encode_jpeg, ink, photograph, sensor_noise
+from tests.scenes.digits import Seed
 from tests.scenes.glyphs import SHAPES, fashion_item, filled_shape, font_glyph, fonts_with, handwriting_fonts, scribble, smiley_strokes
-
-Seed = np.random.Generator | int | None
 
 # Letters that a fair reader may take for a digit, and so are never drawn: letter -> the digit it passes for.
 LOOKALIKES = {
@@ -34,7 +33,11 @@ WORDS = (
 assert all(c in LETTERS for word in WORDS for c in word), "a word holds a digit look-alike"
 
 NON_DIGIT_KINDS = ("letters", "words", "clothing", "noise", "shapes", "smiley", "photos", "scribbles")
-PHOTOS_SHIPPED = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "hubble_deep_field.jpg", "retina.jpg", "ihc.png")
+# scikit-image's colour photographs (its others hold text, a clock face or test charts).
+PHOTOS_SHIPPED = (
+    "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
+    "motorcycle_left.png", "hubble_deep_field.jpg", "retina.jpg", "ihc.png",
+)  # fmt: skip
 
 
 def non_digit(rng: Seed = None, kind: str | None = None) -> bytes:
@@ -160,7 +163,10 @@ def _scribbles(rng: np.random.Generator) -> bytes:
 
 
 def _photos(rng: np.random.Generator) -> bytes:
-    """A colour photo (one shipped with matplotlib or scikit-image, or a drawn landscape), cropped, recoloured and resized to 0.3-12 Mpixel; a fifth printed and photographed."""
+    """A colour photo (one shipped with matplotlib or scikit-image, or a drawn landscape) as a JPEG.
+
+    Cropped, recoloured and resized to 0.3-12 Mpixel; a fifth are printed on paper and photographed.
+    """
     picture = _cropped(rng, _photo_source(rng))
     if rng.random() < 0.2:
         return photograph(rng, lambda height: ImageOps.contain(picture, (height * 4, height)).convert("RGBA"), (0.2, 0.7))
