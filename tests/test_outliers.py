@@ -1,0 +1,44 @@
+"""Non-digit pictures for outlier exposure: kinds, shapes, determinism, and splits that share nothing."""
+
+import numpy as np
+import pytest
+
+from mnist_classifier.errors import ConfigError
+from mnist_classifier.outliers import KINDS, MIX, font_files, non_digit_kind, non_digits
+
+
+def test_a_mixed_set_has_the_count_asked_for_as_uint8_28x28_pictures():
+    images = non_digits(120, seed=3)
+    assert images.shape == (120, 28, 28) and images.dtype == np.uint8
+    assert (images.reshape(120, -1).max(axis=1) >= 128).all()  # every one framed: its ink stretched, then resized
+    np.testing.assert_array_equal(images, non_digits(120, seed=3))
+    assert sum(MIX.values()) == pytest.approx(1)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_kind_is_framed_like_a_users_digit(kind):
+    images = non_digit_kind(kind, 8)
+    assert images.shape == (8, 28, 28) and images.dtype == np.uint8
+    rows, cols = np.nonzero(images.max(axis=0))
+    assert rows.min() >= 1 and cols.min() >= 1 and rows.max() <= 26 and cols.max() <= 26  # inside a 20-px box, centred
+    assert not np.array_equal(images[0], images[1])
+
+
+def test_train_and_test_splits_share_no_font_and_no_picture():
+    assert not set(font_files("train")) & set(font_files("test"))
+    assert len(font_files("test")) >= 3
+    train, test = non_digit_kind("letters", 50, split="train"), non_digit_kind("letters", 50, split="test")
+    assert not any((train == picture).all(axis=(1, 2)).any() for picture in test)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: non_digits(-1), "count=-1"),
+        (lambda: non_digits(5, split="val"), "split='val'"),
+        (lambda: non_digit_kind("faces", 5), "kind='faces'"),
+    ],
+)
+def test_bad_arguments_are_one_clear_error(call, message):
+    with pytest.raises(ConfigError, match=message):
+        call()
