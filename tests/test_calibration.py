@@ -232,3 +232,12 @@ def test_outliers_join_the_training_set_with_uniform_targets(data_env):
     assert (targets[:1500].max(axis=1) == 1).all()
     with pytest.raises(ConfigError, match="data.outliers=10 on fashion_mnist"):
         DataConfig(dataset="fashion_mnist", outliers=10)
+
+
+def test_onnx_exports_carry_the_temperature_and_threshold(tiny_model, tmp_path):
+    from mnist_classifier.onnx_format import export_onnx
+    from mnist_classifier.onnx_runtime import OnnxNetwork
+
+    info = ModelInfo(**{**INFO.__dict__, "temperature": 0.61, "reject_below": 0.93})
+    path = export_onnx(tiny_model, tmp_path / "tiny.onnx", info)
+    assert (OnnxNetwork(path).info.temperature, OnnxNetwork(path).info.reject_below) == (0.61, 0.93)
