@@ -72,10 +72,12 @@ PRESETS["cnn-real"] = dataclasses.replace(
     preset="cnn-real",
     data=dataclasses.replace(PRESETS["cnn"].data, outliers=12000),
     model=dataclasses.replace(
-        PRESETS["cnn"].model, augment=True, rotation=12.0, pen_width=0.6, elastic=1.2, blur=0.8, contrast=0.2
+        PRESETS["cnn"].model, augment=True, rotation=12.0, pen_width=0.5, elastic=1.0, blur=0.6, contrast=0.2
     ),
-    optimizer=dataclasses.replace(PRESETS["cnn"].optimizer, alpha=3e-4),
-    training=dataclasses.replace(PRESETS["cnn"].training, epochs=3, schedule="cosine", init_from="mnist-cnn"),
+    optimizer=dataclasses.replace(PRESETS["cnn"].optimizer, alpha=2e-4),
+    training=dataclasses.replace(
+        PRESETS["cnn"].training, epochs=3, schedule="cosine", label_smoothing=0.1, init_from="mnist-cnn"
+    ),
 )
 DEFAULT_PRESET = "mlp"
 
