@@ -10,7 +10,8 @@ Usage (from the project root):
 Each picture goes alone through ``predict_images``, as a person's upload does.
 A digit photo is right when it is not rejected and reads as its digit; a number
 when it is not rejected and reads exactly; a picture with no digit when it is
-rejected; a clean digit when it reads as its digit. Cases are the same for the
+rejected; a clean digit when it reads as its digit. A picture the reader raises an error on, or takes over
+--limit seconds for, is wrong and counted under errors. Cases are the same for the
 same --seed (and the same installed fonts and packages). scikit-learn's 8×8
 digits are skipped when scikit-learn is not installed.
 """
@@ -18,8 +19,10 @@ digits are skipped when scikit-learn is not installed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import signal
 import statistics
 import sys
 import time
@@ -120,20 +123,43 @@ def cases(kind: Kind, count: int, seed: int) -> Iterator[tuple[bytes, str]]:
     return (kind.make(np.random.default_rng([seed, stream, index]), index) for index in range(count))
 
 
-def read(classifier: Classifier, picture: bytes) -> Answer:
-    """The reader's answer to one picture; a picture it raised an error on counts as neither read nor rejected.
+def read(classifier: Classifier, picture: bytes, limit: float) -> Answer:
+    """The reader's answer to one picture; one it raised an error on, or took over ``limit`` seconds for, counts as neither read nor rejected.
 
     Until predictions carry ``number`` and ``rejected``, the single digit's label
     stands for the number and nothing is rejected.
     """
     started = time.perf_counter()
     try:
-        [prediction] = predict_images(classifier, [picture])
+        with _time_limit(limit):
+            [prediction] = predict_images(classifier, [picture])
     except MnistClassifierError as exc:
         return Answer("", False, time.perf_counter() - started, first_line(exc))
+    except _TimeLimitError:
+        return Answer("", False, time.perf_counter() - started, f"took over {limit:g} s")
     seconds = time.perf_counter() - started
     number = getattr(prediction, "number", None)
     return Answer(str(prediction.label) if number is None else number, bool(getattr(prediction, "rejected", False)), seconds)
+
+
+class _TimeLimitError(Exception):
+    """A picture took longer than the benchmark's limit."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise _TimeLimitError in the block once ``seconds`` have passed (a pathological picture must not stall the run)."""
+
+    def expire(signum, frame):
+        raise _TimeLimitError
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def is_right(group: str, truth: str, answer: Answer) -> bool:
@@ -203,7 +229,7 @@ def run(args: argparse.Namespace, kinds: list[Kind]) -> list[Row]:
         started = time.perf_counter()
         for index, (picture, truth) in enumerate(cases(kind, args.count, args.seed)):
             making += time.perf_counter() - started
-            answer = read(classifier, picture)
+            answer = read(classifier, picture, args.limit)
             truths.append(truth)
             answers.append(answer)
             if args.failures and not is_right(kind.group, truth, answer):
@@ -241,6 +267,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, help="cases of each kind (default: 50; 8 for --sheet)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the cases (default: 0)")
     parser.add_argument("--kind", action="append", choices=[kind.name for kind in KINDS], help="repeatable; default: every kind")
+    parser.add_argument("--limit", type=float, default=30.0, help="seconds a picture may take before it counts as an error (default: 30)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--failures", metavar="DIR", help="write every case read wrong into DIR, named by truth and answer")
     parser.add_argument("--sheet", metavar="PNG", help="write a contact sheet of the cases (8 a kind, or --count) and stop")
