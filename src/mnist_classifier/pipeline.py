@@ -66,6 +66,11 @@ class PreparedData:
         """Model inputs for uint8 images."""
         return preprocess(images, self.normalization, self.input_shape)
 
+    @property
+    def training_size(self) -> int:
+        """How many images an epoch trains on: the labelled ones and the outliers."""
+        return len(self.train[1]) + (0 if self.outliers is None else len(self.outliers))
+
     def training_set(self) -> tuple[np.ndarray, np.ndarray]:
         """The training images (outliers after the labelled ones) and their target rows.
 
@@ -130,7 +135,7 @@ def train_run(
         if base is not None:
             copy_weights(load_model(base, compile=False), network, f"training.init_from={config.training.init_from!r}")
         data = prepare_data(config.data, network.input_shape[1:], progress)
-        compile_network(config, network, len(data.training_set()[1]))
+        compile_network(config, network, data.training_size)
         run_dir = new_run_dir(out, config)
         write_config(config, run_dir / "config.toml")
         if on_start:
