@@ -1,9 +1,9 @@
 """Paper, light and a phone camera: ink marks turned into JPEG photos, or into clean PNG drawings.
 
-A photo is built at its full resolution in a few whole-picture passes (paper,
-ruling, marks, table, light, defocus, sensor noise), each a C-level Pillow
-operation, so a 12-Mpixel photo takes well under a second; the light field is
-computed on a grid a sixth as fine and stretched.
+A photo's scene (paper, ruling, marks, table) is drawn at full resolution; the
+camera then scales it down for defocus, lights it with a field computed on a
+grid a sixth as fine, adds noise and scales it back up. Each step is one
+C-level Pillow operation, so a 12-Mpixel photo takes about half a second.
 """
 
 from __future__ import annotations
@@ -27,10 +27,8 @@ EXIF_ORIENTATION = 0x0112
 
 @dataclass(frozen=True)
 class Frame:
-    """Where a photo's content may go: the picture's size and the page's free rectangle."""
+    """Where a photo's content may go, and where the table shows."""
 
-    width: int
-    height: int
     free: tuple[int, int, int, int]  # x0, y0, x1, y1 on the page, clear of the table
     edges: dict[str, float]  # side where a table shows -> its depth, a fraction of the picture's side
 
@@ -39,8 +37,8 @@ def photograph(rng: np.random.Generator, content: Content, heights: tuple[float,
     """A phone's JPEG of ``content`` on a sheet of paper.
 
     The content is drawn ``heights`` (fractions of the picture height, log-uniform)
-    tall, seen a little askew, tilted up to ±12° and put anywhere on the page; an ``L`` mask is inked in
-    a random pen. The picture is 1-12 Mpixel, its paper tinted and sometimes ruled
+    tall, seen a little askew, tilted up to ±12° and put anywhere on the page; an
+    ``L`` mask is inked in a random pen. The picture is 1-12 Mpixel, its paper tinted and sometimes ruled
     or squared, the page sometimes short of one or two edges (a table shows), lit
     unevenly (up to about half darker), with a soft or hard shadow, defocus, sensor
     noise and JPEG quality 70-95. With ``exif``, a quarter of the photos are stored
@@ -131,7 +129,7 @@ def _paper(rng: np.random.Generator, width: int, height: int, angle: float, targ
     insets = [round(edges[side] * size + slope * across / 2) if side in edges else 0 for side, size, across in sides]
     margin = round(0.02 * min(width, height))
     free = (insets[0] + margin, insets[1] + margin, width - insets[2] - margin, height - insets[3] - margin)
-    return picture, Frame(width, height, free, edges)
+    return picture, Frame(free, edges)
 
 
 def _rule(rng: np.random.Generator, picture: Image.Image, angle: float, target: int, *, squared: bool) -> None:
