@@ -35,14 +35,19 @@ from scipy import ndimage
 from mnist_classifier.images import Picture, frame_digit
 
 ANALYSIS_SIDE = 768  # longest side of the copy that marks are found on
-COARSE_SIDE = 160  # longest side of the copy that the paper is estimated on
 PAPER_WINDOW = 1 / 7  # closing window, as a share of the coarse copy's longest side
 MAX_MARKS = 16  # more separate marks than that is texture, text or a photo, not a number
 MAX_INK_SHARE = 0.3  # ink over more of the picture than that is not writing on paper
+DARK_GROUND = 0.5  # paper darker than this share of the page's lightest is a table, not paper in shadow
 MIN_CONTRAST = 0.1  # ink at least this much darker than its paper (a share of the paper's brightness)
 SPECK = 0.22  # marks whose longer side is under this share of the tallest mark's height are specks
-LINE_SPAN = 0.45  # a ruled line runs across at least this share of the picture
-FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape
+LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
+LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
+LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
+MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled lines
+FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape,
+FILLED_BOX = 0.5  # if its ink also covers this share of its box
+WEAK = 0.45  # marks fainter than this share of the strongest mark's ink are smudges, shadows or ruling
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
 THIN_STROKE = 0.55  # strokes under this share of MNIST's are thickened
 
@@ -68,6 +73,7 @@ class _Ink:
     """Ink strength (0 paper, 1 black) of the working picture, and the mask of marks on the analysis copy."""
 
     strength: np.ndarray  # working resolution, float32
+    small: np.ndarray  # the same at analysis resolution
     mask: np.ndarray  # analysis resolution, bool, lines and specks removed
     factor: float  # working pixels per analysis pixel
     threshold: float  # ink strength that counts as ink
@@ -90,16 +96,14 @@ def read_digits(picture: Picture) -> Reading:
     groups = _keep_marks(labels, ink.mask.shape)
     if not groups:
         return Reading((), "no ink found: only specks, lines or the page's edge")
-    groups = _split_wide(groups, labels)
+    groups = _split_wide(_strong(groups, labels, ink.small), labels)
     if len(groups) > MAX_MARKS:
         return Reading((), f"{len(groups)} separate marks: texture, text or a photo, not a number")
-    marks = []
-    for group in groups:
-        filled = _filled_share(labels, group)
-        if filled > FILLED:
-            return Reading((), "a filled shape, not a written digit")
-        marks.append(_cut(picture, ink, labels, group))
-    return Reading(tuple(marks))
+    written = [group for group in groups if not _filled(labels, group)]
+    if not written:
+        return Reading((), "a filled shape, not a written digit")
+    groups = _in_a_row(written, labels)
+    return Reading(tuple(_cut(picture, ink, labels, group) for group in groups))
 
 
 # --- 1. paper and ink -----------------------------------------------------------------
@@ -113,16 +117,21 @@ def _find_ink(grey: np.ndarray) -> _Ink | None:
     factor = max(1.0, max(grey.shape) / ANALYSIS_SIDE)
     small = _resized(grey, factor)
     paper = _paper(small)
-    strength_small = np.clip((paper - small) / np.maximum(paper, 8), 0, 1)
+    # Relative to its paper, but darker ground than the page's shadows (a table) is no paper to write on.
+    floor = max(8.0, DARK_GROUND * float(np.percentile(paper, 95)))
+    strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
     strongest = float(np.percentile(strength_small, 99.95))
     if strongest < MIN_CONTRAST:
         return None
     low, high = _thresholds(strength_small, strongest)
     mask = _hysteresis(strength_small, low, high)
-    mask = _without_lines(mask)
+    # Again with the paper seen at the strokes' own scale: a soft shadow's edge is no stroke.
+    paper = np.minimum(paper, _paper(small, 3 * _stroke_width(mask)))
+    strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
+    mask = _without_lines(_hysteresis(strength_small, low, high))
     full_paper = paper if factor == 1 else _resized_to(paper, grey.shape)
-    strength = np.clip((full_paper - grey) / np.maximum(full_paper, 8), 0, 1)
-    return _Ink(strength, mask, factor, low)
+    strength = np.clip((full_paper - grey) / np.maximum(full_paper, floor), 0, 1)
+    return _Ink(strength, strength_small, mask, factor, low)
 
 
 def _dark_on_light(grey: np.ndarray) -> bool:
@@ -149,24 +158,35 @@ def _resized_to(values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.asarray(Image.fromarray(values, "F").resize(size, Image.Resampling.BILINEAR), np.float32)
 
 
-def _paper(small: np.ndarray) -> np.ndarray:
+def _paper(small: np.ndarray, window: float | None = None) -> np.ndarray:
     """The paper's brightness under each pixel of the analysis copy.
 
-    Estimated on a coarse copy, where strokes are thin: a closing (max, then min
-    filter) removes everything darker and narrower than its window and keeps
-    gradients and the edges of shadows. Paper lit evenly is taken as one level.
+    A closing (max, then min filter) removes everything darker and narrower than
+    its window (default: ``PAPER_WINDOW`` of the longer side), strokes included,
+    and keeps gradients of light and the edges of shadows and of the page. Paper
+    lit evenly is taken as one level.
     """
-    factor = max(1.0, max(small.shape) / COARSE_SIDE)
-    coarse = _resized(small, factor)
-    window = max(3, round(max(coarse.shape) * PAPER_WINDOW)) | 1
+    window = max(5, round(window or max(small.shape) * PAPER_WINDOW)) | 1
     # Past the border the picture goes on as at its edge: a strip of table along it stays dark.
-    padded = np.pad(ndimage.median_filter(coarse, 3), window, mode="edge")
+    padded = np.pad(ndimage.uniform_filter(small, 3), window, mode="edge")  # noise peaks are not paper
     closed = ndimage.grey_closing(padded, size=(window, window))[window:-window, window:-window]
     low, middle, high = np.percentile(closed, (5, 50, 95))
     if high - low < 0.06 * middle:
         return np.full(small.shape, max(middle, float(np.percentile(small, 60))), np.float32)
-    paper = _resized_to(ndimage.uniform_filter(closed, 3), small.shape)
-    return np.maximum(paper, small)  # nothing is lighter than its paper
+    return np.maximum(closed, small)  # nothing is lighter than its paper
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """The typical width of the strokes in ``mask``: the median over its marks of 4 × their mean distance to paper."""
+    labels, count = ndimage.label(mask, np.ones((3, 3), bool))
+    if count == 0:
+        return 1.0
+    distance = ndimage.distance_transform_edt(mask)
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    means = ndimage.mean(distance, labels, np.arange(1, count + 1))
+    marks = areas >= max(12, 0.05 * areas.max())
+    width = float(np.median(4 * np.asarray(means)[marks])) if marks.any() else 1.0
+    return width if np.isfinite(width) else 1.0
 
 
 def _thresholds(strength: np.ndarray, strongest: float) -> tuple[float, float]:
@@ -193,22 +213,56 @@ def _hysteresis(strength: np.ndarray, low: float, high: float) -> np.ndarray:
 
 
 def _without_lines(mask: np.ndarray) -> np.ndarray:
-    """``mask`` without ruled lines or grid lines (tilted up to 15°); strokes that cross a line stay whole."""
+    """``mask`` without ruled lines, grid lines or the page's edges (tilted up to 15°).
+
+    A line is a thin run of ink (gaps bridged) across at least ``LINE_SPAN`` of
+    the picture; strokes that cross it are kept whole, and the broken bits of a
+    line that the threshold left go with it. Small pictures have no lines.
+    """
+    if min(mask.shape) < MIN_LINED_SIDE:
+        return mask
     for axis in (0, 1):
         oriented = mask if axis == 0 else mask.T
         angle = _line_angle(oriented)
         if angle is None:
             continue
         sheared = _shear(oriented, angle)
-        lines = _long_runs(sheared, LINE_SPAN * sheared.shape[1])
+        lines = _thin(_long_runs(sheared, LINE_SPAN * sheared.shape[1]), sheared.shape[1])
         if not lines.any():
             continue
-        rest = sheared & ~lines
-        reach = max(3, int(np.median(lines.sum(axis=0)[lines.any(axis=0)]) or 1) + 3)
-        crossing = lines & ndimage.binary_closing(rest, np.ones((reach, 1), bool))
-        cleaned = _shear(rest | crossing, angle, inverse=True)
+        thickness = max(1, int(np.ceil(np.percentile(lines.sum(axis=0)[lines.any(axis=0)], 50))))
+        band = ndimage.binary_dilation(lines, np.ones((thickness + 4, 1), bool))  # the line and its blurred edges
+        rest = _outside(sheared & ~band, ndimage.binary_dilation(band, np.ones((5, 1), bool)))
+        crossing = band & sheared & ndimage.binary_closing(rest, np.ones((2 * thickness + 9, 1), bool))
+        kept = rest | crossing
+        cleaned = _shear(kept, angle, inverse=True)
         mask = cleaned if axis == 0 else cleaned.T
     return mask
+
+
+def _thin(lines: np.ndarray, width: int) -> np.ndarray:
+    """The line pixels that belong to thin lines: a digit's long stroke is thick beside a ruled line."""
+    labels, count = ndimage.label(lines, np.ones((3, 3), bool))
+    if count == 0:
+        return lines
+    areas = np.bincount(labels.ravel(), minlength=count + 1)
+    extents = np.zeros(count + 1)
+    for index, box in enumerate(ndimage.find_objects(labels), 1):
+        extents[index] = box[1].stop - box[1].start
+    thin = areas <= np.maximum(extents, 1) * np.maximum(3.0, LINE_THICKNESS * extents)
+    thin[0] = False
+    return thin[labels]
+
+
+def _outside(rest: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """``rest`` without its components that lie (almost) wholly inside ``band``: the broken bits of a line."""
+    labels, count = ndimage.label(rest, np.ones((3, 3), bool))
+    if count == 0:
+        return rest
+    inside = ndimage.sum_labels(band, labels, np.arange(1, count + 1))
+    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
+    keep = np.concatenate([[False], inside < 0.8 * areas])
+    return keep[labels]
 
 
 def _line_angle(mask: np.ndarray) -> float | None:
@@ -235,8 +289,9 @@ def _shear(mask: np.ndarray, slope: float, inverse: bool = False) -> np.ndarray:
 
 
 def _long_runs(mask: np.ndarray, length: float) -> np.ndarray:
-    """The pixels of horizontal runs of ink at least ``length`` long (gaps of 2 pixels bridged)."""
-    bridged = ndimage.binary_closing(mask, np.ones((1, 5), bool)) | mask
+    """The pixels of horizontal runs of ink at least ``length`` long, gaps of up to ``LINE_GAP`` of the width bridged."""
+    gap = max(5, round(LINE_GAP * mask.shape[1])) | 1
+    bridged = ndimage.binary_closing(mask, np.ones((1, gap), bool)) | mask
     labels, count = ndimage.label(bridged, np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], bool))
     if count == 0:
         return np.zeros_like(mask)
@@ -265,7 +320,7 @@ def _keep_marks(labels: np.ndarray, shape: tuple[int, int]) -> list[tuple[slice,
     slivers = [p for p in pieces if _at_border(p[:2], shape) and min(p[0].stop - p[0].start, p[1].stop - p[1].start) < 0.2 * digit]
     pieces = [p for p in pieces if p not in slivers] or pieces  # the page's edge in pieces
     small = [piece for piece in big if piece not in pieces and not _at_border(piece[:2], shape)]
-    groups = _group(pieces)
+    groups = _group(pieces, labels)
     for piece in small:
         near = min(groups, key=lambda group: _gap(group, piece), default=None)
         if near is not None and _gap(near, piece) <= 0.3 * digit:
@@ -308,7 +363,7 @@ def _page_edge(box: tuple[slice, slice], area: int, shape: tuple[int, int]) -> b
 # --- 3. digits: grouping and splitting ----------------------------------------------
 
 
-def _group(boxes: list[tuple[slice, slice, list[int]]]) -> list[tuple[slice, slice, list[int]]]:
+def _group(boxes: list[tuple[slice, slice, list[int]]], labels: np.ndarray) -> list[tuple[slice, slice, list[int]]]:
     """Components that share most of their columns merged into one digit; the digits left to right."""
     groups = sorted(boxes, key=lambda box: box[1].start)
     merged = True
@@ -316,7 +371,7 @@ def _group(boxes: list[tuple[slice, slice, list[int]]]) -> list[tuple[slice, sli
         merged = False
         for i in range(len(groups)):
             for j in range(i + 1, len(groups)):
-                if _same_digit(groups[i], groups[j]):
+                if _same_digit(groups[i], groups[j], labels):
                     groups[i] = _union(groups[i], groups[j])
                     del groups[j]
                     merged = True
@@ -326,13 +381,38 @@ def _group(boxes: list[tuple[slice, slice, list[int]]]) -> list[tuple[slice, sli
     return sorted(groups, key=lambda box: box[1].start)
 
 
-def _same_digit(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]]) -> bool:
-    """Whether two pieces belong to one digit: they share half the narrower one's columns and are close in height."""
+def _same_digit(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]], labels: np.ndarray) -> bool:
+    """Whether two pieces belong to one digit.
+
+    They share half the narrower one's columns, are close in height, and do not
+    stand side by side (a slanted 1 beside a 2 shares columns with it too).
+    """
     overlap = min(a[1].stop, b[1].stop) - max(a[1].start, b[1].start)
     narrower = min(a[1].stop - a[1].start, b[1].stop - b[1].start)
     gap = max(a[0].start, b[0].start) - min(a[0].stop, b[0].stop)
     taller = max(a[0].stop - a[0].start, b[0].stop - b[0].start)
     return overlap >= 0.5 * narrower and gap < 0.6 * taller
+
+
+def _side_by_side(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]], labels: np.ndarray) -> bool:
+    """Whether, in the rows both pieces share (a third of the shorter at least), one lies wholly left of the other."""
+    top, bottom = max(a[0].start, b[0].start), min(a[0].stop, b[0].stop)
+    shorter = min(a[0].stop - a[0].start, b[0].stop - b[0].start)
+    if bottom - top < shorter / 3:
+        return False
+    rows = slice(top, bottom)
+    left, right = min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)
+    window = labels[rows, left:right]
+    ink_a, ink_b = np.isin(window, a[2]), np.isin(window, b[2])
+    both = ink_a.any(axis=1) & ink_b.any(axis=1)
+    if both.sum() < shorter / 4:
+        return False
+    columns = np.arange(right - left)
+    last_a = np.where(ink_a, columns, -1).max(axis=1)[both]
+    first_a = np.where(ink_a, columns, columns.size).min(axis=1)[both]
+    last_b = np.where(ink_b, columns, -1).max(axis=1)[both]
+    first_b = np.where(ink_b, columns, columns.size).min(axis=1)[both]
+    return bool(np.mean(last_a < first_b) >= 0.85 or np.mean(last_b < first_a) >= 0.85)
 
 
 def _union(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]]) -> tuple[slice, slice, list[int]]:
@@ -366,6 +446,8 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
     ink = np.isin(labels[rows, cols], members)
     profile = ink.sum(axis=0).astype(float)
     lo, hi = max(1, round(0.2 * width)), min(width - 1, round(0.8 * width))
+    if hi <= lo:
+        return [group]
     centre = width / 2
     cost = profile[lo:hi] + 0.15 * np.abs(np.arange(lo, hi) - centre) * profile.max() / width
     cut = lo + int(np.argmin(cost))
@@ -379,14 +461,45 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
     return [piece for part in parts for piece in _split(part, labels, typical, depth + 1)]
 
 
-def _filled_share(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> float:
-    """The widest disc that fits inside the group's ink, as a share of its height (digits are strokes)."""
+def _filled(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
+    """Whether a group is a filled shape: a wide disc fits inside its ink and ink fills most of its box (digits are strokes)."""
     rows, cols, members = group
-    ink = np.pad(np.isin(labels[rows, cols], members), 1)
+    ink = np.isin(labels[rows, cols], members)
     height = rows.stop - rows.start
-    if height < 8:
-        return 0.0
-    return 2 * float(ndimage.distance_transform_edt(ink).max()) / height
+    if height < 8 or ink.mean() < FILLED_BOX:
+        return False
+    return 2 * float(ndimage.distance_transform_edt(np.pad(ink, 1)).max()) > FILLED * height
+
+
+def _strong(groups: list, labels: np.ndarray, strength: np.ndarray) -> list:
+    """The groups written as strongly as the strongest: a pen's strokes, not smudges, shadows or faint ruling."""
+    levels = [float(np.median(strength[rows, cols][np.isin(labels[rows, cols], members)])) for rows, cols, members in groups]
+    strongest = max(levels)
+    return [group for group, level in zip(groups, levels) if level >= WEAK * strongest]
+
+
+def _in_a_row(groups: list, labels: np.ndarray) -> list:
+    """The groups along the line (tilted at most ±0.3) that holds the most ink: a number's digits; strays go."""
+    if len(groups) < 2:
+        return groups
+    centres = np.array([[(c.start + c.stop) / 2, (r.start + r.stop) / 2] for r, c, _ in groups])
+    heights = np.array([r.stop - r.start for r, _, _ in groups], float)
+    weights = np.array([np.isin(labels[r, c], m).sum() for r, c, m in groups], float)
+    reach = 0.5 * float(np.median(heights))
+    best, best_score = np.ones(len(groups), bool), -1.0
+    for i in range(len(groups)):
+        for j in range(len(groups)):
+            if j != i and abs(centres[j, 0] - centres[i, 0]) < 1:
+                continue
+            slope = 0.0 if j == i else (centres[j, 1] - centres[i, 1]) / (centres[j, 0] - centres[i, 0])
+            if abs(slope) > 0.3:
+                continue
+            off = np.abs(centres[:, 1] - (centres[i, 1] + slope * (centres[:, 0] - centres[i, 0])))
+            inliers = off <= np.maximum(reach, 0.5 * heights)
+            score = float(weights[inliers].sum())
+            if score > best_score:
+                best, best_score = inliers, score
+    return [group for group, keep in zip(groups, best) if keep]
 
 
 # --- 4. the MNIST recipe --------------------------------------------------------------
