@@ -10,10 +10,11 @@ Usage (from the project root):
 Each picture goes alone through ``predict_images``, as a person's upload does.
 A digit photo is right when it is not rejected and reads as its digit; a number
 when it is not rejected and reads exactly; a picture with no digit when it is
-rejected; a clean digit when it reads as its digit. A picture the reader raises an error on, or takes over
---limit seconds for, is wrong and counted under errors. Cases are the same for the
-same --seed (and the same installed fonts and packages). scikit-learn's 8×8
-digits are skipped when scikit-learn is not installed.
+rejected; a clean digit when it reads as its digit. A picture that the reader
+raises an error on, takes over --limit seconds for, or runs out of memory on
+(the process may take --memory-gb of address space) is wrong and counted under
+errors. Cases are the same for the same --seed (and the same installed fonts
+and packages). scikit-learn's 8×8 digits are skipped when it is not installed.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import resource
 import signal
 import statistics
 import sys
@@ -124,10 +126,13 @@ def cases(kind: Kind, count: int, seed: int) -> Iterator[tuple[bytes, str]]:
 
 
 def read(classifier: Classifier, picture: bytes, limit: float) -> Answer:
-    """The reader's answer to one picture; one it raised an error on, or took over ``limit`` seconds for, counts as neither read nor rejected.
+    """The reader's answer to one picture.
 
-    Until predictions carry ``number`` and ``rejected``, the single digit's label
-    stands for the number and nothing is rejected.
+    A picture it raised an error on, ran out of memory on or took over ``limit``
+    seconds for counts as neither read nor rejected.
+
+    For a reader older than ``number`` and ``rejected`` (to measure it against
+    today's), the single digit's label stands for the number and nothing is rejected.
     """
     started = time.perf_counter()
     try:
@@ -137,6 +142,8 @@ def read(classifier: Classifier, picture: bytes, limit: float) -> Answer:
         return Answer("", False, time.perf_counter() - started, first_line(exc))
     except _TimeLimitError:
         return Answer("", False, time.perf_counter() - started, f"took over {limit:g} s")
+    except MemoryError:  # under --memory-gb: one greedy picture must not take the machine down
+        return Answer("", False, time.perf_counter() - started, "ran out of memory")
     seconds = time.perf_counter() - started
     number = getattr(prediction, "number", None)
     return Answer(str(prediction.label) if number is None else number, bool(getattr(prediction, "rejected", False)), seconds)
@@ -268,6 +275,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the cases (default: 0)")
     parser.add_argument("--kind", action="append", choices=[kind.name for kind in KINDS], help="repeatable; default: every kind")
     parser.add_argument("--limit", type=float, default=30.0, help="seconds a picture may take before it counts as an error (default: 30)")
+    parser.add_argument("--memory-gb", type=float, default=8.0, help="address space the process may take, in GB; 0: no limit (default: 8)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     parser.add_argument("--failures", metavar="DIR", help="write every case read wrong into DIR, named by truth and answer")
     parser.add_argument("--sheet", metavar="PNG", help="write a contact sheet of the cases (8 a kind, or --count) and stop")
@@ -283,6 +291,9 @@ def main() -> None:
     if args.sheet:
         contact_sheet(Path(args.sheet), kinds, args.count, args.seed)
         return
+    if args.memory_gb > 0:
+        limit = int(args.memory_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
     rows = run(args, kinds)
     if args.json:
         print(json.dumps({"model": args.model, "runtime": args.runtime, "count": args.count, "seed": args.seed, "rows": [asdict(r) for r in rows]}, indent=2))
