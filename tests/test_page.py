@@ -1,4 +1,4 @@
-"""The drawing page in headless Chromium: draw a digit with the mouse, see the prediction and ten bars."""
+"""The drawing page in headless Chromium: write with the mouse, see the number, a box per digit and its input."""
 
 import pytest
 
@@ -36,6 +36,24 @@ def test_drawing_a_digit_shows_a_prediction_and_ten_bars(service, browser):  # n
     assert all(url.startswith(str(service.base_url)) for url in requests), "the page must not fetch from elsewhere"
     page.click("#clear")
     assert page.locator("#prediction").inner_text() == "–"
+    page.close()
+
+
+def test_writing_a_number_shows_it_with_a_box_and_an_input_per_digit(service, browser):  # noqa: F811
+    page = browser.new_page(viewport={"width": 900, "height": 900})
+    page.goto(str(service.base_url) + "/")
+    page.wait_for_function("document.querySelectorAll('#bars li').length === 10")
+    _stroke(page, [(60, 60), (170, 60), (120, 160), (95, 240)])  # a 7
+    _stroke(page, [(300, 50), (300, 240)])  # a 1
+    _stroke(page, [(420, 90), (470, 50), (520, 90), (500, 150), (430, 240), (540, 240)])  # a 2
+    page.wait_for_function("document.getElementById('prediction').textContent === '712'", timeout=15000)
+    page.wait_for_timeout(500)
+    assert page.locator("#inputs li").count() == 3
+    sizes = page.eval_on_selector_all("#inputs img", "images => images.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert sizes == [[28, 28]] * 3
+    assert page.locator("#bars li").count() == 0  # the bars are for one digit; each digit has its own caption
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "drawing-page-number.png"))
     page.close()
 
 
