@@ -237,9 +237,12 @@ def writer(rng: np.random.Generator, source: str | None = None) -> Callable[[int
 
     ``source`` is ``mnist`` (each digit a random MNIST test image), ``font`` (one
     handwriting font at one weight and slant) or ``strokes`` (hand-placed strokes,
-    jittered anew for each digit); by default one is drawn at random, 5:3:2.
+    jittered anew for each digit); by default one is drawn at random, 5:3:2
+    (strokes instead of a font on a machine without handwriting fonts).
     """
     source = source or str(rng.choice(["mnist", "font", "strokes"], p=[0.5, 0.3, 0.2]))
+    if source == "font" and not handwriting_fonts():
+        source = "strokes"
     if source == "mnist":
         return lambda digit, height: mnist_glyph(rng, digit, height)
     if source == "strokes":

@@ -77,7 +77,7 @@ def _words(rng: np.random.Generator) -> bytes:
 
 def _lettering(rng: np.random.Generator, text: str) -> Callable[[int], Image.Image]:
     """``text`` in a random font (half the time a handwriting one) as a function of height."""
-    fonts = handwriting_fonts(LETTERS) if rng.random() < 0.5 else fonts_with(LETTERS)
+    fonts = (handwriting_fonts(LETTERS) if rng.random() < 0.5 else ()) or fonts_with(LETTERS)
     font, weight, slant = fonts[rng.integers(len(fonts))], rng.uniform(0, 0.03), rng.uniform(-0.1, 0.2)
     return lambda height: font_glyph(text, font, height, weight, slant)
 
