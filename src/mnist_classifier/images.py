@@ -29,7 +29,7 @@ MAX_PIXELS = 40_000_000
 DIGIT_BOX = 20  # MNIST: the ink's longer side, in pixels
 INK_FLOOR = 0.15  # after stretching the ink to 0-255, fainter pixels are background
 MIN_INK_CONTRAST = 24  # grey levels between paper and the darkest ink, at least
-WORKING_SIDE = 2048  # a JPEG is decoded at the smallest scale whose longer side keeps at least this
+WORKING_SIDE = 1600  # a JPEG is decoded at the smallest scale whose longer side keeps at least this
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ def _decode(data: bytes, label: str, max_pixels: int | None, working_side: int |
             _check_header(image, label, min(max_pixels or MAX_PIXELS, MAX_PIXELS))
             image.seek(0)  # an animated GIF or WebP, or a phone's MPO: its first frame
             full_size = image.size
-            if working_side and image.format in ("JPEG", "MPO") and max(image.size) > 2 * working_side:
-                factor = max(image.size) // working_side
+            factor = max(image.size) // working_side if working_side else 1
+            if image.format in ("JPEG", "MPO") and factor >= 2:
                 image.draft(image.mode, (image.size[0] // factor, image.size[1] // factor))
             image.load()
         except ImageError:

@@ -32,12 +32,14 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mnist_classifier.images import Picture, frame_digit
+from mnist_classifier.images import INK_FLOOR, Picture, frame_digit
 
 ANALYSIS_SIDE = 768  # longest side of the copy that marks are found on
 PAPER_WINDOW = 1 / 7  # closing window, as a share of the coarse copy's longest side
 MAX_MARKS = 16  # more separate marks than that is texture, text or a photo, not a number
-MAX_INK_SHARE = 0.3  # ink over more of the picture than that is not writing on paper
+MAX_INK_SHARE = 0.3  # ink over more of a photo than that is not writing on paper
+MAX_EVEN_INK_SHARE = 0.7  # a scanned or drawn digit may fill its frame
+EVEN_SHARE = 0.3  # paper whose commonest tone holds this share of the pixels is lit evenly
 DARK_GROUND = 0.5  # paper darker than this share of the page's lightest is a table, not paper in shadow
 MIN_CONTRAST = 0.1  # ink at least this much darker than its paper (a share of the paper's brightness)
 SPECK = 0.22  # marks whose longer side is under this share of the tallest mark's height are specks
@@ -48,7 +50,9 @@ MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled line
 FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape,
 FILLED_BOX = 0.5  # if its ink also covers this share of its box
 WEAK = 0.45  # marks fainter than this share of the strongest mark's ink are smudges, shadows or ruling
+SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
+CUT_SIDE = 112  # a digit is cut at most this many pixels long before it is framed
 THIN_STROKE = 0.55  # strokes under this share of MNIST's are thickened
 
 
@@ -68,12 +72,17 @@ class Reading:
     reason: str | None = None
 
 
+class _NotWriting(Exception):
+    """Raised inside the reader when a picture is plainly not writing; its message is the reason."""
+
+
 @dataclass(frozen=True)
 class _Ink:
     """Ink strength (0 paper, 1 black) of the working picture, and the mask of marks on the analysis copy."""
 
     strength: np.ndarray  # working resolution, float32
     small: np.ndarray  # the same at analysis resolution
+    even: bool  # paper lit evenly (a scan or a drawing): digits may touch the picture's border
     mask: np.ndarray  # analysis resolution, bool, lines and specks removed
     factor: float  # working pixels per analysis pixel
     threshold: float  # ink strength that counts as ink
@@ -91,9 +100,12 @@ def read_digits(picture: Picture) -> Reading:
     labels, count = ndimage.label(ink.mask, np.ones((3, 3), bool))
     if count == 0:
         return Reading((), "no ink found: only specks or lines")
-    if ink.mask.mean() > MAX_INK_SHARE:
+    if ink.mask.mean() > (MAX_EVEN_INK_SHARE if ink.even else MAX_INK_SHARE):
         return Reading((), f"ink covers {ink.mask.mean():.0%} of the picture: not writing on paper")
-    groups = _keep_marks(labels, ink.mask.shape)
+    try:
+        groups = _keep_marks(labels, ink.mask.shape, ink.even)
+    except _NotWriting as refusal:
+        return Reading((), str(refusal))
     if not groups:
         return Reading((), "no ink found: only specks, lines or the page's edge")
     groups = _split_wide(_strong(groups, labels, ink.small), labels)
@@ -116,32 +128,38 @@ def _find_ink(grey: np.ndarray) -> _Ink | None:
         grey = 255 - grey
     factor = max(1.0, max(grey.shape) / ANALYSIS_SIDE)
     small = _resized(grey, factor)
-    paper = _paper(small)
+    even, level = _even_paper(small)
+    paper = np.full(small.shape, level, np.float32) if even else _paper(small)
     # Relative to its paper, but darker ground than the page's shadows (a table) is no paper to write on.
     floor = max(8.0, DARK_GROUND * float(np.percentile(paper, 95)))
     strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
     strongest = float(np.percentile(strength_small, 99.95))
     if strongest < MIN_CONTRAST:
         return None
-    low, high = _thresholds(strength_small, strongest)
+    low, high = _thresholds(strength_small, strongest, even)
     mask = _hysteresis(strength_small, low, high)
     # Again with the paper seen at the strokes' own scale: a soft shadow's edge is no stroke.
-    paper = np.minimum(paper, _paper(small, 3 * _stroke_width(mask)))
+    if not even:
+        paper = np.minimum(paper, _paper(small, 3 * _stroke_width(mask)))
     strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
     mask = _without_lines(_hysteresis(strength_small, low, high))
     full_paper = paper if factor == 1 else _resized_to(paper, grey.shape)
     strength = np.clip((full_paper - grey) / np.maximum(full_paper, floor), 0, 1)
-    return _Ink(strength, strength_small, mask, factor, low)
+    return _Ink(strength, strength_small, even, mask, factor, low)
 
 
 def _dark_on_light(grey: np.ndarray) -> bool:
     """Whether the ink is darker than the paper.
 
-    Light ink is taken only on an even, dark ground (a digit drawn on a screen,
-    MNIST's own pictures); paper, however unevenly lit, is lighter than its ink.
+    Light ink is taken only where the ground is dark both at the picture's border
+    and in its commonest tone, and the lightest tones stand far above it (a digit
+    drawn on a screen, MNIST's own pictures); paper, however dimly lit, is lighter
+    than its ink.
     """
-    floor, ground, common, top = np.percentile(grey, (5, 50, 60, 99.5))
-    return not (ground < 110 and common - floor < 40 and top > ground + 60)
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    mode = int(np.argmax(np.bincount(np.clip(grey, 0, 255).astype(np.uint8).ravel(), minlength=256)))
+    light = float(np.percentile(grey, 99))
+    return not (np.median(border) < 128 and mode < 128 and light > mode + 80)
 
 
 def _resized(grey: np.ndarray, factor: float) -> np.ndarray:
@@ -176,6 +194,20 @@ def _paper(small: np.ndarray, window: float | None = None) -> np.ndarray:
     return np.maximum(closed, small)  # nothing is lighter than its paper
 
 
+def _even_paper(small: np.ndarray) -> tuple[bool, float]:
+    """Whether the paper is one even tone (a scan, a drawing, a screen), and that tone.
+
+    Even paper is a sharp peak of the histogram: at least ``EVEN_SHARE`` of the
+    pixels within two grey levels of the commonest tone (a camera's noise and
+    light spread paper over many more).
+    """
+    counts = np.bincount(np.clip(small, 0, 255).astype(np.uint8).ravel(), minlength=256)
+    mode = int(np.argmax(counts))
+    spread = 2
+    share = counts[max(0, mode - spread) : mode + spread + 1].sum() / small.size
+    return bool(share >= EVEN_SHARE), float(min(255, mode + spread))
+
+
 def _stroke_width(mask: np.ndarray) -> float:
     """The typical width of the strokes in ``mask``: the median over its marks of 4 × their mean distance to paper."""
     labels, count = ndimage.label(mask, np.ones((3, 3), bool))
@@ -189,8 +221,14 @@ def _stroke_width(mask: np.ndarray) -> float:
     return width if np.isfinite(width) else 1.0
 
 
-def _thresholds(strength: np.ndarray, strongest: float) -> tuple[float, float]:
-    """Hysteresis thresholds: weak ink joins strong ink; strong is at least half the strongest ink."""
+def _thresholds(strength: np.ndarray, strongest: float, even: bool) -> tuple[float, float]:
+    """Hysteresis thresholds: weak ink joins strong ink; strong is at least half the strongest ink.
+
+    On evenly lit paper (a scan, a drawing, a screen) every tone over
+    ``INK_FLOOR`` of the strongest ink counts, as MNIST's own grey edges do.
+    """
+    if even:
+        return INK_FLOOR * strongest, 0.5 * strongest
     paper = strength[strength < 0.5 * strongest]
     noise = float(np.median(paper) + 6 * 1.4826 * np.median(np.abs(paper - np.median(paper)))) if paper.size else 0
     low = max(MIN_CONTRAST * 0.8, noise, 0.2 * strongest)
@@ -233,7 +271,7 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
         thickness = max(1, int(np.ceil(np.percentile(lines.sum(axis=0)[lines.any(axis=0)], 50))))
         band = ndimage.binary_dilation(lines, np.ones((thickness + 4, 1), bool))  # the line and its blurred edges
         rest = _outside(sheared & ~band, ndimage.binary_dilation(band, np.ones((5, 1), bool)))
-        crossing = band & sheared & ndimage.binary_closing(rest, np.ones((2 * thickness + 9, 1), bool))
+        crossing = band & sheared & ndimage.binary_closing(rest, np.ones((thickness + 7, 1), bool))
         kept = rest | crossing
         cleaned = _shear(kept, angle, inverse=True)
         mask = cleaned if axis == 0 else cleaned.T
@@ -301,25 +339,30 @@ def _long_runs(mask: np.ndarray, length: float) -> np.ndarray:
     return long[labels] & mask
 
 
-def _keep_marks(labels: np.ndarray, shape: tuple[int, int]) -> list[tuple[slice, slice, list[int]]]:
+def _keep_marks(labels: np.ndarray, shape: tuple[int, int], even: bool) -> list[tuple[slice, slice, list[int]]]:
     """Boxes (with their labels) of the components that make up digits, grouped, left to right.
 
     The page's edge and lines along the border go; pieces much smaller than a
     digit join the digit they touch or nearly touch (a 5's bar, the dot of a
-    stroke's end) and are otherwise specks. Small pieces at the border go.
+    stroke's end) and are otherwise specks. Small pieces at the border go,
+    unless the paper is ``even`` (a scan or a drawing has no page edge).
     """
     areas = np.bincount(labels.ravel())
     found = [(box, index + 1) for index, box in enumerate(ndimage.find_objects(labels)) if box is not None]
-    found = [(box, label) for box, label in found if not _page_edge(box, int(areas[label]), shape)]
+    found = [(box, label) for box, label in found if not _page_edge(box, int(areas[label]), shape, even)]
     if not found:
         return []
     tallest = max(box[0].stop - box[0].start for box, _ in found)
     big = [(box[0], box[1], [label]) for box, label in found if _side(box) >= SPECK * tallest and _side(box) >= 3]
+    if not big:
+        return []
     digit = float(np.median([rows.stop - rows.start for rows, _, _ in big if rows.stop - rows.start >= 0.5 * tallest]))
     pieces = [piece for piece in big if piece[0].stop - piece[0].start >= 0.45 * digit]  # digits are never flat
-    slivers = [p for p in pieces if _at_border(p[:2], shape) and min(p[0].stop - p[0].start, p[1].stop - p[1].start) < 0.2 * digit]
+    if len(pieces) > 3 * MAX_MARKS:
+        raise _NotWriting(f"{len(pieces)} separate marks: texture, text or a photo, not a number")
+    slivers = [] if even else [p for p in pieces if _at_border(p[:2], shape) and min(p[0].stop - p[0].start, p[1].stop - p[1].start) < 0.2 * digit]
     pieces = [p for p in pieces if p not in slivers] or pieces  # the page's edge in pieces
-    small = [piece for piece in big if piece not in pieces and not _at_border(piece[:2], shape)]
+    small = [piece for piece in big if piece not in pieces and (even or not _at_border(piece[:2], shape))]
     groups = _group(pieces, labels)
     for piece in small:
         near = min(groups, key=lambda group: _gap(group, piece), default=None)
@@ -345,16 +388,22 @@ def _gap(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]]) -
     return float(np.hypot(rows, cols))
 
 
-def _page_edge(box: tuple[slice, slice], area: int, shape: tuple[int, int]) -> bool:
-    """Whether a component is the edge of the page, a shadow's or a ruled line's: long, thin, at the border."""
+def _page_edge(box: tuple[slice, slice], area: int, shape: tuple[int, int], even: bool) -> bool:
+    """Whether a component is the edge of the page, a shadow's or a ruled line's: long, thin, at the border.
+
+    On ``even`` paper (a scan or a drawing, whose digits may touch the border)
+    only the end of a ruled line qualifies: lying, and much thinner than long.
+    """
     rows, cols = box
     height, width = rows.stop - rows.start, cols.stop - cols.start
     margin = 0.02 * max(shape)
     at_top_or_bottom = rows.start <= margin or rows.stop >= shape[0] - margin
     at_left_or_right = cols.start <= margin or cols.stop >= shape[1] - margin
+    length = np.hypot(height, width)
+    if even:
+        return (at_left_or_right or at_top_or_bottom) and width > 3 * height and area / length < 0.04 * length
     if (at_left_or_right and height > 0.6 * shape[0]) or (at_top_or_bottom and width > 0.6 * shape[1]):
         return True
-    length = np.hypot(height, width)
     thin = area / length < 0.08 * length
     long = height > 0.3 * shape[0] or width > 0.3 * shape[1]
     return thin and long and (at_top_or_bottom or at_left_or_right)
@@ -434,14 +483,14 @@ def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray
 def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: float, depth: int = 0) -> list:
     """``group`` cut in two at its thinnest column near the middle, again for each part still too wide.
 
-    Too wide is wider than 1.25 times the taller of its own height and the
+    Too wide is wider than ``SPLIT_WIDTH`` times the taller of its own height and the
     picture's ``typical`` digit height.
     A cut is kept only when both parts stand as tall as digits do; a flat part is
     a stroke of one digit (a 5's bar, a 7's top), not a digit.
     """
     rows, cols, members = group
     height, width = rows.stop - rows.start, cols.stop - cols.start
-    if width <= 1.25 * max(height, typical) or depth > 4:
+    if width <= SPLIT_WIDTH * max(height, typical) or depth > 4:
         return [group]
     ink = np.isin(labels[rows, cols], members)
     profile = ink.sum(axis=0).astype(float)
@@ -478,6 +527,22 @@ def _strong(groups: list, labels: np.ndarray, strength: np.ndarray) -> list:
     return [group for group, level in zip(groups, levels) if level >= WEAK * strongest]
 
 
+def _adjacent(inliers: np.ndarray, xs: np.ndarray, weights: np.ndarray, gap: float) -> np.ndarray:
+    """Of the ``inliers``, the run of neighbours (no more than ``gap`` apart) that holds the most ink."""
+    order = [i for i in np.argsort(xs) if inliers[i]]
+    runs, current = [], [order[0]] if order else []
+    for previous, index in zip(order, order[1:]):
+        if xs[index] - xs[previous] > gap:
+            runs.append(current)
+            current = []
+        current.append(index)
+    runs.append(current)
+    best = max(runs, key=lambda run: weights[run].sum())
+    chosen = np.zeros_like(inliers)
+    chosen[best] = True
+    return chosen
+
+
 def _in_a_row(groups: list, labels: np.ndarray) -> list:
     """The groups along the line (tilted at most ±0.3) that holds the most ink: a number's digits; strays go."""
     if len(groups) < 2:
@@ -495,7 +560,7 @@ def _in_a_row(groups: list, labels: np.ndarray) -> list:
             if abs(slope) > 0.3:
                 continue
             off = np.abs(centres[:, 1] - (centres[i, 1] + slope * (centres[:, 0] - centres[i, 0])))
-            inliers = off <= np.maximum(reach, 0.5 * heights)
+            inliers = _adjacent(off <= np.maximum(reach, 0.5 * heights), centres[:, 0], weights, 2.5 * reach * 2)
             score = float(weights[inliers].sum())
             if score > best_score:
                 best, best_score = inliers, score
@@ -516,19 +581,31 @@ def _cut(picture: Picture, ink: _Ink, labels: np.ndarray, group: tuple[slice, sl
     own = ndimage.binary_dilation(own, np.ones((3, 3), bool))
     region = ink.strength[top:bottom, left:right]
     own = np.asarray(Image.fromarray(own).resize((region.shape[1], region.shape[0]), Image.Resampling.NEAREST))
-    levels = np.where(own, region, 0)
-    levels = _normalized(levels, ink.threshold)
-    levels = _mnist_strokes(levels)
+    levels = np.where(own, region, 0).astype(np.float32)
+    shrink = max(levels.shape) / CUT_SIDE
+    if shrink > 1:  # enough for a 20-pixel box, and cheap to thicken
+        size = (max(1, round(levels.shape[1] / shrink)), max(1, round(levels.shape[0] / shrink)))
+        levels = np.asarray(Image.fromarray(levels, "F").resize(size, Image.Resampling.BOX), np.float32)
+    levels = _normalized(levels, ink.threshold, ink.even)
+    if not ink.even:  # pens photographed; a drawing keeps the strokes it was drawn with
+        levels = _mnist_strokes(levels)
     scale = picture.scale
     box = (round(left * scale), round(top * scale), round(right * scale), round(bottom * scale))
     return Mark(frame_digit(levels), box)
 
 
-def _normalized(levels: np.ndarray, threshold: float) -> np.ndarray:
-    """Ink levels 0-255: paper and noise at 0, the stroke's core at full strength."""
+def _normalized(levels: np.ndarray, threshold: float, even: bool) -> np.ndarray:
+    """Ink levels 0-255: paper and noise at 0, the stroke's core at full strength.
+
+    Evenly lit ink is stretched to its strongest tone, fainter tones kept as MNIST
+    keeps its grey edges.
+    """
     inked = levels[levels > threshold]
     if inked.size == 0:
         return np.zeros_like(levels)
+    if even:
+        stretched = levels * (255 / float(levels.max()))
+        return np.where(stretched < INK_FLOOR * 255, 0, stretched)
     core = float(np.percentile(inked, 90))
     floor = 0.6 * threshold
     return np.clip((levels - floor) / max(core - floor, 1e-3), 0, 1) * 255

@@ -1,0 +1,183 @@
+"""Reading people's pictures: orientation, paper and light, lines, grouping, splitting, numbers, and floors.
+
+The floors are measured on our own generated cases (tests/scenes) with the bundled
+``mnist-cnn`` on onnxruntime, as a user's upload is read.
+"""
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from mnist_classifier.images import read_image, read_picture
+from mnist_classifier.predict import Classifier, predict_images
+from mnist_classifier.reading import read_digits
+from tests.scenes import drawn_number, non_digit, photo_of_digit, photo_of_number, redrawn_mnist, typed_digit
+
+
+@pytest.fixture(scope="module")
+def reader(mnist_dir):
+    """The bundled mnist-cnn on onnxruntime; the scenes find MNIST's test digits through the variable."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MNIST_CLASSIFIER_DATA", str(mnist_dir))
+    yield Classifier.load("mnist-cnn", runtime="onnx")
+    mp.undo()
+
+
+@pytest.fixture(autouse=True)
+def _scenes_find_mnist(monkeypatch, mnist_dir):
+    monkeypatch.setenv("MNIST_CLASSIFIER_DATA", str(mnist_dir))
+
+
+def _paper(width=900, height=600, colour=(250, 250, 245)) -> Image.Image:
+    return Image.new("RGB", (width, height), colour)
+
+
+def _write(draw: ImageDraw.ImageDraw, strokes, offset=(0, 0), scale=1.0, width=12, fill=(20, 20, 90)) -> None:
+    """Polylines in a 100×140 digit box, moved and scaled."""
+    for stroke in strokes:
+        points = [(offset[0] + x * scale, offset[1] + y * scale) for x, y in stroke]
+        draw.line(points, fill=fill, width=width, joint="curve")
+
+
+SEVEN = [[(10, 10), (90, 10), (45, 130)]]
+ONE = [[(50, 5), (50, 135)]]
+FOUR_IN_TWO_STROKES = [[(60, 5), (10, 90), (90, 90)], [(65, 45), (65, 135)]]
+FIVE_WITH_BAR_APART = [[(20, 30), (15, 70), (60, 60), (85, 95), (60, 130), (15, 120)], [(28, 8), (88, 8)]]
+ZERO = [[(50, 5), (85, 30), (90, 90), (50, 135), (12, 100), (10, 40), (50, 5)]]
+
+
+def _jpeg(image: Image.Image, orientation: int | None = None, quality: int = 90) -> bytes:
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    image.save(buffer, "JPEG", quality=quality, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("orientation", "stored"), [(6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270), (3, Image.Transpose.ROTATE_180)])
+def test_exif_orientation_is_applied_before_reading(reader, orientation, stored):
+    upright = _paper(600, 400)
+    _write(ImageDraw.Draw(upright), SEVEN, (250, 120), 1.2)
+    data = _jpeg(upright.transpose(stored), orientation)  # how a phone stores a turned shot
+    assert read_image(data).shape == (400, 600)
+    [answer] = predict_images(reader, [data])
+    assert answer.number == "7" and not answer.rejected
+
+
+def test_a_phone_mpo_jpeg_is_accepted(reader):
+    page = _paper(600, 400)
+    _write(ImageDraw.Draw(page), SEVEN, (250, 120), 1.2)
+    buffer = io.BytesIO()
+    page.save(buffer, "MPO", save_all=True, append_images=[page.resize((160, 120))])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    [answer] = predict_images(reader, [buffer.getvalue()])
+    assert answer.number == "7"
+
+
+def test_a_12_megapixel_photo_is_decoded_at_a_working_scale_and_boxed_in_its_own_pixels(reader):
+    page = _paper(4000, 3000)
+    _write(ImageDraw.Draw(page), SEVEN, (2600, 1900), 4.0, width=40)
+    picture = read_picture(_jpeg(page))
+    assert picture.size == (4000, 3000) and picture.scale == 2 and picture.grey.shape == (1500, 2000)
+    [answer] = predict_images(reader, [_jpeg(page)])
+    assert answer.number == "7"
+    x0, y0, x1, y1 = answer.digits[0].box
+    assert abs(x0 - 2640) < 60 and abs(y0 - 1940) < 60 and abs(x1 - 2960) < 60 and abs(y1 - 2420) < 60
+
+
+def test_uneven_light_and_a_soft_shadow_do_not_count_as_ink(reader):
+    page = np.asarray(_paper(1200, 900), np.float32)
+    rows, cols = np.mgrid[0:900, 0:1200]
+    light = 1 - 0.5 * cols / 1200 - 0.3 * ((rows / 900 - 0.5) ** 2)
+    shadow = 1 - 0.35 / (1 + np.exp(-(cols - 0.7 * 1200 + 0.3 * rows) / 40))
+    lit = Image.fromarray(np.clip(page * (light * shadow)[..., None], 0, 255).astype(np.uint8))
+    _write(ImageDraw.Draw(lit), FOUR_IN_TWO_STROKES, (760, 500), 1.0, width=9, fill=(30, 40, 150))
+    [answer] = predict_images(reader, [_jpeg(lit, quality=80)])
+    assert answer.number == "4" and len(answer.digits) == 1
+
+
+def test_ruled_lines_are_taken_out_and_strokes_across_them_kept(reader):
+    page = _paper(1200, 900)
+    draw = ImageDraw.Draw(page)
+    for y in range(80, 900, 90):  # tilted a little, as a page on a desk
+        draw.line([(0, y), (1200, y + 40)], fill=(150, 170, 215), width=4)
+    _write(draw, FIVE_WITH_BAR_APART, (300, 330), 1.3)
+    _write(draw, ONE, (480, 330), 1.3)
+    [answer] = predict_images(reader, [_jpeg(page)])
+    assert answer.number == "51"
+    lines_only = _paper(1200, 900)
+    for y in range(80, 900, 90):
+        ImageDraw.Draw(lines_only).line([(0, y), (1200, y + 40)], fill=(150, 170, 215), width=4)
+    reading = read_digits(read_picture(_jpeg(lines_only)))
+    assert reading.marks == () and "no ink" in reading.reason
+
+
+def test_a_number_is_read_left_to_right_with_a_box_per_digit(reader):
+    page = _paper(1000, 400)
+    draw = ImageDraw.Draw(page)
+    for k, strokes in enumerate([SEVEN, FOUR_IN_TWO_STROKES, FIVE_WITH_BAR_APART, ONE]):
+        _write(draw, strokes, (80 + 200 * k, 120), 1.2)
+    [answer] = predict_images(reader, [_jpeg(page)])
+    assert answer.number == "7451" and answer.label is None and answer.name == "7451"
+    lefts = [digit.box[0] for digit in answer.digits]
+    assert lefts == sorted(lefts) and all(digit.image.shape == (28, 28) for digit in answer.digits)
+    assert answer.probability == pytest.approx(np.prod([d.probability for d in answer.digits]))
+
+
+@pytest.mark.parametrize("picture", ["blank", "noise"])
+def test_pictures_with_no_writing_are_rejected_with_a_reason(reader, picture):
+    rng = np.random.default_rng(0)
+    pixels = np.full((600, 800), 235, np.uint8) if picture == "blank" else rng.integers(0, 256, (600, 800), dtype=np.uint8)
+    [answer] = predict_images(reader, [_jpeg(Image.fromarray(pixels))])
+    assert answer.rejected and answer.number == "" and answer.digits == () and answer.reason
+
+
+# --- floors on our own generated cases (the closing check uses others) -----------------
+
+def _share_right(reader, cases) -> float:
+    pictures, truths = zip(*cases)
+    answers = [predict_images(reader, [picture])[0] for picture in pictures]
+    return np.mean([not a.rejected and a.number == str(t) for a, t in zip(answers, truths)])
+
+
+def test_floor_on_phone_photos_of_single_digits(reader):
+    assert _share_right(reader, [photo_of_digit(seed) for seed in range(1000, 1024)]) >= 0.5
+
+
+def test_floor_on_numbers_photographed_and_drawn(reader):
+    assert _share_right(reader, [photo_of_number(seed) for seed in range(2000, 2012)]) >= 0.5
+    assert _share_right(reader, [drawn_number(seed) for seed in range(3000, 3012)]) >= 0.7
+
+
+def test_clean_digits_keep_reading_as_before(reader):
+    assert _share_right(reader, [redrawn_mnist(seed) for seed in range(4000, 4030)]) >= 0.9
+    assert _share_right(reader, [typed_digit(seed) for seed in range(5000, 5030)]) >= 0.85
+
+
+def test_cli_reads_a_number_writes_the_inputs_and_says_it_in_one_line(reader, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mnist_classifier.cli import app
+
+    page = _paper(1000, 400)
+    draw = ImageDraw.Draw(page)
+    for k, strokes in enumerate([SEVEN, ONE]):
+        _write(draw, strokes, (200 + 250 * k, 120), 1.2)
+    (tmp_path / "number.jpg").write_bytes(_jpeg(page))
+    Image.fromarray(np.full((300, 300), 240, np.uint8)).save(tmp_path / "blank.png")
+    runner = CliRunner()
+    result = runner.invoke(app, ["predict", "mnist-cnn", str(tmp_path / "number.jpg"), "--runtime", "onnx", "--show-input", str(tmp_path / "inputs")])
+    assert result.exit_code == 0, result.output
+    assert f"{tmp_path / 'number.jpg'}: 71 (" in result.output
+    assert sorted(p.name for p in (tmp_path / "inputs").iterdir()) == ["number-1.png", "number-2.png"]
+    assert Image.open(tmp_path / "inputs" / "number-1.png").size == (28, 28)
+    result = runner.invoke(app, ["predict", "mnist-cnn", str(tmp_path / "number.jpg"), str(tmp_path / "blank.png"), "--runtime", "onnx", "--json"])
+    records = json.loads(result.output)
+    assert records[0]["number"] == "71" and len(records[0]["digits"]) == 2 and records[0]["rejected"] is False
+    assert records[1]["rejected"] is True and "no ink" in records[1]["reason"]
+    [api] = predict_images(reader, [tmp_path / "number.jpg"])
+    assert [d["box"] for d in records[0]["digits"]] == [list(d.box) for d in api.digits]
