@@ -44,7 +44,7 @@ def test_the_report_has_every_figure(runs):
         assert grid.size[0] == 1200
     assert_picture(folder / "misclassified.png", Image.open(folder / "misclassified.png").size)
     text = html.read_text()
-    assert text.count("data:image/png;base64,") == 4 and "src=\"http" not in text
+    assert text.count("data:image/png;base64,") == 5 and "src=\"http" not in text
     markdown = (folder / "report.md").read_text()
     accuracy = RunRecord.read(runs[0]).metrics["test_accuracy"]
     assert f"{accuracy:.2%}" in markdown and "![Confusion matrix](confusion.png)" in markdown
@@ -55,7 +55,7 @@ def test_the_html_report_shows_every_figure_in_a_browser(runs, browser):
     page = browser.new_page(viewport={"width": 1200, "height": 900})
     page.goto(html.as_uri())
     loaded = page.eval_on_selector_all("img", "images => images.map(i => i.complete && i.naturalWidth > 0)")
-    assert loaded == [True] * 4
+    assert loaded == [True] * 5
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "report.png"), full_page=True)
     page.close()

@@ -188,4 +188,4 @@ def served(*args, env=None) -> Iterator[httpx.Client]:
 
 def test_the_cli_serves_until_ctrl_c(mlp_model_path):
     with served(mlp_model_path) as client:
-        assert "Draw a digit" in client.get("/").text
+        assert "Write a number" in client.get("/").text

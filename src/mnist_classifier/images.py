@@ -29,6 +29,7 @@ MAX_PIXELS = 40_000_000
 DIGIT_BOX = 20  # MNIST: the ink's longer side, in pixels
 INK_FLOOR = 0.15  # after stretching the ink to 0-255, fainter pixels are background
 MIN_INK_CONTRAST = 24  # grey levels between paper and the darkest ink, at least
+ORIENTATION = 0x0112  # the EXIF tag a camera records its orientation in
 WORKING_SIDE = 1600  # a JPEG is decoded at the smallest scale whose longer side keeps at least this
 
 
@@ -58,7 +59,8 @@ def read_picture(
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     data = source if isinstance(source, bytes) else _read_file(Path(source), label)
     image, (width, height) = _decode(data, label, max_pixels, working_side)
-    upright = ImageOps.exif_transpose(image)
+    turned = image.getexif().get(ORIENTATION, 1) != 1
+    upright = ImageOps.exif_transpose(image) if turned else image  # without a tag it would only copy
     if upright.size != image.size:  # turned a quarter: the original's sides swap too
         width, height = height, width
     return Picture(_to_grey(upright), width / upright.size[0], (width, height))

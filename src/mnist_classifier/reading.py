@@ -50,6 +50,8 @@ MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled line
 FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape,
 FILLED_BOX = 0.5  # if its ink also covers this share of its box
 WEAK = 0.45  # marks fainter than this share of the strongest mark's ink are smudges, shadows or ruling
+BROKEN_GAP = 0.06  # two pieces this close (a share of their height) and together
+BROKEN_WIDTH = 0.8  # no wider than this share of their height are one digit broken in two
 SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
 CUT_SIDE = 112  # a digit is cut at most this many pixels long before it is framed
@@ -124,7 +126,8 @@ def read_digits(picture: Picture) -> Reading:
 def _find_ink(grey: np.ndarray) -> _Ink | None:
     """Ink strength relative to the local paper, or None when the picture has no ink."""
     grey = grey.astype(np.float32)
-    if not _dark_on_light(grey):
+    stride = max(1, int(max(grey.shape) / ANALYSIS_SIDE))
+    if not _dark_on_light(grey[::stride, ::stride]):
         grey = 255 - grey
     factor = max(1.0, max(grey.shape) / ANALYSIS_SIDE)
     small = _resized(grey, factor)
@@ -306,11 +309,14 @@ def _outside(rest: np.ndarray, band: np.ndarray) -> np.ndarray:
 def _line_angle(mask: np.ndarray) -> float | None:
     """The tilt (slope) at which ink rows line up as ruled lines, or None when none runs across."""
     step = max(1, mask.shape[1] // 256)
-    small = mask[::step, ::step]
+    rows, cols = np.nonzero(mask[::step, ::step])
+    width = -(-mask.shape[1] // step)
+    if rows.size < LINE_SPAN * width:
+        return None
     best, best_slope = 0.0, None
     for slope in np.tan(np.radians(np.arange(-15, 15.5, 1.0))):
-        rows = _shear(small, slope).sum(axis=1)
-        peak = rows.max() / small.shape[1]
+        shifted = rows - np.round(cols * slope).astype(int)
+        peak = np.bincount(shifted - shifted.min()).max() / width  # ink in the fullest sheared row
         if peak > best:
             best, best_slope = peak, slope
     return best_slope if best >= LINE_SPAN else None
@@ -440,7 +446,13 @@ def _same_digit(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[i
     narrower = min(a[1].stop - a[1].start, b[1].stop - b[1].start)
     gap = max(a[0].start, b[0].start) - min(a[0].stop, b[0].stop)
     taller = max(a[0].stop - a[0].start, b[0].stop - b[0].start)
-    return overlap >= 0.5 * narrower and gap < 0.6 * taller
+    if overlap >= 0.5 * narrower and gap < 0.6 * taller:
+        return True
+    # A stroke broken by a faint stretch: two nearly touching halves no wider together than a digit.
+    union = _union(a, b)
+    width, height = union[1].stop - union[1].start, union[0].stop - union[0].start
+    return -overlap <= BROKEN_GAP * height and width <= BROKEN_WIDTH * height and min(
+        a[0].stop - a[0].start, b[0].stop - b[0].start) >= 0.5 * height
 
 
 def _side_by_side(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]], labels: np.ndarray) -> bool:
