@@ -35,6 +35,11 @@ if TYPE_CHECKING:  # Keras is imported only for models that run on it: onnxrunti
 ImageSource = str | os.PathLike | bytes | np.ndarray
 
 
+def _top_records(top: tuple[tuple[str, float], ...]) -> list[dict]:
+    """The top k as JSON-ready ``{"name", "probability"}`` records."""
+    return [{"name": name, "probability": p} for name, p in top]
+
+
 @dataclass(frozen=True)
 class Digit:
     """One digit of a picture: the most likely class, its probability, the top k, and where it is."""
@@ -53,7 +58,7 @@ class Digit:
             "label": self.label,
             "name": self.name,
             "probability": self.probability,
-            "top": [{"name": name, "probability": p} for name, p in self.top],
+            "top": _top_records(self.top),
             "box": list(self.box),
         }
 
@@ -89,7 +94,7 @@ class Prediction:
             "label": self.label,
             "name": self.name,
             "probability": self.probability,
-            "top": [{"name": name, "probability": p} for name, p in self.top],
+            "top": _top_records(self.top),
             "probabilities": list(self.probabilities),
             "rejected": self.rejected,
             "reason": self.reason,
@@ -198,7 +203,6 @@ class Classifier:
         """One picture's Prediction from its marks and their calibrated probabilities."""
         if top_k < 1:
             raise ConfigError(f"top_k={top_k}: expected at least 1")
-        classes = self.info.classes
         digits = tuple(self._digit(mark, row, top_k) for mark, row in zip(reading.marks, rows))
         number = "".join(digit.name for digit in digits) if self.reads_digits else None
         if not digits:
