@@ -166,7 +166,7 @@ class Classifier:
         else:
             picture = read_picture(source, label, max_pixels)
         if self.reads_digits:
-            return read_digits(picture)
+            return read_digits(picture, self.sureness)
         return Reading((Mark(to_item(picture.grey, label), (0, 0, *picture.size)),))
 
     def prepare(self, source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> np.ndarray:
@@ -181,6 +181,10 @@ class Classifier:
         images = [mark.image for reading in readings for mark in reading.marks]
         rows = iter(self.calibrated(np.stack(images)) if images else ())
         return [self._answer(source, reading, [next(rows) for _ in reading.marks], top_k) for source, reading in zip(sources, readings)]
+
+    def sureness(self, images: np.ndarray) -> np.ndarray:
+        """How sure the model is of each of N×28×28 uint8 images: its digit score (top calibrated probability)."""
+        return digit_score(self.calibrated(images))
 
     def calibrated(self, images: np.ndarray) -> np.ndarray:
         """Calibrated class probabilities of N×28×28 uint8 images (the model's, scaled by its temperature)."""

@@ -26,6 +26,7 @@ marks and a ``reason``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,7 @@ MAX_MARKS = 16  # more separate marks than that is texture, text or a photo, not
 MAX_INK_SHARE = 0.3  # ink over more of a photo than that is not writing on paper
 MAX_EVEN_INK_SHARE = 0.7  # a scanned or drawn digit may fill its frame
 EVEN_SHARE = 0.3  # paper whose commonest tone holds this share of the pixels is lit evenly
+EVEN_BORDER = 0.55  # or this share of the pixels along its border (phone photos: 0.4 at most)
 DARK_GROUND = 0.5  # paper darker than this share of the page's lightest is a table, not paper in shadow
 MIN_CONTRAST = 0.1  # ink at least this much darker than its paper (a share of the paper's brightness)
 SPECK = 0.22  # marks whose longer side is under this share of the tallest mark's height are specks
@@ -52,6 +54,8 @@ FILLED_BOX = 0.5  # if its ink also covers this share of its box
 WEAK = 0.45  # marks fainter than this share of the strongest mark's ink are smudges, shadows or ruling
 BROKEN_GAP = 0.06  # two pieces this close (a share of their height) and together
 BROKEN_WIDTH = 0.8  # no wider than this share of their height are one digit broken in two
+ONE_WIDTH = 1.6  # marks no wider together than this many times their height may be one digit
+NEAR = 0.15  # ink this close to a digit (a share of its height) may be a piece of it
 SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
 CUT_SIDE = 112  # a digit is cut at most this many pixels long before it is framed
@@ -74,6 +78,9 @@ class Reading:
     reason: str | None = None
 
 
+Judge = Callable[[np.ndarray], np.ndarray]  # N×28×28 uint8 digits -> how sure a model is of each, 0 to 1
+
+
 class _NotWriting(Exception):
     """Raised inside the reader when a picture is plainly not writing; its message is the reason."""
 
@@ -90,8 +97,14 @@ class _Ink:
     threshold: float  # ink strength that counts as ink
 
 
-def read_digits(picture: Picture) -> Reading:
+def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     """The handwritten digits in ``picture``, left to right, each framed as MNIST frames its digits.
+
+    With a ``judge`` (how sure a model is of each of N×28×28 images, 0 to 1) the
+    reader also asks it where the ink alone cannot tell one digit from two: when
+    the marks together are no wider than a digit may be (a 0 drawn wide, a 4 in
+    two strokes apart, a stroke broken in places), the whole is read as one digit
+    if the judge is surer of it than of all the separate digits together.
 
     Returns a Reading with no marks and a reason when the picture is blank, or
     shows texture, a photograph or a filled shape rather than written digits.
@@ -110,14 +123,21 @@ def read_digits(picture: Picture) -> Reading:
         return Reading((), str(refusal))
     if not groups:
         return Reading((), "no ink found: only specks, lines or the page's edge")
-    groups = _split_wide(_strong(groups, labels, ink.small), labels)
+    strong = _strong(groups, labels, ink.small)
+    groups = _split_wide(strong, labels)
     if len(groups) > MAX_MARKS:
         return Reading((), f"{len(groups)} separate marks: texture, text or a photo, not a number")
     written = [group for group in groups if not _filled(labels, group)]
-    if not written:
-        return Reading((), "a filled shape, not a written digit")
-    groups = _in_a_row(written, labels)
-    return Reading(tuple(_cut(picture, ink, labels, group) for group in groups))
+    whole = _as_one(strong, labels) if judge is not None else None
+    marks = tuple(mark for group in _in_a_row(written, labels) if (mark := _cut(picture, ink, labels, group)))
+    one = _cut(picture, ink, labels, whole) if whole is not None else None
+    if one is not None:
+        sure = judge(np.stack([one.image, *(mark.image for mark in marks)]))
+        if not marks or sure[0] > float(np.prod(sure[1:])):
+            return Reading((one,))
+    if not marks:
+        return Reading((), "a filled shape, not a written digit" if not written else "no ink found: only faint marks")
+    return Reading(marks)
 
 
 # --- 1. paper and ink -----------------------------------------------------------------
@@ -201,14 +221,18 @@ def _even_paper(small: np.ndarray) -> tuple[bool, float]:
     """Whether the paper is one even tone (a scan, a drawing, a screen), and that tone.
 
     Even paper is a sharp peak of the histogram: at least ``EVEN_SHARE`` of the
-    pixels within two grey levels of the commonest tone (a camera's noise and
-    light spread paper over many more).
+    pixels within two grey levels of the commonest tone, or ``EVEN_BORDER`` of
+    those along the border when the digit fills most of its frame (a camera's
+    noise and light spread paper over many more).
     """
-    counts = np.bincount(np.clip(small, 0, 255).astype(np.uint8).ravel(), minlength=256)
-    mode = int(np.argmax(counts))
-    spread = 2
-    share = counts[max(0, mode - spread) : mode + spread + 1].sum() / small.size
-    return bool(share >= EVEN_SHARE), float(min(255, mode + spread))
+    side = max(1, round(0.05 * min(small.shape)))
+    border = np.concatenate([small[:side], small[-side:], small[:, :side].T, small[:, -side:].T], axis=None)
+    for pixels, share in ((small, EVEN_SHARE), (border, EVEN_BORDER)):
+        counts = np.bincount(np.clip(pixels, 0, 255).astype(np.uint8).ravel(), minlength=256)
+        mode = int(np.argmax(counts))
+        if counts[max(0, mode - 2) : mode + 3].sum() >= share * pixels.size:
+            return True, float(min(255, mode + 2))
+    return False, float(min(255, mode + 2))
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -522,6 +546,35 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
     return [piece for part in parts for piece in _split(part, labels, typical, depth + 1)]
 
 
+def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] | None:
+    """All of ``groups`` and the ink near them as one digit, when together they are no wider than a digit may be.
+
+    The ink near them is every mark that lies wholly within ``NEAR`` of their
+    height of their box (a stroke's broken-off end, a 9's tail): what a digit in
+    pieces is made of.
+    """
+    if not groups or len(groups) > 3:
+        return None
+    box = groups[0]
+    for group in groups[1:]:
+        box = _union(box, group)
+    rows, cols, _ = box
+    height = rows.stop - rows.start
+    if cols.stop - cols.start > ONE_WIDTH * height:
+        return None
+    reach = round(NEAR * height)
+    top, bottom, left, right = rows.start - reach, rows.stop + reach, cols.start - reach, cols.stop + reach
+    near = np.unique(labels[max(0, top) : bottom, max(0, left) : right])
+    found = ndimage.find_objects(labels)
+    members = []
+    for label in (int(label) for label in near if label):
+        r, c = found[label - 1]
+        if r.start >= top and r.stop <= bottom and c.start >= left and c.stop <= right:
+            members.append(label)
+            box = _union(box, (r, c, []))
+    return box[0], box[1], members
+
+
 def _filled(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
     """Whether a group is a filled shape: a wide disc fits inside its ink and ink fills most of its box (digits are strokes)."""
     rows, cols, members = group
@@ -582,8 +635,11 @@ def _in_a_row(groups: list, labels: np.ndarray) -> list:
 # --- 4. the MNIST recipe --------------------------------------------------------------
 
 
-def _cut(picture: Picture, ink: _Ink, labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> Mark:
-    """One digit cut from the working picture, its ink normalized and its strokes MNIST-like, framed 28×28."""
+def _cut(picture: Picture, ink: _Ink, labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> Mark | None:
+    """One digit cut from the working picture, its ink normalized and its strokes MNIST-like, framed 28×28.
+
+    None when none of its ink is strong enough to count once cut.
+    """
     rows, cols, members = group
     f = ink.factor
     shape = ink.strength.shape
@@ -599,6 +655,8 @@ def _cut(picture: Picture, ink: _Ink, labels: np.ndarray, group: tuple[slice, sl
         size = (max(1, round(levels.shape[1] / shrink)), max(1, round(levels.shape[0] / shrink)))
         levels = np.asarray(Image.fromarray(levels, "F").resize(size, Image.Resampling.BOX), np.float32)
     levels = _normalized(levels, ink.threshold, ink.even)
+    if not levels.any():
+        return None
     if not ink.even:  # pens photographed; a drawing keeps the strokes it was drawn with
         levels = _mnist_strokes(levels)
     scale = picture.scale
