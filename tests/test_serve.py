@@ -22,9 +22,9 @@ from PIL import Image
 
 from mnist_classifier import load_dataset
 from mnist_classifier.predict import Classifier
-from mnist_classifier.serve import Limits, create_app
+from mnist_classifier.serve import Limits, server_config
 
-LIMITS = Limits(upload_bytes=200_000, pixels=1_000_000, batch=8)
+LIMITS = Limits(upload_bytes=200_000, pixels=1_000_000, request_pixels=2_000_000, batch=8, request_seconds=2)
 
 
 def free_port() -> int:
@@ -35,9 +35,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def service(mlp_model_path):
-    """A real server in a background thread, for the module's tests."""
-    app = create_app(Classifier.load(mlp_model_path), LIMITS)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    """A real server in a background thread, set up as ``serve`` sets it up, for the module's tests."""
+    server = uvicorn.Server(server_config(Classifier.load(mlp_model_path), LIMITS, port=free_port(), log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -67,7 +66,8 @@ def test_health_model_and_docs(service):
     assert service.get("/health").json() == {"status": "ok"}
     model = service.get("/model").json()
     assert model["dataset"] == "mnist" and model["classes"] == [str(i) for i in range(10)]
-    assert model["input_shape"] == [784] and model["test_accuracy"] > 0.95 and model["limits"]["batch"] == 8
+    assert model["input_shape"] == [784] and model["test_accuracy"] > 0.95
+    assert model["limits"] == {"upload_bytes": 200_000, "pixels": 1_000_000, "request_pixels": 2_000_000, "batch": 8, "request_seconds": 2}
     schema = service.get("/openapi.json").json()
     assert {"/predict", "/predict/batch", "/model", "/health"} <= set(schema["paths"])
     assert "multipart/form-data" in schema["paths"]["/predict"]["post"]["requestBody"]["content"]

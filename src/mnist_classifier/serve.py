@@ -1,47 +1,46 @@
 """The HTTP service: predictions as JSON, model facts, and a page to draw digits on.
 
-``create_app(classifier)`` builds a FastAPI app around one loaded model; ``serve``
-runs it on uvicorn. Every bad request gets a 4xx answer with a JSON ``error``
-message, never a 500.
+``create_app(classifier)`` builds a FastAPI app around one loaded model;
+``server_config`` gives uvicorn's settings for it and ``serve`` runs it. Every bad
+request gets a 4xx answer with a JSON ``error`` message, never a 500; what a
+request may cost is bounded as it arrives (``http_limits``).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
+import functools
 import io
 import json
 import os
-from dataclasses import dataclass
+import sys
+import warnings
+from dataclasses import asdict
 from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 from swagger_ui_bundle import swagger_ui_path
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnist_classifier import __version__
 from mnist_classifier.errors import MnistClassifierError
+from mnist_classifier.http_limits import JSON_DEPTH, Limits, LimitsMiddleware, TimedH11Protocol, json_depth
 from mnist_classifier.predict import Classifier
 
 WEB = resources.files("mnist_classifier") / "web"
 ASSETS = {"index.html": "text/html", "draw.js": "text/javascript", "style.css": "text/css"}
-
-
-@dataclass(frozen=True)
-class Limits:
-    """What one request may carry."""
-
-    upload_bytes: int = 5 * 2**20
-    pixels: int = 16_000_000
-    batch: int = 64
 
 
 class RequestError(Exception):
@@ -62,9 +61,11 @@ def create_app(classifier: Classifier, limits: Limits = Limits()) -> FastAPI:
         redoc_url=None,
     )
     app.openapi_version = "3.0.3"  # what the bundled Swagger UI (4.x) renders
+    app.add_middleware(LimitsMiddleware, limits=limits)
     _add_error_handlers(app)
     _add_docs(app)
 
+    @app.head("/health", include_in_schema=False)  # the same answer, its body left out by the server
     @app.get("/health", summary="Liveness")
     def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -86,7 +87,7 @@ def create_app(classifier: Classifier, limits: Limits = Limits()) -> FastAPI:
             "reads_numbers": classifier.reads_digits,
             "temperature": info.temperature,
             "reject_below": classifier.reject_below,
-            "limits": {"upload_bytes": limits.upload_bytes, "pixels": limits.pixels, "batch": limits.batch},
+            "limits": asdict(limits),
         }
 
     @app.post("/predict", summary="Read one picture: its number, digit by digit", openapi_extra=_request_doc(batch=False))
@@ -134,11 +135,8 @@ def _asset(name: str) -> FileResponse:
 
 async def _images(request: Request, limits: Limits, batch: bool) -> list[tuple[str, Any]]:
     """The images a request carries, as (name, bytes or pixel array) pairs."""
-    declared = request.headers.get("content-length")
-    if declared is None:
+    if "content-length" not in request.headers:  # the size itself is LimitsMiddleware's to check
         raise RequestError(411, "a Content-Length header is required")
-    if not declared.isdigit() or int(declared) > limits.upload_bytes:
-        raise RequestError(413, f"request of {declared} bytes: at most {limits.upload_bytes:,} accepted")
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "multipart/form-data":
         items = await _from_form(request, batch)
@@ -170,10 +168,15 @@ async def _from_form(request: Request, batch: bool) -> list[tuple[str, bytes]]:
 
 def _from_json(body: bytes, batch: bool) -> list[tuple[str, Any]]:
     """``{"pixels": 28×28}`` or ``{"image": base64 PNG}``; a batch: ``{"images": [such objects]}``."""
+    depth = json_depth(body)
+    if depth > JSON_DEPTH:
+        raise RequestError(400, f"JSON nested {depth:,} levels deep: at most {JSON_DEPTH} accepted")
     try:
-        payload = json.loads(body)
+        payload = json.loads(body.decode("utf-8"))  # JSON is UTF-8 (RFC 8259), as json_depth reads it
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RequestError(400, f"malformed JSON ({exc})") from None
+    except ValueError:  # Python's bound on the digits of an int
+        raise RequestError(422, f"a JSON integer of over {sys.get_int_max_str_digits():,} digits, expected pixel values in 0-255") from None
     if batch:
         if not isinstance(payload, dict) or not isinstance(payload.get("images"), list):
             raise RequestError(422, 'expected {"images": [{"pixels": ...} or {"image": "<base64>"}, ...]}')
@@ -192,9 +195,16 @@ def _json_image(item: Any, name: str) -> tuple[str, Any]:
             and {type(value) for row in rows for value in row} <= {int, float}  # JSON numbers, not true/false
         ):
             raise RequestError(422, f"{name}.pixels: expected 28 rows of 28 numbers")
-        return name, np.array(rows, np.float64)
+        try:
+            return name, np.array(rows, np.float64)
+        except OverflowError:  # an integer beyond any float
+            raise RequestError(422, f"{name}.pixels: a number too large for a float, expected values in 0-255") from None
     if isinstance(item, dict) and isinstance(item.get("image"), str):
-        encoded = item["image"].split(",", 1)[1] if item["image"].startswith("data:") else item["image"]
+        encoded = item["image"]
+        if encoded.startswith("data:"):
+            header, comma, encoded = encoded.partition(",")
+            if not comma:
+                raise RequestError(422, f"{name}.image: data URL {header[:40]!r} has no comma, expected data:<type>;base64,<data>")
         try:
             return name, base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
@@ -204,6 +214,9 @@ def _json_image(item: Any, name: str) -> tuple[str, Any]:
 
 def _answer(classifier: Classifier, names, images, limits: Limits, inputs: bool = False) -> list[dict[str, Any]]:
     """Answers for the request's pictures (with each digit's 28×28 input as a PNG data URL if ``inputs``); a bad image is a 422 naming it."""
+    claimed = sum(map(_claimed_pixels, images))
+    if claimed > limits.request_pixels:
+        raise RequestError(422, f"{len(images)} pictures of {claimed:,} pixels in all: at most {limits.request_pixels:,} per request")
     try:
         readings = [classifier.read(image, name, limits.pixels) for name, image in zip(names, images)]
     except MnistClassifierError as exc:
@@ -217,10 +230,22 @@ def _answer(classifier: Classifier, names, images, limits: Limits, inputs: bool 
     return records
 
 
+def _claimed_pixels(image: bytes | np.ndarray) -> int:
+    """The pixels a picture decodes to, from its header alone (0 for bytes Pillow cannot open: reading them says why)."""
+    if isinstance(image, np.ndarray):
+        return image.size
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(image)) as picture:
+                width, height = picture.size
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError):
+        return 0
+    return width * height
+
+
 def _png_data_url(pixels: np.ndarray) -> str:
     """A greyscale image as a ``data:image/png;base64,...`` URL."""
-    from PIL import Image
-
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
@@ -260,8 +285,15 @@ def serve(
     runtime: str | None = None,
 ) -> None:
     """Serve ``model`` (loaded, a file or a bundled model's name, loaded once on ``runtime``) with uvicorn until interrupted."""
-    import uvicorn
-
     classifier = model if isinstance(model, Classifier) else Classifier.load(model, runtime=runtime)
     classifier.classify(np.zeros((1, 28, 28), np.uint8), ["warm-up"])  # compile before the first request
-    uvicorn.run(create_app(classifier, limits), host=host, port=port, log_level="info")
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
+        uvicorn.Server(server_config(classifier, limits, host, port)).run()
+
+
+def server_config(
+    classifier: Classifier, limits: Limits = Limits(), host: str = "127.0.0.1", port: int = 8000, log_level: str = "info"
+) -> uvicorn.Config:
+    """uvicorn's settings for the service around ``classifier``: its app, and headers given ``limits.request_seconds``."""
+    protocol = functools.partial(TimedH11Protocol, header_seconds=limits.request_seconds)
+    return uvicorn.Config(create_app(classifier, limits), host=host, port=port, log_level=log_level, http=protocol)
