@@ -13,6 +13,7 @@ from mnist_classifier.augmentation import RANDOM_LAYERS, Augmentation, augment
 from mnist_classifier.config import ModelConfig, check_conv_blocks, check_keep_prob, check_layers
 from mnist_classifier.formats import IMAGE_SIZE
 from mnist_classifier.errors import ConfigError
+from mnist_classifier.memory import check_fits, cnn_size, mlp_size
 
 
 _RANDOM_DRAWS = ("uniform", "normal", "truncated_normal")
@@ -80,12 +81,14 @@ def build_model(
 
     Raises:
         ValueError: mismatched lengths, non-positive widths, unknown activations,
-            keep_prob outside (0, 1].
+            keep_prob outside (0, 1], or a network too large for the memory
+            available (:func:`~mnist_classifier.memory.check_fits`).
     """
     if isinstance(nx, bool) or not isinstance(nx, int) or nx <= 0:
         raise ConfigError(f"nx={nx!r}: expected a positive integer")
     check_layers(layers, activations, lambtha, keep_prob)
     check_keep_prob("input_keep_prob", input_keep_prob)
+    check_fits(mlp_size(nx, layers), 1, f"layers={list(layers)}")
     inputs = keras.Input(shape=(nx,), name="pixels")
     x = _dropout(inputs, input_keep_prob, "input_dropout")
     return keras.Model(inputs, _dense_stack(x, layers, activations, lambtha, keep_prob), name="mlp")
@@ -119,10 +122,13 @@ def build_cnn(
         An uncompiled ``keras.Model``.
 
     Raises:
-        ValueError: any bad argument, named with what was expected.
+        ValueError: any bad argument, named with what was expected, or a network
+            too large for the memory available (:func:`~mnist_classifier.memory.check_fits`).
     """
     check_layers(layers, activations, lambtha, keep_prob)
     check_conv_blocks(filters, convs_per_block, kernel_size, conv_keep_prob)
+    size = cnn_size(layers, filters, convs_per_block, kernel_size, batch_norm)
+    check_fits(size, 1, f"filters={list(filters)}, kernel_size={kernel_size}, layers={list(layers)}")
     inputs = keras.Input(shape=(IMAGE_SIZE, IMAGE_SIZE, 1), name="image")
     x = inputs if augmentation is None else augment(inputs, augmentation)
     regularizer = keras.regularizers.L2(lambtha)
