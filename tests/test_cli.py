@@ -4,14 +4,18 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from mnist_classifier import build_model, save_model
+from mnist_classifier.cli import main
 from tests.conftest import FIXTURES
 
 SMALL = ["--set", "data.train_limit=2000", "--set", "data.test_limit=500", "--set", "data.validation_size=500", "--set", "training.batch_size=32"]
@@ -23,12 +27,63 @@ def cli_path() -> str:
     return shutil.which("mnist-classifier", path=str(Path(sys.executable).parent)) or "mnist-classifier"
 
 
-def cli(*args, env=None, check=True):
-    """Run the installed command; returns the completed process."""
-    result = subprocess.run([cli_path(), *map(str, args)], capture_output=True, text=True, env={**os.environ, **(env or {})})
+MEMORY_CAP = 4 * 2**30  # address space for a command that must not read or allocate without bound
+# Run as a launcher (not as a preexec_fn: tests that imported JAX must not fork a multithreaded process)
+_LIMIT_THEN_EXEC = (
+    "import os, resource, sys; limit = int(sys.argv[1]); resource.setrlimit(resource.RLIMIT_AS, (limit, limit)); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
+
+
+def capped(memory: int) -> list[str]:
+    """A launcher that runs the command after it under an address-space limit of ``memory`` bytes."""
+    return [sys.executable, "-c", _LIMIT_THEN_EXEC, str(memory)]
+
+
+def cli(*args, env=None, check=True, memory=None, timeout=None, launcher=()):
+    """Run the installed command; returns the completed process.
+
+    ``memory`` caps its address space (bytes), so that a regression that reads or
+    allocates without bound fails the test instead of the machine; ``timeout``
+    (seconds) fails one that would hang; ``launcher`` runs it through another command.
+    """
+    command = [*(capped(memory) if memory else []), *launcher, cli_path(), *map(str, args)]
+    result = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}: {result.stderr}")
     return result
+
+
+def python_capped(code: str, *args, memory: int = 2**30, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run Python ``code`` (with ``args``) in a new process capped at ``memory`` bytes of address space and ``timeout`` s."""
+    command = [*capped(memory), sys.executable, "-c", code, *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+
+
+def run_main(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run the command in this process, as ``main`` does: its exit code, stdout and stderr."""
+    monkeypatch.setattr(sys, "argv", ["mnist-classifier", *map(str, args)])
+    with pytest.raises(SystemExit) as stop:
+        main()
+    captured = capsys.readouterr()
+    return stop.value.code, captured.out, captured.err
+
+
+def fake_device(path: Path) -> Path:
+    """A character device node at ``path`` with /dev/null's numbers (reads end at once); skips where mknod is not permitted."""
+    try:
+        os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("creating a device node (mknod) is not permitted here")
+    return path
+
+
+def digit_png(path: Path) -> Path:
+    """A PNG of a dark vertical bar on white paper: a 1."""
+    pixels = np.full((60, 60), 255, np.uint8)
+    pixels[10:50, 28:32] = 0
+    Image.fromarray(pixels).save(path)
+    return path
 
 
 def assert_one_line_error(result, *fragments):
@@ -157,3 +212,4 @@ def test_ctrl_c_keeps_the_checkpoint_and_resume_finishes(tmp_path, mnist_dir):
     assert f"epoch {done + 1}/{done + 1}" in resumed.stdout
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
     assert len(json.loads((run / "history.json").read_text())) == done + 1
+

@@ -92,7 +92,7 @@ def test_bad_files_get_one_clear_line(tmp_path, payload, message):
 
 
 def test_missing_files_folders_and_oversized_files_are_refused(tmp_path, monkeypatch):
-    with pytest.raises(ImageError, match="no such file"):
+    with pytest.raises(ImageError, match="nope.png: image file not found"):
         read_image(tmp_path / "nope.png")
     with pytest.raises(ImageError, match="is a folder"):
         read_image(tmp_path)
@@ -108,3 +108,15 @@ def test_missing_files_folders_and_oversized_files_are_refused(tmp_path, monkeyp
 def test_a_blank_page_has_no_ink():
     with pytest.raises(ImageError, match="blank.png: no ink found"):
         to_digit(np.full((100, 100), 250, np.uint8), "blank.png")
+
+
+@pytest.mark.parametrize(("orientation", "stored"), [(6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270)])
+def test_a_turned_phone_jpeg_is_read_upright(tmp_path, orientation, stored):
+    upright = Image.new("L", (300, 200), 255)
+    upright.paste(0, (0, 0, 60, 40))  # ink in the top left corner only
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # the camera was turned: the pixels are stored turned, the tag says how
+    upright.transpose(stored).save(tmp_path / "photo.jpg", "JPEG", exif=exif.tobytes())
+    grey = read_image(tmp_path / "photo.jpg")
+    assert grey.shape == (200, 300)
+    assert grey[10, 10] < 40 and grey[10, 290] > 215 and grey[190, 10] > 215 and grey[190, 290] > 215

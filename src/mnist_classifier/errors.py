@@ -29,6 +29,10 @@ class ImageError(MnistClassifierError):
     """An image to classify is missing, too large, of another format or undecodable."""
 
 
+class OutputError(MnistClassifierError):
+    """An output cannot be written where asked: its folder is missing, or a device, FIFO or folder is in the way."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message."""
     text = str(exc).strip()

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_classifier.errors import ImageError
+from mnist_classifier.files import read_input
 from mnist_classifier.formats import IMAGE_SIZE
 
 # Phones write JPEGs with a second, smaller picture inside; Pillow opens those as MPO.
@@ -57,7 +58,7 @@ def read_picture(
     full size). Errors are as for :func:`read_image`.
     """
     label = name or (str(source) if not isinstance(source, bytes) else "image")
-    data = source if isinstance(source, bytes) else _read_file(Path(source), label)
+    data = source if isinstance(source, bytes) else read_input(Path(source), MAX_FILE_BYTES, ImageError, "image file", label)
     image, (width, height) = _decode(data, label, max_pixels, working_side)
     turned = image.getexif().get(ORIENTATION, 1) != 1
     upright = ImageOps.exif_transpose(image) if turned else image  # without a tag it would only copy
@@ -70,7 +71,9 @@ def read_image(source: str | Path | bytes, name: str | None = None, max_pixels: 
     """A PNG, JPEG, BMP, GIF or WebP file (or its bytes) as uint8 greyscale, H×W, upright.
 
     The EXIF orientation a camera records is applied; transparent pixels are
-    composited onto white paper. Files over ``MAX_FILE_BYTES``, images over
+    composited onto white paper. Anything but a regular file (a folder, FIFO or
+    device) is refused unread, and no more than ``MAX_FILE_BYTES`` + 1 bytes of a
+    file are read. Files over ``MAX_FILE_BYTES``, images over
     ``MAX_PIXELS`` pixels (decompression bombs), other formats and undecodable
     data raise ImageError naming ``name`` (default: the path). ``max_pixels``
     lowers the pixel limit (a service may want less).
@@ -104,21 +107,6 @@ def _decode(data: bytes, label: str, max_pixels: int | None, working_side: int |
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise ImageError(f"{label}: cannot decode the image, truncated or corrupt ({exc})") from None
     return image, full_size
-
-
-def _read_file(path: Path, label: str) -> bytes:
-    """The bytes of an image file, refusing folders and files over the size limit unread."""
-    try:
-        size = path.stat().st_size
-        if path.is_dir():
-            raise ImageError(f"{label}: is a folder, not an image file")
-        if size > MAX_FILE_BYTES:
-            raise ImageError(f"{label}: {size:,} bytes is over the {MAX_FILE_BYTES:,}-byte limit")
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{label}: no such file") from None
-    except OSError as exc:
-        raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
 
 
 def _check_header(image: Image.Image, label: str, max_pixels: int) -> None:
@@ -210,7 +198,13 @@ def _place(patch: np.ndarray, offset: np.ndarray) -> np.ndarray:
 
 
 def image_paths(path: Path) -> list[Path]:
-    """``path`` itself, or for a folder the image files in it (by suffix, sorted)."""
-    if not path.is_dir():
-        return [path]
-    return sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+    """``path`` itself, or for a folder the image files in it (by suffix, sorted).
+
+    A folder that cannot be listed (no permission) raises ImageError naming it.
+    """
+    try:
+        if not path.is_dir():
+            return [path]
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from None
