@@ -83,6 +83,9 @@ def test_set_values_parse_as_toml_or_bare_strings(text, expected):
         ({"model.architecture": "rnn"}, "model.architecture='rnn': expected one of mlp, cnn"),
         ({"model.precision": "float16"}, "model.precision='float16': expected one of float32, mixed_bfloat16"),
         ({"model.kernel_size": 4}, "kernel_size=4"),
+        ({"model.kernel_size": 29}, "kernel_size=29: expected a positive odd integer below 28"),
+        ({"training.seed": 2**32}, r"training.seed=4294967296: expected 0 <= seed < 2\*\*32"),
+        ({"training.seed": -1}, "training.seed=-1"),
         ({"model.rotation": 400.0}, "model.rotation=400.0"),
     ],
 )
@@ -131,3 +134,28 @@ def test_a_misspelt_setting_gets_a_suggestion():
 
 def test_every_known_setting_is_settable():
     assert "training.epochs" in known_settings() and "model.lambtha" in known_settings()
+
+
+def test_the_largest_seed_is_accepted():
+    assert apply_overrides(Config(), {"training.seed": 2**32 - 1}).training.seed == 2**32 - 1
+
+
+def test_an_oversized_config_file_is_refused(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text("# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="big.toml: 2,000,000 bytes is over the 1,048,576-byte limit"):
+        resolve_config(config_file=path)
+
+
+@pytest.mark.parametrize("value", ["[" * 5000 + "]" * 5000, "{a = " * 5000 + "1" + "}" * 5000, "[" * 17 + "]" * 17])
+def test_deep_nesting_is_one_config_error(tmp_path, value):
+    path = tmp_path / "deep.toml"
+    path.write_text(f"[model]\nlayers = {value}\n")
+    with pytest.raises(ConfigError, match="^.*deep.toml: tables or lists nested more than 16 deep$"):
+        resolve_config(config_file=path)
+    with pytest.raises(ConfigError, match="^--set model.layers: (tables or )?lists nested more than 16 deep$"):
+        parse_assignment(f"model.layers={value}")
+
+
+def test_bare_strings_in_lists_still_parse_at_the_depth_allowed():
+    assert parse_assignment("model.activations=[[relu], [softmax]]") == ("model.activations", [["relu"], ["softmax"]])

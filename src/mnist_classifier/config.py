@@ -16,7 +16,8 @@ from typing import Any
 import tomli_w
 
 from mnist_classifier.errors import ConfigError
-from mnist_classifier.files import write_text_atomic
+from mnist_classifier.files import read_input, write_text_atomic
+from mnist_classifier.formats import IMAGE_SIZE
 from mnist_classifier.preprocessing import check_normalize_mode
 
 VALIDATION_MODES = ("holdout", "test", "none")
@@ -26,6 +27,8 @@ DISTRIBUTIONS = ("none", "data-parallel")
 ARCHITECTURES = ("mlp", "cnn")
 # Keras dtype policies: mixed_bfloat16 keeps the weights in float32 and computes in bfloat16
 PRECISIONS = ("float32", "mixed_bfloat16")
+MAX_CONFIG_BYTES = 2**20  # a config file is a few hundred bytes
+MAX_NESTING = 16  # tables and lists in a config (tune.space nests 3 deep)
 
 
 @dataclass(frozen=True)
@@ -159,8 +162,8 @@ class TrainingConfig:
             raise ConfigError(f"training.decay_rate={self.decay_rate}: expected >= 0")
         if not 0 <= self.label_smoothing < 1:
             raise ConfigError(f"training.label_smoothing={self.label_smoothing}: expected 0 <= value < 1")
-        if self.seed < 0:
-            raise ConfigError(f"training.seed={self.seed}: expected >= 0")
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"training.seed={self.seed}: expected 0 <= seed < 2**32 (4294967296)")
         if self.init_from is not None and not self.init_from.strip():
             raise ConfigError("training.init_from='': expected a bundled model's name or a .keras file")
         if not 0 <= self.reject_share < 0.5:
@@ -259,16 +262,42 @@ class Config:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The settings of a TOML config file, or a ConfigError naming the file."""
+    """The settings of a TOML config file, or a ConfigError naming the file.
+
+    Only a regular file of at most MAX_CONFIG_BYTES is read (a FIFO or a device is
+    refused unread), and tables or lists nested deeper than MAX_NESTING are refused.
+    """
+    data = read_input(Path(path), MAX_CONFIG_BYTES, ConfigError, "config file")
     try:
-        with open(path, "rb") as handle:
-            return tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        return _parse_toml(data.decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.strerror})") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _parse_toml(text: str) -> dict[str, Any]:
+    """TOML text as a dict: a TOMLDecodeError when invalid, a ConfigError when nested deeper than MAX_NESTING."""
+    try:
+        settings = tomllib.loads(text)
+    except RecursionError:  # tomllib parses nested values recursively
+        settings = None
+    if settings is None or _depth(settings) > MAX_NESTING:
+        raise ConfigError(f"tables or lists nested more than {MAX_NESTING} deep")
+    return settings
+
+
+def _depth(value: Any) -> int:
+    """How deep tables and lists nest in ``value`` (a scalar: 0), counted without recursion."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            pending.extend((child, depth + 1) for child in item)
+            deepest = max(deepest, depth + 1)
+    return deepest
 
 
 def write_config(config: Config, path: Path) -> None:
@@ -281,16 +310,21 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or "." not in key:
         raise ConfigError(f"--set {text!r}: expected section.key=value, e.g. training.epochs=10")
-    return key.strip(), _parse_value(raw.strip())
-
-
-def _parse_value(raw: str) -> Any:
-    """A TOML value, or a bare string, or a list of either (``[relu, softmax]``)."""
     try:
-        return tomllib.loads(f"v = {raw}")["v"]
+        return key.strip(), _parse_value(raw.strip())
+    except ConfigError as exc:
+        raise ConfigError(f"--set {key.strip()}: {exc}") from None
+
+
+def _parse_value(raw: str, depth: int = 0) -> Any:
+    """A TOML value, or a bare string, or a list of either (``[relu, softmax]``), nested at most MAX_NESTING deep."""
+    if depth > MAX_NESTING:
+        raise ConfigError(f"lists nested more than {MAX_NESTING} deep")
+    try:
+        return _parse_toml(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         if raw.startswith("[") and raw.endswith("]"):
-            return [_parse_value(item.strip()) for item in raw[1:-1].split(",") if item.strip()]
+            return [_parse_value(item.strip(), depth + 1) for item in raw[1:-1].split(",") if item.strip()]
         return raw
 
 
@@ -346,8 +380,8 @@ def check_conv_blocks(filters: typing.Sequence[int], convs_per_block: int, kerne
     if len(filters) > 4:
         raise ConfigError(f"filters={list(filters)}: at most 4 blocks fit a 28×28 image (each halves it)")
     _check_positive("convs_per_block", convs_per_block)
-    if kernel_size <= 0 or kernel_size % 2 == 0:
-        raise ConfigError(f"kernel_size={kernel_size}: expected a positive odd integer")
+    if not 0 < kernel_size < IMAGE_SIZE or kernel_size % 2 == 0:
+        raise ConfigError(f"kernel_size={kernel_size}: expected a positive odd integer below {IMAGE_SIZE} (the image's side)")
     check_keep_prob("conv_keep_prob", conv_keep_prob)
 
 
