@@ -1,5 +1,6 @@
 """save_model / load_model: round trips, the stored record, plain Keras, bad files."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -16,8 +17,10 @@ from mnist_classifier import (
     load_model,
     save_model,
 )
+from mnist_classifier.errors import OutputError
 from mnist_classifier.model_info import ModelInfo, read_model_info
 from tests.conftest import FIXTURES
+from tests.test_cli import digit_png, run_main
 
 INFO = ModelInfo("mnist", tuple("0123456789"), Normalization("scale"), (784,), "0.1.0", {"test_accuracy": 0.9})
 
@@ -115,10 +118,34 @@ def test_unreadable_record_is_refused(tiny_model, tmp_path):
         read_model_info(tmp_path / "m.keras")
 
 
-@pytest.mark.parametrize(("name", "message"), [("m.h5", "must end in .keras"), ("nodir/m.keras", "does not exist")])
-def test_save_refuses_bad_destinations(tiny_model, tmp_path, name, message):
-    with pytest.raises(ModelFileError, match=message):
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [("m.h5", ModelFileError, "must end in .keras"), ("nodir/m.keras", OutputError, "folder .*nodir does not exist")],
+)
+def test_save_refuses_bad_destinations(tiny_model, tmp_path, name, error, message):
+    with pytest.raises(error, match=message):
         save_model(tiny_model, tmp_path / name)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_record_naming_fewer_classes_than_the_model_has_outputs_is_refused_at_load(tiny_model, tmp_path, monkeypatch, capsys):
+    path = tmp_path / "one-class.keras"
+    save_model(tiny_model, path, dataclasses.replace(INFO, classes=("0",)))
+    message = f"{path}: its mnist_classifier.json lists 1 class for 10 model outputs: expected one class per output"
+    with pytest.raises(ModelFileError, match=message):
+        load_model(path)
+    for command in (["predict", path, digit_png(tmp_path / "one.png")], ["serve", path, "--port", "9"]):  # serve: before it listens
+        assert run_main(monkeypatch, capsys, *command) == (1, "", f"error: {message}\n")
+
+
+@pytest.mark.parametrize("classes", [[], list(range(10))], ids=["none", "numbers"])
+def test_a_record_without_a_list_of_class_names_is_unreadable(tiny_model, tmp_path, classes):
+    save_model(tiny_model, tmp_path / "m.keras")
+    record = {**json.loads(INFO.to_json()), "classes": classes}
+    with zipfile.ZipFile(tmp_path / "m.keras", "a") as archive:
+        archive.writestr("mnist_classifier.json", json.dumps(record))
+    with pytest.raises(ModelFileError, match="unreadable mnist_classifier.json .*expected a non-empty list of class names"):
+        read_model_info(tmp_path / "m.keras")
 
 
 def test_failed_save_leaves_the_old_file_intact(tmp_path, tiny_model):

@@ -20,9 +20,11 @@ from typing import Any
 
 from mnist_classifier.calibration import check_temperature
 from mnist_classifier.errors import ConfigError, ModelFileError
+from mnist_classifier.files import special_kind
 from mnist_classifier.preprocessing import Normalization, check_normalize_mode
 
 INFO_ENTRY = "mnist_classifier.json"
+MAX_INFO_BYTES = 2**20  # a record is a few kilobytes
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,8 @@ class ModelInfo:
     reject_below: float | None = None
 
     def __post_init__(self) -> None:
+        if not self.classes or not all(isinstance(name, str) for name in self.classes):
+            raise ConfigError(f"classes={self.classes!r}: expected a non-empty list of class names")
         check_temperature(self.temperature)
         reject = self.reject_below
         if reject is not None and (isinstance(reject, bool) or not isinstance(reject, (int, float)) or not math.isfinite(reject)):
@@ -77,7 +81,11 @@ def read_model_info(filename: str | os.PathLike) -> ModelInfo | None:
     with zipfile.ZipFile(path) as archive:
         if INFO_ENTRY not in archive.namelist():
             return None
-        return parse_model_info(archive.read(INFO_ENTRY).decode(), path, INFO_ENTRY)
+        with archive.open(INFO_ENTRY) as entry:
+            data = entry.read(MAX_INFO_BYTES + 1)
+    if len(data) > MAX_INFO_BYTES:
+        raise ModelFileError(f"{path}: {INFO_ENTRY} is over the {MAX_INFO_BYTES:,}-byte limit")
+    return parse_model_info(data.decode(errors="replace"), path, INFO_ENTRY)
 
 
 def parse_model_info(text: str, path: Path, where: str) -> ModelInfo:
@@ -90,13 +98,28 @@ def parse_model_info(text: str, path: Path, where: str) -> ModelInfo:
         raise ModelFileError(f"{path}: unreadable {where} ({exc})") from None
 
 
+def check_outputs(info: ModelInfo | None, outputs: int, path: Path) -> None:
+    """A model's record (if any) must name one class per output of the model; a ModelFileError otherwise."""
+    if info is not None and len(info.classes) != outputs:
+        count = f"{len(info.classes)} class" + ("" if len(info.classes) == 1 else "es")
+        raise ModelFileError(f"{path}: its {INFO_ENTRY} lists {count} for {outputs} model outputs: expected one class per output")
+
+
 def check_model_file(path: Path, suffix: str) -> Path:
-    """A model path must be an existing, non-empty file (``suffix`` names the kind expected)."""
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file not found")
-    if path.is_dir():
-        raise ModelFileError(f"{path}: is a folder, expected a {suffix} file")
-    if path.stat().st_size == 0:
+    """A model path must be an existing, non-empty regular file (``suffix`` names the kind expected).
+
+    A folder, FIFO or device is refused without being opened.
+    """
+    try:
+        status = path.stat()
+    except FileNotFoundError:
+        raise ModelFileError(f"{path}: model file not found") from None
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    kind = special_kind(status.st_mode)
+    if kind is not None:
+        raise ModelFileError(f"{path}: is {kind}, expected a {suffix} file")
+    if status.st_size == 0:
         raise ModelFileError(f"{path}: model file is empty")
     return path
 

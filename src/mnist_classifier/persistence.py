@@ -15,7 +15,7 @@ import keras
 
 from mnist_classifier.errors import ModelFileError, first_line
 from mnist_classifier.files import atomic_path
-from mnist_classifier.model_info import INFO_ENTRY, ModelInfo, check_archive
+from mnist_classifier.model_info import INFO_ENTRY, ModelInfo, check_archive, check_outputs, read_model_info
 from mnist_classifier.models import allow_jit
 
 
@@ -23,13 +23,12 @@ def save_model(network: keras.Model, filename: str | os.PathLike, info: ModelInf
     """Save the entire model (architecture, weights, optimizer state) to ``filename``.
 
     The file is written to a temporary name in the same folder and renamed into
-    place, so an interrupted save never leaves a half-written model behind.
+    place, so an interrupted save never leaves a half-written model behind. A
+    missing folder, or a device, FIFO or folder at ``filename``, raises OutputError.
     """
     path = Path(filename)
     if path.suffix != ".keras":
         raise ModelFileError(f"{path}: model files must end in .keras")
-    if not path.parent.is_dir():
-        raise ModelFileError(f"{path}: folder {path.parent} does not exist")
     with atomic_path(path, suffix=".keras") as temp:
         network.save(temp)
         if info is not None:
@@ -41,7 +40,8 @@ def load_model(filename: str | os.PathLike, *, compile: bool = True) -> keras.Mo
     """Load an entire model saved by :func:`save_model` (or by Keras itself).
 
     Loading uses Keras's safe mode (no arbitrary code from the file). A missing,
-    empty, non-zip or non-model file raises ModelFileError naming the file.
+    empty, non-zip or non-model file, or a record that does not name one class
+    per output of the model, raises ModelFileError naming the file.
     ``compile=False`` skips the optimizer and its state: enough for inference, and
     lighter.
     """
@@ -50,4 +50,7 @@ def load_model(filename: str | os.PathLike, *, compile: bool = True) -> keras.Mo
         model = keras.models.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # Keras raises many types for a bad archive
         raise ModelFileError(f"{path}: cannot load the model ({first_line(exc)})") from None
+    outputs = getattr(model, "output_shape", None)  # several outputs, or none (never built): the caller says
+    if isinstance(outputs, tuple) and isinstance(outputs[-1], int):
+        check_outputs(read_model_info(path), outputs[-1], path)
     return allow_jit(model)
