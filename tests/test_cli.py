@@ -213,3 +213,107 @@ def test_ctrl_c_keeps_the_checkpoint_and_resume_finishes(tmp_path, mnist_dir):
     assert json.loads((run / "run.json").read_text())["status"] == "completed"
     assert len(json.loads((run / "history.json").read_text())) == done + 1
 
+
+def test_predict_refuses_fifos_and_devices_unread_and_answers_the_rest(tmp_path):
+    good = digit_png(tmp_path / "one.png")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # nobody writes to it: opening it to read would wait forever
+    result = cli("predict", "mnist-mlp", fifo, "/dev/zero", good, check=False, memory=MEMORY_CAP, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {fifo}: is a FIFO (named pipe), expected a regular image file",
+        "error: /dev/zero: is a character device, expected a regular image file",
+    ]
+    assert result.stdout.startswith(f"{good}: 1 (")
+
+
+def test_train_refuses_a_config_that_is_dev_zero_or_a_fifo(tmp_path):
+    fifo = tmp_path / "config.toml"
+    os.mkfifo(fifo)
+    for config, kind in (("/dev/zero", "a character device"), (fifo, "a FIFO (named pipe)")):
+        result = cli("train", "--config", config, "--out", tmp_path, check=False, memory=MEMORY_CAP, timeout=120)
+        assert_one_line_error(result, f"{config}: is {kind}, expected a regular config file")
+
+
+CANNOT_DROP = 77
+# Root passes every permission check: the launcher drops that power (CAP_DAC_OVERRIDE and
+# CAP_DAC_READ_SEARCH from the bounding set, with prctl PR_CAPBSET_DROP = 24) before it runs the command.
+_WITHOUT_ROOT_READS = (
+    "import ctypes, os, sys; libc = ctypes.CDLL(None, use_errno=True); "
+    f"sys.exit({CANNOT_DROP}) if any(libc.prctl(24, cap, 0, 0, 0) for cap in (1, 2)) else os.execv(sys.argv[1], sys.argv[1:])"
+)
+
+
+def test_an_unreadable_file_is_one_error_among_the_answers(tmp_path):
+    good, secret, locked = digit_png(tmp_path / "one.png"), digit_png(tmp_path / "secret.png"), tmp_path / "locked"
+    secret.chmod(0)
+    locked.mkdir(mode=0)
+    launcher = [sys.executable, "-c", _WITHOUT_ROOT_READS] if os.geteuid() == 0 else []
+    try:
+        result = cli("predict", "mnist-mlp", secret, locked, good, check=False, timeout=120, launcher=launcher)
+    finally:
+        locked.chmod(0o700)
+    if result.returncode == CANNOT_DROP:
+        pytest.skip("cannot drop root's power to read every file here (prctl PR_CAPBSET_DROP refused)")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {secret}: cannot read (Permission denied)",
+        f"error: {locked}: cannot read (Permission denied)",
+    ]
+    assert result.stdout.startswith(f"{good}: 1 (")
+
+
+def test_file_names_are_printed_with_control_characters_escaped(tmp_path, monkeypatch, capsys):
+    names = ["evil\x1b[31mRED.png", "two\nlines.png", "[bold]loud.png", "bell\x07\x9b.png"]
+    files = [digit_png(tmp_path / name) for name in names]
+    code, stdout, stderr = run_main(monkeypatch, capsys, "predict", "mnist-mlp", *files, tmp_path / "gone\x1b[2J.png")
+    assert code == 1
+    assert stderr == f"error: {tmp_path}/gone\\x1b[2J.png: image file not found\n"
+    shown = [line.split(": 1 (")[0] for line in stdout.splitlines()]
+    assert shown == [f"{tmp_path}/{name}" for name in ("evil\\x1b[31mRED.png", "two\\nlines.png", "[bold]loud.png", "bell\\x07\\x9b.png")]
+
+
+def test_outputs_never_replace_devices_or_fifos_and_need_their_folder(tmp_path, mnist_dir, monkeypatch, capsys):
+    device = fake_device(tmp_path / "samples.png")
+    fifo = tmp_path / "grid.png"
+    os.mkfifo(fifo)
+    cases = [
+        (device, f"error: {device}: is a character device: an output replaces only a regular file"),
+        (fifo, f"error: {fifo}: is a FIFO (named pipe): an output replaces only a regular file"),
+        (tmp_path / "missing" / "x.png", f"error: {tmp_path / 'missing' / 'x.png'}: folder {tmp_path / 'missing'} does not exist"),
+    ]
+    for target, message in cases:
+        code, _, stderr = run_main(monkeypatch, capsys, "info", "--data", mnist_dir, "--show", 1, "--out", target)
+        assert (code, stderr) == (1, message + "\n")
+    assert device.is_char_device() and fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["grid.png", "samples.png"]
+
+
+def test_export_and_show_input_refuse_what_is_in_the_way(tmp_path, monkeypatch, capsys):
+    device = fake_device(tmp_path / "model.onnx")
+    code, _, stderr = run_main(monkeypatch, capsys, "export", "mnist-mlp", "--out", device)
+    assert (code, stderr) == (1, f"error: {device}: is a character device: an output replaces only a regular file\n")
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    os.mkfifo(inputs / "one-1.png")
+    code, _, stderr = run_main(monkeypatch, capsys, "predict", "mnist-mlp", digit_png(tmp_path / "one.png"), "--show-input", inputs)
+    assert (code, stderr) == (1, f"error: {inputs / 'one-1.png'}: is a FIFO (named pipe): an output replaces only a regular file\n")
+    assert device.is_char_device() and (inputs / "one-1.png").is_fifo()
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragments"),
+    [
+        (["--seed", 2**32], ["training.seed=4294967296: expected 0 <= seed < 2**32"]),
+        (["--set", "training.batch_size=9223372036854775807"], ["batch size 9,223,372,036,854,775,807", "of memory available"]),
+        (["--set", "model.layers=[1000000000000,10]", "--set", "model.activations=[relu,softmax]"],
+         ["model.layers=[1000000000000, 10]", "795,000,000,000,010 parameters"]),
+        (["--preset", "cnn", "--set", "model.filters=[1000000000]"], ["model.filters=[1000000000]", "of memory available"]),
+        (["--preset", "cnn", "--set", "model.kernel_size=1000001"], ["kernel_size=1000001: expected a positive odd integer below 28"]),
+        (["--set", "model.layers=" + "[" * 5000 + "]" * 5000], ["--set model.layers: tables or lists nested more than 16 deep"]),
+    ],
+    ids=["seed", "batch_size", "layers", "filters", "kernel_size", "nesting"],
+)  # fmt: skip
+def test_settings_the_machine_cannot_hold_are_one_line_before_training(settings, fragments, tmp_path, mnist_dir):
+    result = cli("train", "--data", mnist_dir, "--out", tmp_path, *settings, check=False, memory=MEMORY_CAP, timeout=300)
+    assert_one_line_error(result, *fragments)
+    assert list(tmp_path.iterdir()) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import json
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -42,8 +43,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Train, evaluate and inspect Keras classifiers for MNIST and Fashion-MNIST.",
 )
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+# C0 controls, DEL, C1 controls, and the surrogates Python decodes a file name's undecodable bytes to
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameter numbers
 
 DatasetOpt = Annotated[
@@ -71,6 +74,17 @@ NormalizeOpt = Annotated[
 ]
 
 
+def _shown(value: object) -> str:
+    """``value`` as text to print inside Rich markup, as it is and on one line.
+
+    Control characters and undecodable bytes are written as Python writes them in
+    a string's repr (``evil\\x1b[31m.png``, ``new\\nline.png``), so that a file
+    name can neither colour the terminal nor forge a line of output; markup is
+    escaped, so that ``[bold]`` in a name is printed as it is.
+    """
+    return escape(_UNPRINTABLE.sub(lambda char: repr(char.group())[1:-1], str(value)))
+
+
 @app.callback(invoke_without_command=True)
 def _root(ctx: typer.Context) -> None:
     """Train, evaluate and inspect Keras classifiers for MNIST and Fashion-MNIST."""
@@ -94,12 +108,12 @@ def info(
     if show is not None:
         from mnist_classifier.report import sample_grid
 
-        err.print(f"samples: {sample_grid(loaded, show, grid or Path(f'samples-{loaded.name}.png'))}")
+        err.print(f"samples: {_shown(sample_grid(loaded, show, grid or Path(f'samples-{loaded.name}.png')))}")
     summary = summarize(loaded)
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    out.print(f"[bold]{loaded.name}[/] from {loaded.source}")
+    out.print(f"[bold]{loaded.name}[/] from {_shown(loaded.source)}")
     for name, split in summary["splits"].items():
         out.print(
             f"{name}: x {split['x_shape']} {split['x_dtype']}, y {split['y_shape']} {split['y_dtype']}\n"
@@ -157,8 +171,8 @@ def train(
     except KeyboardInterrupt:
         if reporter.run_dir is not None:
             err.print(
-                f"interrupted; best checkpoint and history kept in {reporter.run_dir}. "
-                f"Continue with: mnist-classifier train --resume {reporter.run_dir}"
+                f"interrupted; best checkpoint and history kept in {_shown(reporter.run_dir)}. "
+                f"Continue with: mnist-classifier train --resume {_shown(reporter.run_dir)}"
             )
         raise typer.Exit(130) from None
     if cluster and cluster.process_id:
@@ -176,15 +190,18 @@ def _settings(
     epochs: int | None,
     flags: dict[str, object] | None = None,
 ) -> Config:
-    """The run's config: preset, file, ``--set`` overrides, then the shortcut flags."""
+    """The run's config: preset, file, ``--set`` overrides, then the shortcut flags; checked to fit in memory."""
     from mnist_classifier.config import parse_assignment
+    from mnist_classifier.memory import check_memory
     from mnist_classifier.presets import resolve_config
 
     overrides = dict(parse_assignment(item) for item in set_ or [])
     data_path = str(Path(data).expanduser().absolute()) if data else None
     shortcuts = {"data.dataset": dataset, "data.path": data_path, "training.epochs": epochs, **(flags or {})}
     overrides.update({key: value for key, value in shortcuts.items() if value is not None})
-    return resolve_config(preset, config, overrides)
+    settings = resolve_config(preset, config, overrides)
+    check_memory(settings.model, settings.training.batch_size)
+    return settings
 
 
 def _finish(result: RunResult, report: bool) -> None:
@@ -193,12 +210,12 @@ def _finish(result: RunResult, report: bool) -> None:
     out.print(
         f"[bold]test accuracy {metrics['test_accuracy']:.4f}[/], loss {metrics['test_loss']:.4f} "
         f"after {metrics['epochs']} epochs (best {metrics['best_epoch']}) "
-        f"in {metrics['timings']['total_s']:.1f} s; run saved in {result.run_dir}"
+        f"in {metrics['timings']['total_s']:.1f} s; run saved in {_shown(result.run_dir)}"
     )
     if report:
         from mnist_classifier.report import write_report
 
-        out.print(f"report: {write_report(result.run_dir)}")
+        out.print(f"report: {_shown(write_report(result.run_dir))}")
 
 
 @app.command()
@@ -237,11 +254,11 @@ def tune(
     name = study or f"{settings.preset}-{settings.data.dataset}"
     plan = Search(storage or default_storage(out_dir), name, trials, timeout, jobs)
     enable_compilation_cache()
-    out.print(f"study {plan.study!r} in {redact(plan.storage)}: {trials} more trial(s), {jobs} worker(s)")
+    out.print(f"study {_shown(repr(plan.study))} in {_shown(redact(plan.storage))}: {trials} more trial(s), {jobs} worker(s)")
     try:
         with _DownloadBars() as bars:
             found = run_search(settings, plan, _print_trial, bars)
-            out.print(f"study {plan.study!r}: {_states(found)}")
+            out.print(f"study {_shown(repr(plan.study))}: {_states(found)}")
             if not retrain:
                 return
             best = best_config(settings, found)
@@ -262,7 +279,7 @@ def _print_trial(trial: optuna.trial.FrozenTrial) -> None:
     params = ", ".join(
         f"{name}={value:.3g}" if isinstance(value, float) else f"{name}={value}" for name, value in trial.params.items()
     )
-    out.print(f"trial {trial.number} {trial.state.name.lower()}: val_acc {value_text(trial.value)}  {params}")
+    out.print(f"trial {trial.number} {trial.state.name.lower()}: val_acc {value_text(trial.value)}  {_shown(params)}")
 
 
 def _states(study: optuna.Study) -> str:
@@ -311,7 +328,7 @@ def report_command(
 
     enable_compilation_cache()
     with _DownloadBars():
-        out.print(f"report: {write_report(run_dir, data)}")
+        out.print(f"report: {_shown(write_report(run_dir, data))}")
 
 
 @app.command()
@@ -323,11 +340,11 @@ def compare(
     from mnist_classifier.report import compare_runs
 
     header, rows = compare_runs(run_dirs, plot)
-    table = Table(*header, title="Runs side by side")
+    table = Table(*map(_shown, header), title="Runs side by side")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*map(_shown, row))
     out.print(table)
-    out.print(f"validation curves: {plot}")
+    out.print(f"validation curves: {_shown(plot)}")
 
 
 class _EpochReporter:
@@ -341,8 +358,8 @@ class _EpochReporter:
         """Announce the run."""
         self.run_dir, self.epochs = run_dir, config.training.epochs
         val = "none" if data.validation is None else str(len(data.validation[1]))
-        out.print(f"data: {data.source}")
-        out.print(f"train {len(data.train[1])}, validation {val}, test {len(data.test[1])}; run directory {run_dir}")
+        out.print(f"data: {_shown(data.source)}")
+        out.print(f"train {len(data.train[1])}, validation {val}, test {len(data.test[1])}; run directory {_shown(run_dir)}")
         if config.training.distribute != "none":
             from mnist_classifier.distribute import device_count
 
@@ -385,15 +402,15 @@ def evaluate(
     if as_json:
         out.print_json(json.dumps({"model": str(model), "dataset": record.dataset, **result.to_dict()}))
         return
-    out.print(f"[bold]{model}[/] on {record.dataset} test set ({record.normalization.mode} normalization)")
+    out.print(f"[bold]{_shown(model)}[/] on {_shown(record.dataset)} test set ({record.normalization.mode} normalization)")
     out.print(f"loss {result.loss:.4f}  accuracy {result.accuracy:.4f}")
     scores = Table("class", "precision", "recall", "f1", "support", title="Per class")
     for row in result.to_dict()["per_class"]:
-        scores.add_row(row["class"], f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
+        scores.add_row(_shown(row["class"]), f"{row['precision']:.4f}", f"{row['recall']:.4f}", f"{row['f1']:.4f}", str(row["support"]))
     out.print(scores)
     confusion = Table("true \\ predicted", *[str(i) for i in range(len(result.classes))], title="Confusion matrix")
     for label, row in enumerate(result.confusion):
-        confusion.add_row(f"{label} {result.classes[label]}", *(str(n) for n in row))
+        confusion.add_row(f"{label} {_shown(result.classes[label])}", *(str(n) for n in row))
     out.print(confusion)
 
 
@@ -435,7 +452,9 @@ RejectOpt = Annotated[
 @app.command()
 def predict(
     model: InferenceModelArg,
-    images: Annotated[list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, WebP) or folders of them.")],
+    images: Annotated[
+        list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, WebP) or folders of them.", readable=False)
+    ],
     top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many classes to list per image.")] = 3,
     dataset: DatasetOpt = None,
     normalize: NormalizeOpt = None,
@@ -454,10 +473,15 @@ def predict(
     classifier = Classifier.load(model, dataset, normalize, runtime, reject_below=reject_below)
     records: list[dict] = []
     readings = []
-    for path in images:
-        files = image_paths(path)
-        if not files:
-            records.append({"file": str(path), "error": f"{path}: no {', '.join(SUFFIXES)} files in this folder"})
+    for path in images:  # a file that cannot be read is one error among the answers, as a bad picture is
+        try:
+            files = image_paths(path)
+        except MnistClassifierError as exc:
+            files = []
+            records.append({"file": str(path), "error": str(exc)})
+        else:
+            if not files:
+                records.append({"file": str(path), "error": f"{path}: no {', '.join(SUFFIXES)} files in this folder"})
         for file in files:
             try:
                 readings.append((len(records), classifier.read(file, str(file))))
@@ -473,7 +497,7 @@ def predict(
             _write_inputs(answers, show_input)
     failed = [record["error"] for record in records if "error" in record]
     for message in failed:
-        err.print(f"error: {message}", markup=False)
+        err.print(f"error: {_shown(message)}")
     if as_json:
         out.print_json(json.dumps(records))
     else:
@@ -485,13 +509,13 @@ def predict(
 
 def _answer_line(record: dict, top_k: int) -> str:
     """``photo.jpg: 2026 (0.97)``, with the top k for one digit, or why the picture was rejected."""
-    name = escape(record["file"])
+    name = _shown(record["file"])
     if record["rejected"]:
-        return f"{name}: [bold]not read[/]: {escape(record['reason'])}"
-    line = f"{name}: [bold]{escape(record['name'])}[/] ({record['probability']:.4f})"
+        return f"{name}: [bold]not read[/]: {_shown(record['reason'])}"
+    line = f"{name}: [bold]{_shown(record['name'])}[/] ({record['probability']:.4f})"
     if record["top"]:
         top = ", ".join(f"{t['name']} {t['probability']:.3f}" for t in record["top"])
-        line += f"  top {top_k}: {escape(top)}"
+        line += f"  top {top_k}: {_shown(top)}"
     return line
 
 
@@ -527,7 +551,7 @@ def serve(
 
     enable_compilation_cache()
     classifier = Classifier.load(model, runtime=runtime, reject_below=reject_below)
-    err.print(f"serving {model} on http://{host}:{port}/ (drawing page), API docs at /docs; Ctrl-C stops")
+    err.print(f"serving {_shown(model)} on http://{host}:{port}/ (drawing page), API docs at /docs; Ctrl-C stops")
     run_service(classifier, host, port)
 
 
@@ -558,6 +582,7 @@ def export(
 ) -> None:
     """Export a model to ONNX through Keras's exporter, checked against Keras on onnxruntime before it is kept."""
     from mnist_classifier.bundled import model_path
+    from mnist_classifier.files import check_output
     from mnist_classifier.onnx_format import check_target, export_onnx
     from mnist_classifier.predict import open_model
 
@@ -566,10 +591,10 @@ def export(
     path = model_path(model)
     target = out_file or (path.with_suffix(".onnx") if path == model else Path(f"{model}.onnx"))
     network, _, info = open_model(path, runtime="keras")
-    check_target(target)
-    err.print(f"exporting {model} to {target} ...")
+    check_output(check_target(target))
+    err.print(f"exporting {_shown(model)} to {_shown(target)} ...")
     export_onnx(network, target, info)
-    out.print(f"{target} ({target.stat().st_size / 2**20:.1f} MB), checked against Keras on onnxruntime")
+    out.print(f"{_shown(target)} ({target.stat().st_size / 2**20:.1f} MB), checked against Keras on onnxruntime")
 
 
 def _tune_malloc(arenas: int = 2, mmap_threshold: int = 4 << 20) -> None:
@@ -595,10 +620,10 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)
     except MnistClassifierError as exc:
-        err.print(f"error: {exc}", markup=False)
+        err.print(f"error: {_shown(exc)}")
         sys.exit(1)
     except typer.TyperException as exc:  # bad flags or values on the command line
-        err.print(f"error: {exc.format_message()} (see --help)", markup=False)
+        err.print(f"error: {_shown(exc.format_message())} (see --help)")
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted")
