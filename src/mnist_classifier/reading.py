@@ -37,6 +37,7 @@ from mnist_classifier.images import INK_FLOOR, Picture, frame_digit
 
 ANALYSIS_SIDE = 768  # longest side of the copy that marks are found on
 PAPER_WINDOW = 1 / 7  # closing window, as a share of the coarse copy's longest side
+ROW_GAP = 2.0  # a number's digits stand at most this many digit heights apart, centre to centre
 MAX_MARKS = 16  # more separate marks than that is texture, text or a photo, not a number
 MAX_INK_SHARE = 0.3  # ink over more of a photo than that is not writing on paper
 MAX_EVEN_INK_SHARE = 0.7  # a scanned or drawn digit may fill its frame
@@ -48,6 +49,7 @@ SPECK = 0.22  # marks whose longer side is under this share of the tallest mark'
 LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
 LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
 LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
+PHOTO_SPAN = 0.75  # in a photo, marks spanning more of the picture than this are shadows or the page's edge
 MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled lines
 FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape,
 FILLED_BOX = 0.5  # if its ink also covers this share of its box
@@ -55,6 +57,7 @@ WEAK = 0.45  # marks fainter than this share of the strongest mark's ink are smu
 BROKEN_GAP = 0.06  # two pieces this close (a share of their height) and together
 BROKEN_WIDTH = 0.8  # no wider than this share of their height are one digit broken in two
 ONE_WIDTH = 1.6  # marks no wider together than this many times their height may be one digit
+FAR_LESS_SURE = 0.5  # one digit of all the ink beats one of part of it unless the judge is this much less sure
 NEAR = 0.15  # ink this close to a digit (a share of its height) may be a piece of it
 SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
@@ -133,7 +136,8 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     one = _cut(picture, ink, labels, whole) if whole is not None else None
     if one is not None:
         sure = judge(np.stack([one.image, *(mark.image for mark in marks)]))
-        if not marks or sure[0] > float(np.prod(sure[1:])):
+        # Against one digit, the reading that uses all the ink wins unless the judge is far less sure of it.
+        if not marks or sure[0] > float(np.prod(sure[1:])) * (FAR_LESS_SURE if len(marks) == 1 else 1):
             return Reading((one,))
     if not marks:
         return Reading((), "a filled shape, not a written digit" if not written else "no ink found: only faint marks")
@@ -432,11 +436,14 @@ def _page_edge(box: tuple[slice, slice], area: int, shape: tuple[int, int], even
     length = np.hypot(height, width)
     if even:
         return (at_left_or_right or at_top_or_bottom) and width > 3 * height and area / length < 0.04 * length
+    if height > PHOTO_SPAN * shape[0] or width > PHOTO_SPAN * shape[1]:
+        return True  # a digit photographed on paper never spans the picture: a shadow or the page's edge does
     if (at_left_or_right and height > 0.6 * shape[0]) or (at_top_or_bottom and width > 0.6 * shape[1]):
         return True
     thin = area / length < 0.08 * length
     long = height > 0.3 * shape[0] or width > 0.3 * shape[1]
-    return thin and long and (at_top_or_bottom or at_left_or_right)
+    # Half the picture long and line-thin, wherever it lies: the page's edge or a shadow's, never a digit's stroke.
+    return thin and (length > 0.5 * max(shape) or long and (at_top_or_bottom or at_left_or_right))
 
 
 # --- 3. digits: grouping and splitting ----------------------------------------------
@@ -625,7 +632,7 @@ def _in_a_row(groups: list, labels: np.ndarray) -> list:
             if abs(slope) > 0.3:
                 continue
             off = np.abs(centres[:, 1] - (centres[i, 1] + slope * (centres[:, 0] - centres[i, 0])))
-            inliers = _adjacent(off <= np.maximum(reach, 0.5 * heights), centres[:, 0], weights, 2.5 * reach * 2)
+            inliers = _adjacent(off <= np.maximum(reach, 0.5 * heights), centres[:, 0], weights, ROW_GAP * 2 * reach)
             score = float(weights[inliers].sum())
             if score > best_score:
                 best, best_score = inliers, score
