@@ -32,6 +32,7 @@ def test_a_run_directory_is_a_complete_record(tmp_path, data_env):
     run = result.run_dir
     assert {p.name for p in run.iterdir()} == {
         "config.toml", "run.json", "history.csv", "history.json", "best.keras", "last.keras", "model.keras", "metrics.json",
+        ".lock",
     }  # fmt: skip
     history = json.loads((run / "history.json").read_text())
     assert [row["epoch"] for row in history] == [1, 2, 3]

@@ -44,8 +44,10 @@ from mnist_classifier.runs import (
     best_epoch,
     check_output_dir,
     new_run_dir,
+    read_history,
     read_json,
     resume_state,
+    writing_run,
 )
 from mnist_classifier.training import optimize_model, step_schedule, train_model
 
@@ -124,7 +126,9 @@ def train_run(
     """Train as ``config`` says, recording everything in a new run directory.
 
     Training starts from random weights, or from those of ``training.init_from``
-    (a bundled model's name or a ``.keras`` file of the same architecture).
+    (a bundled model's name or a ``.keras`` file of the same architecture). The
+    run directory is this process's alone while it writes it (see ``writing_run``):
+    a failure marks it ``failed``, Ctrl-C ``interrupted``.
     """
     started = time.perf_counter()
     check_output_dir(out)
@@ -137,10 +141,11 @@ def train_run(
         data = prepare_data(config.data, network.input_shape[1:], progress)
         compile_network(config, network, data.training_size)
         run_dir = new_run_dir(out, config)
-        write_config(config, run_dir / "config.toml")
-        if on_start:
-            on_start(run_dir, data, config)
-        return _fit_and_record(config, run_dir, network, data, [], callbacks, started)
+        with writing_run(run_dir):
+            write_config(config, run_dir / "config.toml")
+            if on_start:
+                on_start(run_dir, data, config)
+            return _fit_and_record(config, run_dir, network, data, [], callbacks, started)
 
 
 def resume_run(
@@ -150,15 +155,36 @@ def resume_run(
     epochs: int | None = None,
     progress: Progress | None = None,
 ) -> RunResult:
-    """Continue an interrupted run from its last finished epoch (up to ``epochs`` in all)."""
+    """Continue an interrupted run from its last finished epoch (up to ``epochs`` in all).
+
+    Refused (TrainingError) while another process writes the run, and for a run
+    that is complete or has no finished epoch; a run whose process died is marked
+    ``interrupted`` and its half-written temporaries removed before anything else.
+    """
     started = time.perf_counter()
+    with writing_run(run_dir):
+        config, history = _resumable(run_dir, epochs)
+        with distributed(config.training, config.model.precision):
+            keras.utils.set_random_seed(config.training.seed + len(history))
+            network = load_model(run_dir / "last.keras")
+            data = prepare_data(config.data, network.input_shape[1:], progress)
+            if on_start:
+                on_start(run_dir, data, config)
+            return _fit_and_record(config, run_dir, network, data, history, callbacks, started)
+
+
+def _resumable(run_dir: Path, epochs: int | None) -> tuple[Config, list[dict[str, Any]]]:
+    """The config (with ``epochs`` as the new total, written back) and history of a run that can go on.
+
+    Raises TrainingError for a completed run, one without a finished epoch, or one
+    that already has its epochs.
+    """
     status = read_json(run_dir / "run.json", "run record", dict)
     if status.get("status") == "completed":
         raise TrainingError(f"{run_dir}: run already completed, nothing to resume")
     overrides = {} if epochs is None else {"training.epochs": epochs}
     config = resolve_config(config_file=run_dir / "config.toml", overrides=overrides)
-    history_file = run_dir / "history.json"
-    history = read_json(history_file, "history", list) if history_file.exists() else []
+    history = read_history(run_dir)
     if not history:
         raise TrainingError(f"{run_dir}: no finished epoch to resume from; start a new run")
     if len(history) >= config.training.epochs:
@@ -167,13 +193,7 @@ def resume_run(
         )
     if epochs is not None:
         write_config(config, run_dir / "config.toml")
-    with distributed(config.training, config.model.precision):
-        keras.utils.set_random_seed(config.training.seed + len(history))
-        network = load_model(run_dir / "last.keras")
-        data = prepare_data(config.data, network.input_shape[1:], progress)
-        if on_start:
-            on_start(run_dir, data, config)
-        return _fit_and_record(config, run_dir, network, data, history, callbacks, started)
+    return config, history
 
 
 def compile_network(config: Config, network: keras.Model, train_count: int) -> None:
@@ -239,24 +259,20 @@ def _fit_and_record(
     )
     recorder = RunRecorder(run_dir, history, info)
     recorder.write_status("running")
-    try:
-        fit(config, network, data, [recorder, *callbacks], run_dir / "best.keras", info, history)
-        train_seconds = time.perf_counter() - recorder.started
-        with on_this_host(network) as tester:
-            evaluated = evaluate(tester, data.inputs(data.test[0]), data.test[1], data.classes)
-            calibration = calibrate_run(config, tester, data)
-        metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
-        metrics["calibration"] = calibration.to_dict()
-        if config.training.init_from is not None:
-            metrics["init_from"] = _describe_base(initial_model(config))
-        record = replace(
-            _with_metrics(info, metrics), temperature=calibration.temperature, reject_below=calibration.reject_below
-        )
-        save_model(network, run_dir / "model.keras", record)
-        write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    except KeyboardInterrupt:
-        recorder.write_status("interrupted")
-        raise
+    fit(config, network, data, [recorder, *callbacks], run_dir / "best.keras", info, history)
+    train_seconds = time.perf_counter() - recorder.started
+    with on_this_host(network) as tester:
+        evaluated = evaluate(tester, data.inputs(data.test[0]), data.test[1], data.classes)
+        calibration = calibrate_run(config, tester, data)
+    metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
+    metrics["calibration"] = calibration.to_dict()
+    if config.training.init_from is not None:
+        metrics["init_from"] = _describe_base(initial_model(config))
+    record = replace(
+        _with_metrics(info, metrics), temperature=calibration.temperature, reject_below=calibration.reject_below
+    )
+    save_model(network, run_dir / "model.keras", record)
+    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     recorder.write_status("completed")
     return RunResult(run_dir, evaluated, metrics)
 

@@ -1,21 +1,26 @@
 """Run directories: the complete, reproducible record of a training run.
 
 - ``config.toml``: the resolved config (``train --config`` it to repeat the run)
-- ``run.json``: status (running, completed, interrupted), epochs done, best epoch
+- ``run.json``: status (running, completed, interrupted, failed with its ``reason``), epochs done, best epoch
 - ``history.csv`` / ``history.json``: per-epoch loss, accuracy, validation, learning rate, time
 - ``best.keras``: the best-``val_loss`` checkpoint; ``model.keras``: the final model
 - ``last.keras``: the state after the last finished epoch, for ``train --resume``
 - ``metrics.json``: test loss and accuracy, per-class scores, timings, versions, backend, seed
 
-Every file is written atomically, so an interrupted run leaves each one intact.
+- ``.lock``: locked by the one process writing the run, and bearing its PID
+
+Every file is written atomically, so an interrupted run leaves each one intact; the
+temporaries a killed process leaves beside them are removed by the next writer.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,8 +29,9 @@ import keras
 import numpy as np
 
 from mnist_classifier.config import Config
-from mnist_classifier.errors import TrainingError
+from mnist_classifier.errors import TrainingError, first_line
 from mnist_classifier.files import write_text_atomic
+from mnist_classifier.locks import LockHeld, exclusive_lock
 from mnist_classifier.model_info import ModelInfo
 from mnist_classifier.persistence import save_model
 
@@ -38,16 +44,100 @@ def check_output_dir(out: Path) -> None:
         raise TrainingError(f"{out}: cannot create the output folder ({exc.strerror})") from None
 
 
+RUN_RECORD = "run.json"
+LOCK_FILE = ".lock"
+
+
 def new_run_dir(out: Path, config: Config) -> Path:
-    """A fresh, uniquely named run directory under ``out``."""
+    """Create a fresh run directory under ``out``: ``STAMP-PRESET-DATASET``, then ``-2``, ``-3``, ... if taken.
+
+    Each name is claimed by creating it, so processes starting together never share one.
+    """
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = out / f"{stamp}-{config.preset}-{config.data.dataset}"
     run_dir, n = base, 1
-    while run_dir.exists():
-        n += 1
-        run_dir = base.with_name(f"{base.name}-{n}")
-    run_dir.mkdir(parents=True)
-    return run_dir
+    while True:
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+
+
+@contextlib.contextmanager
+def writing_run(run_dir: Path) -> Iterator[None]:
+    """Own ``run_dir`` within: the one process writing it, whose end is recorded in ``run.json``.
+
+    On entry: the run's lock is taken (a TrainingError naming the holder's PID if
+    another process writes the run), the temporaries of a killed writer are
+    removed, and a record still saying ``running`` (its process is gone) becomes
+    ``interrupted``. On the way out of a run that was under way (its record says
+    ``running``, or there is none yet): Ctrl-C marks it ``interrupted``; any other
+    error marks it ``failed`` with the error's first line as ``reason``, and an
+    OSError (a full disk, ...) or MemoryError comes out as that one-line
+    TrainingError. A refusal before training (e.g. a completed run) changes nothing.
+    """
+    with contextlib.ExitStack() as lock:
+        try:
+            lock.enter_context(exclusive_lock(run_dir / LOCK_FILE, wait=False))
+        except LockHeld as held:
+            raise TrainingError(
+                f"{run_dir}: in use by process {held.pid or '(unknown)'}, which is training or resuming this run"
+            ) from None
+        except OSError as exc:
+            raise TrainingError(f"{run_dir}: cannot lock the run directory ({exc.strerror or exc})") from None
+        try:
+            _remove_temporaries(run_dir)
+            if _read_record(run_dir).get("status") == "running":
+                _end_run(run_dir, "interrupted")
+            yield
+        except KeyboardInterrupt:
+            _end_run(run_dir, "interrupted")
+            raise
+        except (OSError, MemoryError) as exc:
+            _end_run(run_dir, "failed", first_line(exc))
+            raise TrainingError(f"{run_dir}: training failed ({first_line(exc)}); {RUN_RECORD} says failed") from None
+        except Exception as exc:  # the package's own one-line errors, and bugs (with their traceback)
+            _end_run(run_dir, "failed", first_line(exc))
+            raise
+
+
+def _end_run(run_dir: Path, status: str, reason: str | None = None) -> None:
+    """Mark a run under way (``running``, or no record yet) as ``status``, keeping the rest of its record.
+
+    Best effort: when even this small write fails (the disk is full), the record
+    keeps its last state and the caller's error still comes out.
+    """
+    record = _read_record(run_dir)
+    if record.get("status", "running") != "running":
+        return
+    record = {"epochs_completed": 0, "best_epoch": None, "best_val_loss": None, **record, "status": status}
+    if reason is not None:
+        record["reason"] = reason
+    with contextlib.suppress(OSError):
+        _write_record(run_dir, record)
+
+
+def _read_record(run_dir: Path) -> dict[str, Any]:
+    """``run.json`` as a dict, or an empty one where there is none or it is unreadable."""
+    try:
+        return read_json(run_dir / RUN_RECORD, "run record", dict)
+    except TrainingError:
+        return {}
+
+
+def _write_record(run_dir: Path, record: dict[str, Any]) -> None:
+    """Write ``run.json``, stamped with the time."""
+    record = {**record, "updated": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    write_text_atomic(run_dir / RUN_RECORD, json.dumps(record, indent=2))
+
+
+def _remove_temporaries(run_dir: Path) -> None:
+    """Remove what a killed writer left half-written: the hidden temporaries of atomic writes (all but the lock)."""
+    for path in run_dir.glob(".*"):
+        if path.name != LOCK_FILE and path.is_file():
+            path.unlink(missing_ok=True)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -86,16 +176,15 @@ class RunRecorder(EpochTimer):
         self.write_status("running")
 
     def write_status(self, status: str) -> None:
-        """Record the run's state in ``run.json``."""
+        """Record the run's state and its epochs so far in ``run.json``."""
         best = best_epoch(self.history)
         record = {
             "status": status,
             "epochs_completed": len(self.history),
             "best_epoch": best,
             "best_val_loss": None if best is None else self.history[best - 1]["val_loss"],
-            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        write_text_atomic(self.run_dir / "run.json", json.dumps(record, indent=2))
+        _write_record(self.run_dir, record)
 
 
 def best_epoch(history: list[dict[str, Any]]) -> int | None:
@@ -112,6 +201,24 @@ def resume_state(history: list[dict[str, Any]]) -> dict[str, float] | None:
     if best is None:
         return None
     return {"best": float(history[best - 1]["val_loss"]), "wait": len(history) - best}
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """The epochs ``history.json`` records (none if it is missing), each a JSON object of numbers.
+
+    Raises TrainingError naming the file and the first entry that is not.
+    """
+    path = run_dir / "history.json"
+    if not path.exists():
+        return []
+    history = read_json(path, "history", list)
+    for number, row in enumerate(history, 1):
+        numbers = isinstance(row, dict) and all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) for value in row.values()
+        )
+        if not numbers:
+            raise TrainingError(f"{path}: unreadable history (entry {number} is not a JSON object of numbers)")
+    return history
 
 
 def _to_csv(rows: list[dict[str, Any]]) -> str:
