@@ -1,4 +1,4 @@
-"""Hyperparameter search: the space, pruning, validation apart from the test set, resuming, workers, PostgreSQL."""
+"""Hyperparameter search: the space, pruning, validation apart from the test set, resuming, workers (racing on a new SQLite study too), PostgreSQL, secrets kept out of messages."""
 
 import json
 import os
@@ -19,6 +19,7 @@ from mnist_classifier.tune import Search, open_study, redact, run_search
 from tests.test_cli import assert_one_line_error, cli, cli_path
 from tests.test_data import write_npz
 from tests.test_distribute import free_port
+from tests.test_runs import together
 
 QUICK = ["--epochs", "2", "--set", "data.train_limit=2500", "--set", "data.validation_size=500", "--set", "data.test_limit=500"]
 # Only settings that learn in 2 epochs: with the whole default space, 3 random trials can all land on a
@@ -103,16 +104,53 @@ def test_tune_without_finished_trials_says_so(tmp_path, mnist_dir):
     assert_one_line_error(result, "study 'mlp-mnist' has no finished trial yet")
 
 
-def test_unreachable_storage_is_a_one_line_error(tmp_path):
-    url = f"postgresql://tuner:secret@127.0.0.1:{free_port()}/studies"
-    result = cli("tune", "--storage", url, "--out", tmp_path, check=False)
-    assert_one_line_error(result, "--storage postgresql://tuner:***@127.0.0.1", "cannot open the study")
-    assert "secret" not in result.stderr
+def _open_together(folder: str, rounds: int, barrier, outcomes) -> None:
+    """One worker of the race: with the others, open a study in each of ``rounds`` new SQLite databases."""
+    for number in range(rounds):
+        barrier.wait()
+        try:
+            open_study(Search(f"sqlite:///{folder}/race-{number}.db", "race", trials=0))
+            outcomes.put("opened")
+        except Exception as exc:
+            outcomes.put(f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
-def test_redact_hides_only_the_password():
+def test_workers_starting_together_on_a_new_sqlite_study_all_open_it(tmp_path):
+    workers, rounds = 4, 3
+    results = together(_open_together, (str(tmp_path), rounds), workers, workers * rounds)
+    assert set(results) == {"opened"}, results
+    for number in range(rounds):
+        studies = optuna.get_all_study_summaries(f"sqlite:///{tmp_path}/race-{number}.db")
+        assert [study.study_name for study in studies] == ["race"]
+
+
+@pytest.mark.parametrize(
+    "url, secrets",
+    [
+        ("postgresql://tuner:secret@127.0.0.1:{port}/studies", ["secret"]),
+        ("postgresql://127.0.0.1:{port}/studies?user=tuner&password=S3cretPW", ["S3cretPW"]),
+        # an unencoded @: the driver takes "ssw0rd@127.0.0.1" for the host, and says so
+        ("postgresql://tuner:p@ssw0rd@127.0.0.1:{port}/studies", ["p@ssw0rd", "ssw0rd"]),
+    ],
+)
+def test_unreachable_storage_is_a_one_line_error_without_its_secrets(tmp_path, url, secrets):
+    result = cli("tune", "--storage", url.format(port=free_port()), "--out", tmp_path, check=False)
+    assert_one_line_error(result, "--storage postgresql://", "127.0.0.1", "cannot open the study")
+    assert "***" in result.stdout and "***" in result.stderr
+    for secret in secrets:
+        assert secret not in result.stdout + result.stderr
+
+
+def test_redact_masks_the_password_and_query_secrets_and_their_echoes():
     assert redact("postgresql://me:pw@db:5432/x") == "postgresql://me:***@db:5432/x"
     assert redact("sqlite:////tmp/tune.db") == "sqlite:////tmp/tune.db"
+    assert redact("postgresql://db/x?user=me&password=S3cret&sslmode=require") == (
+        "postgresql://db/x?user=me&password=***&sslmode=require"
+    )
+    assert redact("postgresql://me:p@ss@db/x") == "postgresql://me:***@db/x"
+    message = "failed to resolve host 'ss@db': password p%40ss refused; passes tried: 1"
+    masked = "failed to resolve host '***@db': password *** refused; passes tried: 1"
+    assert redact("postgresql://me:p%40ss@db/x", message) == redact("postgresql://me:p@ss@db/x", message) == masked
 
 
 def _run(*command):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import multiprocessing
+import re
 import time
+import urllib.parse
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +21,9 @@ import keras
 import optuna
 
 from mnist_classifier.config import Config, apply_overrides
-from mnist_classifier.errors import ConfigError, MnistClassifierError
+from mnist_classifier.errors import ConfigError, MnistClassifierError, first_line
 from mnist_classifier.files import write_text_atomic
+from mnist_classifier.locks import exclusive_lock
 from mnist_classifier.models import build_from_config, input_shape
 from mnist_classifier.pipeline import PreparedData, compile_network, fit, prepare_data
 
@@ -28,6 +32,8 @@ PRUNER_STARTUP_TRIALS = 3
 PRUNER_WARMUP_EPOCHS = 1
 SQLITE_FILE = "tune.db"
 OPEN_ATTEMPTS = 3
+# Query-string parameters of a storage URL whose values are secrets (password=, sslpassword=, token=, ...).
+SECRET_PARAMETER = re.compile(r"pass|pwd|secret|token|key", re.IGNORECASE)
 TrialReport = Callable[[optuna.trial.FrozenTrial], None]
 
 
@@ -117,34 +123,89 @@ def objective(base: Config, data: PreparedData) -> Callable[[optuna.Trial], floa
 
 
 def open_study(search: Search) -> optuna.Study:
-    """The named study in the storage, created if new: maximizing validation accuracy, median pruning."""
+    """The named study in the storage, created if new: maximizing validation accuracy, median pruning.
+
+    Workers starting together on a new database race to create Optuna's tables:
+    for SQLite they take turns under a lock file beside the database
+    (``tune.db.lock``), and any storage is retried a few times before its error
+    is reported as one line, with the URL's secrets masked (see ``redact``).
+    """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage: str | optuna.storages.RDBStorage = search.storage
-    if search.storage.startswith("sqlite:"):  # several local processes wait for the file's lock
-        storage = optuna.storages.RDBStorage(search.storage, engine_kwargs={"connect_args": {"timeout": 60}})
-    for attempt in range(OPEN_ATTEMPTS):
-        try:
-            return optuna.create_study(
-                storage=storage, study_name=search.study, direction="maximize", load_if_exists=True,
-                pruner=optuna.pruners.MedianPruner(PRUNER_STARTUP_TRIALS, PRUNER_WARMUP_EPOCHS),
-            )  # fmt: skip
-        except ImportError as exc:
-            raise ConfigError(f"--storage {redact(search.storage)}: its database driver is not installed ({exc})") from None
-        except Exception as exc:  # SQLAlchemy's errors: bad URL, server down, wrong password, ...
-            failure = exc
-            # ... or workers starting together on a new database, racing to create Optuna's tables.
-            time.sleep(attempt + 1)
-    first = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
-    raise ConfigError(f"--storage {redact(search.storage)}: cannot open the study ({first})") from None
+    with _sqlite_lock(search.storage):
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                pruner = optuna.pruners.MedianPruner(PRUNER_STARTUP_TRIALS, PRUNER_WARMUP_EPOCHS)
+                return optuna.create_study(
+                    storage=_storage(search.storage), study_name=search.study, direction="maximize",
+                    load_if_exists=True, pruner=pruner,
+                )  # fmt: skip
+            except ImportError as exc:
+                raise ConfigError(
+                    f"--storage {redact(search.storage)}: its database driver is not installed "
+                    f"({redact(search.storage, str(exc))})"
+                ) from None
+            except Exception as exc:  # SQLAlchemy's errors: bad URL, server down, wrong password, a racing worker
+                failure = exc
+                time.sleep(attempt + 1)
+    reason = redact(search.storage, first_line(failure))
+    raise ConfigError(f"--storage {redact(search.storage)}: cannot open the study ({reason})") from None
 
 
-def redact(url: str) -> str:
-    """A storage URL without its password."""
+def _storage(url: str) -> str | optuna.storages.RDBStorage:
+    """Optuna's storage for ``url``: SQLite waits up to a minute for the file's lock held by another process."""
+    if url.startswith("sqlite:"):
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return url
+
+
+@contextlib.contextmanager
+def _sqlite_lock(url: str) -> Iterator[None]:
+    """Within: this process alone opens the SQLite database of ``url`` (others wait); no lock for other storages."""
+    scheme, _, database = url.partition(":///")  # sqlite:///relative/path or sqlite:////absolute/path
+    database = database.partition("?")[0]
+    with contextlib.ExitStack() as stack:
+        if scheme.startswith("sqlite") and database not in ("", ":memory:"):
+            with contextlib.suppress(OSError):  # a missing or read-only folder: SQLite's own error will say so
+                stack.enter_context(exclusive_lock(Path(f"{database}.lock")))
+        yield
+
+
+def redact(url: str, text: str | None = None) -> str:
+    """The storage URL with its secrets masked, or ``text`` (e.g. a driver's error) with every echo of them masked.
+
+    The secrets are the password of the URL's ``user:password@`` part (everything
+    to the last ``@``, so an unencoded ``@`` in it stays hidden too) and the values
+    of query parameters such as ``password=``, ``sslpassword=`` or ``token=``. In
+    ``text``, each secret and each part of the password split at its ``@`` (a
+    driver may read one as the host), as written, URL-decoded or URL-encoded, is
+    masked where it stands alone (not inside a longer word).
+
+        >>> redact("postgresql://me:pw@db/x?user=me&password=S3cret")
+        'postgresql://me:***@db/x?user=me&password=***'
+    """
     scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':')[0]}:***@{host}"
+    credentials, at, host = rest.rpartition("@") if sep else ("", "", rest)
+    user, colon, password = credentials.partition(":")
+    address, question, query = host.partition("?")
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    hidden = [value for key, value in pairs if SECRET_PARAMETER.search(key) and value]
+    if text is not None:
+        return _mask(text, [password, *urllib.parse.unquote(password).split("@"), *hidden] if colon else hidden)
+    if colon and password:
+        credentials = f"{user}:***"
+    if hidden:
+        masked = [(key, "***" if SECRET_PARAMETER.search(key) and value else value) for key, value in pairs]
+        query = urllib.parse.urlencode(masked, safe="*")
+    return f"{scheme}{sep}{credentials}{at}{address}{question}{query}"
+
+
+def _mask(text: str, secrets: list[str]) -> str:
+    """``text`` with each secret (as written, URL-decoded and URL-encoded) replaced by ``***`` where it stands alone."""
+    plain = {urllib.parse.unquote(secret) for secret in secrets if secret}
+    forms = {*filter(None, secrets), *plain, *(urllib.parse.quote(secret, safe="") for secret in plain)}
+    for form in sorted(forms, key=len, reverse=True):
+        text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(form)}(?![A-Za-z0-9])", "***", text)
+    return text
 
 
 def run_search(base: Config, search: Search, report: TrialReport | None = None, progress=None) -> optuna.Study:
