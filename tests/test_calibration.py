@@ -204,6 +204,20 @@ def test_init_from_starts_from_that_models_weights(tmp_path, data_env):
     before = load_model(first.run_dir / "model.keras").get_layer("dense_0").get_weights()[0]
     after = load_model(second.run_dir / "model.keras").get_layer("dense_0").get_weights()[0]
     assert np.abs(after - before).max() < 0.5 * np.abs(before).max()  # moved on from them, not drawn afresh
+    # The same fine-tune taking back a quarter of each weight from its base: the weight-space average.
+    third = _run(tmp_path / "third", **{"training.init_from": str(first.run_dir / "model.keras"), "training.base_share": 0.25})
+    averaged = load_model(third.run_dir / "model.keras").get_layer("dense_0").get_weights()[0]
+    np.testing.assert_allclose(averaged, 0.25 * before + 0.75 * after, atol=1e-5)
+    assert third.metrics["calibration"]["temperature"] != second.metrics["calibration"]["temperature"]
+
+
+def test_base_share_needs_a_base_and_a_share_under_one():
+    from mnist_classifier.config import TrainingConfig
+
+    with pytest.raises(ConfigError, match=r"training.base_share=0.5: needs training.init_from"):
+        TrainingConfig(base_share=0.5)
+    with pytest.raises(ConfigError, match=r"training.base_share=1.0: expected 0 <= value < 1"):
+        TrainingConfig(base_share=1.0, init_from="mnist-cnn")
 
 
 @pytest.mark.parametrize(

@@ -147,6 +147,9 @@ class TrainingConfig:
     distribute: str = "none"
     # start from this model's weights (a bundled model's name or a .keras file) instead of random ones
     init_from: str | None = None
+    # share of each weight taken back from the init_from model once training ends: a weight-space
+    # average of the fine-tune and its base (Wortsman et al. 2022), clean accuracy of one, robustness of the other
+    base_share: float = 0.0
     # share of the validation digits the "not a digit" threshold may reject
     reject_share: float = 0.005
 
@@ -166,6 +169,10 @@ class TrainingConfig:
             raise ConfigError(f"training.seed={self.seed}: expected 0 <= seed < 2**32 (4294967296)")
         if self.init_from is not None and not self.init_from.strip():
             raise ConfigError("training.init_from='': expected a bundled model's name or a .keras file")
+        if not 0 <= self.base_share < 1:
+            raise ConfigError(f"training.base_share={self.base_share}: expected 0 <= value < 1")
+        if self.base_share and self.init_from is None:
+            raise ConfigError(f"training.base_share={self.base_share}: needs training.init_from, the model to average with")
         if not 0 <= self.reject_share < 0.5:
             raise ConfigError(f"training.reject_share={self.reject_share}: expected 0 <= value < 0.5")
 

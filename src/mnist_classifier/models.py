@@ -251,9 +251,11 @@ def _dropout(x, keep_prob: float | None, name: str):
     return keras.layers.Dropout(1 - keep_prob, name=name)(x)
 
 
-def copy_weights(source: keras.Model, target: keras.Model, what: str = "source model") -> None:
+def copy_weights(source: keras.Model, target: keras.Model, what: str = "source model", share: float = 1.0) -> None:
     """Give every layer of ``target`` that has weights those of ``source``'s layer of the same name.
 
+    With ``share`` under 1, each weight becomes ``share`` of ``source``'s plus the
+    rest of its own (a weight-space average of two models of one architecture).
     Layers without weights (dropout, random augmentation) may differ between the two.
     Raises ConfigError, naming ``what``, when a layer is missing from ``source`` or
     its weights have other shapes: the two are not the same architecture.
@@ -271,4 +273,6 @@ def copy_weights(source: keras.Model, target: keras.Model, what: str = "source m
                 f"{what}: layer {layer.name!r} has weights of shapes {shapes}, expected "
                 f"{[tuple(w.shape) for w in layer.weights]} (another architecture)"
             )
+        if share != 1.0:
+            weights = [share * w + (1 - share) * own for w, own in zip(weights, layer.get_weights())]
         layer.set_weights(weights)

@@ -249,7 +249,7 @@ def _fit_and_record(
     callbacks: Sequence[keras.callbacks.Callback],
     started: float,
 ) -> RunResult:
-    """Train (from ``len(history)`` epochs on), evaluate on the test set, write the record."""
+    """Train (from ``len(history)`` epochs on), average with the base (``training.base_share``), evaluate on the test set, write the record."""
     info = ModelInfo(
         dataset=config.data.dataset,
         classes=data.classes,
@@ -261,6 +261,9 @@ def _fit_and_record(
     recorder.write_status("running")
     fit(config, network, data, [recorder, *callbacks], run_dir / "best.keras", info, history)
     train_seconds = time.perf_counter() - recorder.started
+    if config.training.base_share:
+        base = load_model(initial_model(config), compile=False)
+        copy_weights(base, network, f"training.init_from={config.training.init_from!r}", config.training.base_share)
     with on_this_host(network) as tester:
         evaluated = evaluate(tester, data.inputs(data.test[0]), data.test[1], data.classes)
         calibration = calibrate_run(config, tester, data)

@@ -67,6 +67,9 @@ PRESETS["cnn-augmented"] = dataclasses.replace(
 # zoom, and 12,000 non-digit pictures trained towards the uniform distribution (outlier
 # exposure). 5,000 training images are held out to fit the temperature and the "not a
 # digit" threshold (the base model may have trained on them: see benchmarks/README.md).
+# The result is averaged, weight by weight, with the base (base_share): the fine-tune
+# alone reads 99.60% of MNIST's test digits, the average 99.70%, and keeps most of
+# the fine-tune's "not a digit" rejections.
 PRESETS["cnn-real"] = dataclasses.replace(
     PRESETS["cnn"],
     preset="cnn-real",
@@ -76,7 +79,8 @@ PRESETS["cnn-real"] = dataclasses.replace(
     ),
     optimizer=dataclasses.replace(PRESETS["cnn"].optimizer, alpha=2e-4),
     training=dataclasses.replace(
-        PRESETS["cnn"].training, epochs=3, schedule="cosine", label_smoothing=0.1, init_from="mnist-cnn"
+        PRESETS["cnn"].training, epochs=3, schedule="cosine", label_smoothing=0.1, init_from="mnist-cnn",
+        base_share=0.5,
     ),
 )
 DEFAULT_PRESET = "mlp"
