@@ -41,14 +41,15 @@ ROW_GAP = 2.0  # a number's digits stand at most this many digit heights apart, 
 MAX_MARKS = 16  # more separate marks than that is texture, text or a photo, not a number
 MAX_INK_SHARE = 0.3  # ink over more of a photo than that is not writing on paper
 MAX_EVEN_INK_SHARE = 0.7  # a scanned or drawn digit may fill its frame
-EVEN_SHARE = 0.3  # paper whose commonest tone holds this share of the pixels is lit evenly
-EVEN_BORDER = 0.55  # or this share of the pixels along its border (phone photos: 0.4 at most)
+EVEN_SHARE = 0.2  # paper whose commonest tone holds this share of the pixels is lit evenly
+EVEN_BORDER = 0.5  # or this share of the pixels along its border (phone photos: 0.1 at most)
 DARK_GROUND = 0.5  # paper darker than this share of the page's lightest is a table, not paper in shadow
 MIN_CONTRAST = 0.1  # ink at least this much darker than its paper (a share of the paper's brightness)
 SPECK = 0.22  # marks whose longer side is under this share of the tallest mark's height are specks
 LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
 LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
 LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
+STEP = 0.12  # paper this much darker on one side of a long thin mark than on the other: an edge, not a stroke
 PHOTO_SPAN = 0.75  # in a photo, marks spanning more of the picture than this are shadows or the page's edge
 MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled lines
 FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape,
@@ -94,6 +95,7 @@ class _Ink:
 
     strength: np.ndarray  # working resolution, float32
     small: np.ndarray  # the same at analysis resolution
+    tones: np.ndarray  # the picture's grey (dark ink on light paper) at analysis resolution
     even: bool  # paper lit evenly (a scan or a drawing): digits may touch the picture's border
     mask: np.ndarray  # analysis resolution, bool, lines and specks removed
     factor: float  # working pixels per analysis pixel
@@ -121,13 +123,21 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     if ink.mask.mean() > (MAX_EVEN_INK_SHARE if ink.even else MAX_INK_SHARE):
         return Reading((), f"ink covers {ink.mask.mean():.0%} of the picture: not writing on paper")
     try:
-        groups = _keep_marks(labels, ink.mask.shape, ink.even)
+        groups = _keep_marks(labels, ink)
     except _NotWriting as refusal:
         return Reading((), str(refusal))
     if not groups:
         return Reading((), "no ink found: only specks, lines or the page's edge")
     strong = _strong(groups, labels, ink.small)
-    groups = _split_wide(strong, labels)
+    def two_digits(whole: tuple[slice, slice, list[int]], parts: list) -> bool:
+        """Whether the judge is surer of ``parts`` as digits than of ``whole`` as one (yes without a judge)."""
+        cuts = [_cut(picture, ink, labels, group) for group in (whole, *parts)]
+        if judge is None or any(cut is None for cut in cuts):
+            return True
+        sure = judge(np.stack([cut.image for cut in cuts]))
+        return float(np.prod(sure[1:])) >= sure[0]
+
+    groups = _split_wide(strong, labels, two_digits)
     if len(groups) > MAX_MARKS:
         return Reading((), f"{len(groups)} separate marks: texture, text or a photo, not a number")
     written = [group for group in groups if not _filled(labels, group)]
@@ -172,7 +182,7 @@ def _find_ink(grey: np.ndarray) -> _Ink | None:
     mask = _without_lines(_hysteresis(strength_small, low, high))
     full_paper = paper if factor == 1 else _resized_to(paper, grey.shape)
     strength = np.clip((full_paper - grey) / np.maximum(full_paper, floor), 0, 1)
-    return _Ink(strength, strength_small, even, mask, factor, low)
+    return _Ink(strength, strength_small, small, even, mask, factor, low)
 
 
 def _dark_on_light(grey: np.ndarray) -> bool:
@@ -224,19 +234,19 @@ def _paper(small: np.ndarray, window: float | None = None) -> np.ndarray:
 def _even_paper(small: np.ndarray) -> tuple[bool, float]:
     """Whether the paper is one even tone (a scan, a drawing, a screen), and that tone.
 
-    Even paper is a sharp peak of the histogram: at least ``EVEN_SHARE`` of the
-    pixels within two grey levels of the commonest tone, or ``EVEN_BORDER`` of
-    those along the border when the digit fills most of its frame (a camera's
-    noise and light spread paper over many more).
+    Even paper is one exact tone: at least ``EVEN_SHARE`` of the pixels are the
+    commonest tone, or ``EVEN_BORDER`` of those along the border when the digit
+    fills most of its frame (a camera's noise and light spread paper over many
+    tones: at most a tenth of a photo's pixels share one).
     """
     side = max(1, round(0.05 * min(small.shape)))
     border = np.concatenate([small[:side], small[-side:], small[:, :side].T, small[:, -side:].T], axis=None)
     for pixels, share in ((small, EVEN_SHARE), (border, EVEN_BORDER)):
         counts = np.bincount(np.clip(pixels, 0, 255).astype(np.uint8).ravel(), minlength=256)
         mode = int(np.argmax(counts))
-        if counts[max(0, mode - 2) : mode + 3].sum() >= share * pixels.size:
-            return True, float(min(255, mode + 2))
-    return False, float(min(255, mode + 2))
+        if counts[mode] >= share * pixels.size:
+            return True, float(mode)
+    return False, float(mode)
 
 
 def _stroke_width(mask: np.ndarray) -> float:
@@ -373,17 +383,21 @@ def _long_runs(mask: np.ndarray, length: float) -> np.ndarray:
     return long[labels] & mask
 
 
-def _keep_marks(labels: np.ndarray, shape: tuple[int, int], even: bool) -> list[tuple[slice, slice, list[int]]]:
+def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[int]]]:
     """Boxes (with their labels) of the components that make up digits, grouped, left to right.
 
-    The page's edge and lines along the border go; pieces much smaller than a
-    digit join the digit they touch or nearly touch (a 5's bar, the dot of a
-    stroke's end) and are otherwise specks. Small pieces at the border go,
-    unless the paper is ``even`` (a scan or a drawing has no page edge).
+    The page's edge, shadows' edges and lines along the border go; pieces much
+    smaller than a digit join the digit they touch or nearly touch (a 5's bar,
+    the dot of a stroke's end) and are otherwise specks. Small pieces at the
+    border go, unless the paper is even (a scan or a drawing has no page edge).
     """
+    shape, even = labels.shape, ink.even
     areas = np.bincount(labels.ravel())
     found = [(box, index + 1) for index, box in enumerate(ndimage.find_objects(labels)) if box is not None]
-    found = [(box, label) for box, label in found if not _page_edge(box, int(areas[label]), shape, even)]
+    found = [
+        (box, label) for box, label in found
+        if not _page_edge(box, int(areas[label]), shape, even) and (even or not _a_step(box, int(areas[label]), ink.tones))
+    ]  # fmt: skip
     if not found:
         return []
     tallest = max(box[0].stop - box[0].start for box, _ in found)
@@ -403,6 +417,28 @@ def _keep_marks(labels: np.ndarray, shape: tuple[int, int], even: bool) -> list[
         if near is not None and _gap(near, piece) <= 0.3 * digit:
             groups[groups.index(near)] = _union(near, piece)
     return sorted(groups, key=lambda group: group[1].start)
+
+
+def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
+    """Whether a long thin mark is where the light changes, not a stroke on paper: the page's edge, a shadow's.
+
+    Paper is as light on both sides of a pen's stroke; on the two sides of an
+    edge (across the mark's narrower extent) it differs by over ``STEP`` of the lighter.
+    """
+    rows, cols = box
+    height, width = rows.stop - rows.start, cols.stop - cols.start
+    length = float(np.hypot(height, width))
+    if area / length >= 0.1 * length or length < 0.2 * min(tones.shape):
+        return False
+    strip = max(4, round(0.03 * min(tones.shape)))
+    if height >= width:  # left of it against right of it
+        sides = tones[rows, max(0, cols.start - strip) : cols.start], tones[rows, cols.stop : cols.stop + strip]
+    else:
+        sides = tones[max(0, rows.start - strip) : rows.start, cols], tones[rows.stop : rows.stop + strip, cols]
+    if min(side.size for side in sides) == 0:
+        return False
+    one, other = (float(np.median(side)) for side in sides)
+    return abs(one - other) > STEP * max(one, other, 1.0)
 
 
 def _side(box: tuple[slice, slice]) -> int:
@@ -514,22 +550,25 @@ def _union(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]])
     return rows, cols, a[2] + b[2]
 
 
-def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray) -> list[tuple[slice, slice, list[int]]]:
-    """Groups much wider than a digit cut where the ink is thinnest (touching digits), best effort."""
+def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray, keep: Callable) -> list[tuple[slice, slice, list[int]]]:
+    """Groups much wider than a digit cut where the ink is thinnest (touching digits), best effort.
+
+    ``keep(whole, parts)`` says whether a cut is kept (a wide 0 is one digit).
+    """
     typical = float(np.median([rows.stop - rows.start for rows, _, _ in groups]))
     result = []
     for group in groups:
-        result.extend(_split(group, labels, typical))
+        result.extend(_split(group, labels, typical, keep))
     return result
 
 
-def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: float, depth: int = 0) -> list:
+def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: float, keep: Callable, depth: int = 0) -> list:
     """``group`` cut in two at its thinnest column near the middle, again for each part still too wide.
 
     Too wide is wider than ``SPLIT_WIDTH`` times the taller of its own height and the
     picture's ``typical`` digit height.
-    A cut is kept only when both parts stand as tall as digits do; a flat part is
-    a stroke of one digit (a 5's bar, a 7's top), not a digit.
+    A cut is kept only when both parts stand as tall as digits do (a flat part is
+    a stroke of one digit: a 5's bar, a 7's top) and ``keep`` agrees.
     """
     rows, cols, members = group
     height, width = rows.stop - rows.start, cols.stop - cols.start
@@ -550,7 +589,9 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
             return [group]
         part = (slice(rows.start + filled[0], rows.start + filled[-1] + 1), slice(cols.start + start, cols.start + stop), members)
         parts.append(part)
-    return [piece for part in parts for piece in _split(part, labels, typical, depth + 1)]
+    if not keep(group, parts):
+        return [group]
+    return [piece for part in parts for piece in _split(part, labels, typical, keep, depth + 1)]
 
 
 def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] | None:
