@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from mnist_classifier.config import read_config_file  # noqa: E402
 from mnist_classifier.data import Dataset, read_dataset  # noqa: E402
 from mnist_classifier.files import atomic_path, write_text_atomic  # noqa: E402
-from mnist_classifier.runs import read_json  # noqa: E402
+from mnist_classifier.runs import read_history, read_json  # noqa: E402
 
 DPI = 100
 MISCLASSIFIED_SHOWN = 24
@@ -45,7 +45,7 @@ class RunRecord:
     def read(cls, run_dir: str | Path) -> RunRecord:
         """Read a finished run directory (a TrainingError names what is missing)."""
         path = Path(run_dir)
-        history = read_json(path / "history.json", "history", list)
+        history = read_history(path, required=True)
         metrics = read_json(path / "metrics.json", "metrics record (is the run finished?)", dict)
         return cls(path, read_config_file(path / "config.toml"), history, metrics)
 

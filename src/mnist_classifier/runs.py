@@ -203,13 +203,13 @@ def resume_state(history: list[dict[str, Any]]) -> dict[str, float] | None:
     return {"best": float(history[best - 1]["val_loss"]), "wait": len(history) - best}
 
 
-def read_history(run_dir: Path) -> list[dict[str, Any]]:
-    """The epochs ``history.json`` records (none if it is missing), each a JSON object of numbers.
+def read_history(run_dir: Path, required: bool = False) -> list[dict[str, Any]]:
+    """The epochs ``history.json`` records (none if it is missing and not ``required``), each a JSON object of numbers.
 
-    Raises TrainingError naming the file and the first entry that is not.
+    Raises TrainingError naming the file and the first entry that is not, or the file when it is required and missing.
     """
     path = run_dir / "history.json"
-    if not path.exists():
+    if not path.exists() and not required:
         return []
     history = read_json(path, "history", list)
     for number, row in enumerate(history, 1):
