@@ -178,6 +178,17 @@ def test_broken_onnx_files_are_one_clear_error(mlp_onnx, test_images, tmp_path):
     assert_one_line_error(cli("predict", mlp_onnx, image, "--runtime", "tflite", check=False), "runtime 'tflite'")
 
 
+def test_an_onnx_record_naming_fewer_classes_than_outputs_is_refused(mlp_onnx, test_images, tmp_path):
+    model = onnx.load(str(mlp_onnx))
+    (entry,) = [entry for entry in model.metadata_props if entry.key == "mnist_classifier"]
+    entry.value = json.dumps({**json.loads(entry.value), "classes": ["0"]})
+    onnx.save(model, str(tmp_path / "one-class.onnx"))
+    with pytest.raises(ModelFileError, match="lists 1 class for 10 model outputs"):
+        OnnxNetwork(tmp_path / "one-class.onnx")
+    image = png_file(tmp_path / "digit.png", test_images[0][0])
+    assert_one_line_error(cli("predict", tmp_path / "one-class.onnx", image, check=False), "lists 1 class for 10 model outputs")
+
+
 def test_runtime_onnx_checks_a_keras_file_before_looking_for_its_export(tmp_path):
     (tmp_path / "folder.keras").mkdir()
     (tmp_path / "empty.keras").write_bytes(b"")

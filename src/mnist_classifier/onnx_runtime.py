@@ -15,7 +15,7 @@ import numpy as np
 
 from mnist_classifier.errors import ModelFileError, first_line
 from mnist_classifier.files import cache_root
-from mnist_classifier.model_info import ModelInfo, check_model_file, parse_model_info
+from mnist_classifier.model_info import ModelInfo, check_model_file, check_outputs, parse_model_info
 
 RUNTIMES = ("keras", "onnx")
 INFO_KEY = "mnist_classifier"  # the ONNX metadata entry that holds the model's record
@@ -50,6 +50,8 @@ class OnnxNetwork:
         self.outputs = [outputs[0].name]
         self.output_shape = tuple(outputs[0].shape[1:])
         self.info = _read_info(path, self.session)
+        if all(isinstance(side, int) for side in self.output_shape):
+            check_outputs(self.info, int(np.prod(self.output_shape)), path)
 
     def __call__(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities of a batch of inputs shaped as the model expects."""
