@@ -12,12 +12,15 @@ run's model (``--set training.init_from=BASE_RUN/model.keras``).
 Then :func:`mnist_classifier.bundled.bundle_run` copies the last run's model, without
 its optimizer state or training-only layers, into
 ``src/mnist_classifier/weights/NAME/`` with its ``metrics.json`` and a model card.
-``--from-run`` bundles a finished run of the bundle's preset instead of training again.
+``--from-run`` bundles a finished run of the bundle's preset instead of training again;
+``--pictures NAME=JSON`` puts ``benchmarks/pictures.py --json`` figures of that model in
+its card (run the benchmark on the bundled model, then bundle again with them).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -45,11 +48,13 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=list(BUNDLES), help="Make only these models.")
     parser.add_argument("--out", type=Path, default=Path("runs/models"), help="Folder for the training runs.")
     parser.add_argument("--from-run", action="append", default=[], metavar="NAME=RUN_DIR", help="Bundle this finished run.")
+    parser.add_argument("--pictures", action="append", default=[], metavar="NAME=JSON", help="pictures.py --json figures for the card.")
     args = parser.parse_args()
     given = dict(item.split("=", 1) for item in args.from_run)
+    figures = {name: json.loads(Path(path).read_text()) for name, path in (item.split("=", 1) for item in args.pictures)}
     for name in args.only or list(BUNDLES):
         run_dir = Path(given[name]) if name in given else train(name, args.out)
-        folder = bundle_run(run_dir, name)
+        folder = bundle_run(run_dir, name, pictures=figures.get(name))
         size = (folder / "model.keras").stat().st_size / 2**20
         print(f"{name}: {folder} ({size:.1f} MB) from {run_dir}")
 

@@ -104,5 +104,9 @@ def test_bundling_a_run_drops_the_optimizer_and_writes_metrics_and_a_card(mlp_mo
     assert json.loads((folder / "metrics.json").read_text()) == json.loads((run_dir / "metrics.json").read_text())
     card = (folder / "MODEL_CARD.md").read_text()
     assert card.startswith("# mnist-mlp") and "| 9 |" in card and "taken for" in card
-    with pytest.raises(ModelFileError, match="mnist-cnn is the cnn-augmented preset on mnist"):
+    assert "## People's pictures" not in card
+    figures = {"runtime": "onnx", "seed": 0, "rows": [{"kind": "digit photos", "cases": 40, "right": 0.75, "rejected": 0.2}]}
+    card = (bundle_run(run_dir, "mnist-mlp", root=tmp_path, pictures=figures) / "MODEL_CARD.md").read_text()
+    assert "## People's pictures" in card and "| digit photos | 40 | 75.0% | 20.0% |" in card
+    with pytest.raises(ModelFileError, match="mnist-cnn is the cnn-real preset on mnist"):
         bundle_run(run_dir, "mnist-cnn", root=tmp_path)
