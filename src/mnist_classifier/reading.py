@@ -61,6 +61,7 @@ ONE_WIDTH = 1.6  # marks no wider together than this many times their height may
 FAR_LESS_SURE = 0.5  # one digit of all the ink beats one of part of it unless the judge is this much less sure
 NEAR = 0.15  # ink this close to a digit (a share of its height) may be a piece of it
 SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
+JUDGED_SPLIT_WIDTH = 0.95  # or this many, when a model judges each cut
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
 CUT_SIDE = 112  # a digit is cut at most this many pixels long before it is framed
 THIN_STROKE = 0.55  # strokes under this share of MNIST's are thickened
@@ -137,7 +138,7 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
         sure = judge(np.stack([cut.image for cut in cuts]))
         return float(np.prod(sure[1:])) >= sure[0]
 
-    groups = _split_wide(strong, labels, two_digits)
+    groups = _split_wide(strong, labels, two_digits, SPLIT_WIDTH if judge is None else JUDGED_SPLIT_WIDTH)
     if len(groups) > MAX_MARKS:
         return Reading((), f"{len(groups)} separate marks: texture, text or a photo, not a number")
     written = [group for group in groups if not _filled(labels, group)]
@@ -550,7 +551,7 @@ def _union(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]])
     return rows, cols, a[2] + b[2]
 
 
-def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray, keep: Callable) -> list[tuple[slice, slice, list[int]]]:
+def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray, keep: Callable, widest: float) -> list[tuple[slice, slice, list[int]]]:
     """Groups much wider than a digit cut where the ink is thinnest (touching digits), best effort.
 
     ``keep(whole, parts)`` says whether a cut is kept (a wide 0 is one digit).
@@ -558,21 +559,22 @@ def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray
     typical = float(np.median([rows.stop - rows.start for rows, _, _ in groups]))
     result = []
     for group in groups:
-        result.extend(_split(group, labels, typical, keep))
+        result.extend(_split(group, labels, typical, keep, widest))
     return result
 
 
-def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: float, keep: Callable, depth: int = 0) -> list:
+def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: float, keep: Callable, widest: float, depth: int = 0) -> list:
     """``group`` cut in two at its thinnest column near the middle, again for each part still too wide.
 
-    Too wide is wider than ``SPLIT_WIDTH`` times the taller of its own height and the
+    Too wide is wider than ``widest`` (``SPLIT_WIDTH``, or ``JUDGED_SPLIT_WIDTH`` when a
+    model judges the cuts) times the taller of its own height and the
     picture's ``typical`` digit height.
     A cut is kept only when both parts stand as tall as digits do (a flat part is
     a stroke of one digit: a 5's bar, a 7's top) and ``keep`` agrees.
     """
     rows, cols, members = group
     height, width = rows.stop - rows.start, cols.stop - cols.start
-    if width <= SPLIT_WIDTH * max(height, typical) or depth > 4:
+    if width <= widest * max(height, typical) or depth > 4:
         return [group]
     ink = np.isin(labels[rows, cols], members)
     profile = ink.sum(axis=0).astype(float)
@@ -591,7 +593,7 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
         parts.append(part)
     if not keep(group, parts):
         return [group]
-    return [piece for part in parts for piece in _split(part, labels, typical, keep, depth + 1)]
+    return [piece for part in parts for piece in _split(part, labels, typical, keep, widest, depth + 1)]
 
 
 def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] | None:
