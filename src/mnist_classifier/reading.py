@@ -142,8 +142,11 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     if len(groups) > MAX_MARKS:
         return Reading((), f"{len(groups)} separate marks: texture, text or a photo, not a number")
     written = [group for group in groups if not _filled(labels, group)]
+    row = _in_a_row(written, labels)
     whole = _as_one(strong, labels) if judge is not None else None
-    marks = tuple(mark for group in _in_a_row(written, labels) if (mark := _cut(picture, ink, labels, group)))
+    if whole is not None and len(row) == 1 and whole[:2] == row[0][:2] and sorted(whole[2]) == sorted(row[0][2]):
+        whole = None  # the one digit already read, ink for ink
+    marks = tuple(mark for group in row if (mark := _cut(picture, ink, labels, group)))
     one = _cut(picture, ink, labels, whole) if whole is not None else None
     if one is not None:
         sure = judge(np.stack([one.image, *(mark.image for mark in marks)]))
@@ -412,7 +415,7 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
     slivers = [] if even else [p for p in pieces if _at_border(p[:2], shape) and min(p[0].stop - p[0].start, p[1].stop - p[1].start) < 0.2 * digit]
     pieces = [p for p in pieces if p not in slivers] or pieces  # the page's edge in pieces
     small = [piece for piece in big if piece not in pieces and (even or not _at_border(piece[:2], shape))]
-    groups = _group(pieces, labels)
+    groups = _group(pieces)
     for piece in small:
         near = min(groups, key=lambda group: _gap(group, piece), default=None)
         if near is not None and _gap(near, piece) <= 0.3 * digit:
@@ -486,15 +489,15 @@ def _page_edge(box: tuple[slice, slice], area: int, shape: tuple[int, int], even
 # --- 3. digits: grouping and splitting ----------------------------------------------
 
 
-def _group(boxes: list[tuple[slice, slice, list[int]]], labels: np.ndarray) -> list[tuple[slice, slice, list[int]]]:
-    """Components that share most of their columns merged into one digit; the digits left to right."""
+def _group(boxes: list[tuple[slice, slice, list[int]]]) -> list[tuple[slice, slice, list[int]]]:
+    """Components that belong to one digit (``_same_digit``) merged; the digits left to right."""
     groups = sorted(boxes, key=lambda box: box[1].start)
     merged = True
     while merged:
         merged = False
         for i in range(len(groups)):
             for j in range(i + 1, len(groups)):
-                if _same_digit(groups[i], groups[j], labels):
+                if _same_digit(groups[i], groups[j]):
                     groups[i] = _union(groups[i], groups[j])
                     del groups[j]
                     merged = True
@@ -504,11 +507,12 @@ def _group(boxes: list[tuple[slice, slice, list[int]]], labels: np.ndarray) -> l
     return sorted(groups, key=lambda box: box[1].start)
 
 
-def _same_digit(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]], labels: np.ndarray) -> bool:
+def _same_digit(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]]) -> bool:
     """Whether two pieces belong to one digit.
 
-    They share half the narrower one's columns, are close in height, and do not
-    stand side by side (a slanted 1 beside a 2 shares columns with it too).
+    They share half the narrower one's columns and stand less than 0.6 of the
+    taller one's height apart, or they are the nearly touching halves of one
+    digit broken in two (``BROKEN_GAP``, ``BROKEN_WIDTH``).
     """
     overlap = min(a[1].stop, b[1].stop) - max(a[1].start, b[1].start)
     narrower = min(a[1].stop - a[1].start, b[1].stop - b[1].start)
@@ -521,27 +525,6 @@ def _same_digit(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[i
     width, height = union[1].stop - union[1].start, union[0].stop - union[0].start
     return -overlap <= BROKEN_GAP * height and width <= BROKEN_WIDTH * height and min(
         a[0].stop - a[0].start, b[0].stop - b[0].start) >= 0.5 * height
-
-
-def _side_by_side(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]], labels: np.ndarray) -> bool:
-    """Whether, in the rows both pieces share (a third of the shorter at least), one lies wholly left of the other."""
-    top, bottom = max(a[0].start, b[0].start), min(a[0].stop, b[0].stop)
-    shorter = min(a[0].stop - a[0].start, b[0].stop - b[0].start)
-    if bottom - top < shorter / 3:
-        return False
-    rows = slice(top, bottom)
-    left, right = min(a[1].start, b[1].start), max(a[1].stop, b[1].stop)
-    window = labels[rows, left:right]
-    ink_a, ink_b = np.isin(window, a[2]), np.isin(window, b[2])
-    both = ink_a.any(axis=1) & ink_b.any(axis=1)
-    if both.sum() < shorter / 4:
-        return False
-    columns = np.arange(right - left)
-    last_a = np.where(ink_a, columns, -1).max(axis=1)[both]
-    first_a = np.where(ink_a, columns, columns.size).min(axis=1)[both]
-    last_b = np.where(ink_b, columns, -1).max(axis=1)[both]
-    first_b = np.where(ink_b, columns, columns.size).min(axis=1)[both]
-    return bool(np.mean(last_a < first_b) >= 0.85 or np.mean(last_b < first_a) >= 0.85)
 
 
 def _union(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]]) -> tuple[slice, slice, list[int]]:
