@@ -261,16 +261,17 @@ def _fit_and_record(
     recorder.write_status("running")
     fit(config, network, data, [recorder, *callbacks], run_dir / "best.keras", info, history)
     train_seconds = time.perf_counter() - recorder.started
+    base = initial_model(config)
     if config.training.base_share:
-        base = load_model(initial_model(config), compile=False)
-        copy_weights(base, network, f"training.init_from={config.training.init_from!r}", config.training.base_share)
+        what = f"training.init_from={config.training.init_from!r}"
+        copy_weights(load_model(base, compile=False), network, what, config.training.base_share)
     with on_this_host(network) as tester:
         evaluated = evaluate(tester, data.inputs(data.test[0]), data.test[1], data.classes)
         calibration = calibrate_run(config, tester, data)
     metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
     metrics["calibration"] = calibration.to_dict()
-    if config.training.init_from is not None:
-        metrics["init_from"] = _describe_base(initial_model(config))
+    if base is not None:
+        metrics["init_from"] = _describe_base(base)
     record = replace(
         _with_metrics(info, metrics), temperature=calibration.temperature, reject_below=calibration.reject_below
     )
