@@ -19,7 +19,7 @@ install: $(BIN)/.installed
 train: install
 	$(BIN)/mnist-classifier train $(ARGS)
 
-# The bundled models (src/mnist_classifier/weights): trained with their presets, then
+# The bundled models (src/mnist_classifier/inference/weights): trained with their presets, then
 # copied in without optimizer state, with metrics.json and a model card. Needs both data sets.
 models: install
 	$(BIN)/python scripts/make_models.py $(ARGS)

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.scenes
 
 from mnist_classifier.errors import MnistClassifierError, first_line  # noqa: E402
-from mnist_classifier.predict import Classifier, predict_images  # noqa: E402
+from mnist_classifier.inference.predict import Classifier, predict_images  # noqa: E402
 from tests.scenes import (  # noqa: E402
     NON_DIGIT_KINDS,
     drawn_number,

@@ -10,7 +10,7 @@ model that stores none, fitted here on the 5,000 validation images the presets
 hold out (``validation_split``, seed 0), never on the test set. Then, on MNIST's
 10,000 test digits: the expected calibration error (15 bins) before and after, and
 the share the threshold rejects; on held-out non-digit pictures
-(``mnist_classifier.outliers``, test split: Fashion-MNIST test images, fonts never
+(``mnist_classifier.data.outliers``, test split: Fashion-MNIST test images, fonts never
 trained on, fresh random streams): the share rejected, and the AUROC of digits
 against each kind for several candidate scores, all computable from the calibrated
 probabilities. As a diagnostic only, the temperature a slice of the test set would
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from mnist_classifier.bundled import model_path
+from mnist_classifier.inference.bundled import model_path
 from mnist_classifier.calibration import (
     calibrated,
     digit_score,
@@ -38,11 +38,11 @@ from mnist_classifier.calibration import (
     fit_temperature,
     rejection_threshold,
 )
-from mnist_classifier.data import load_dataset
-from mnist_classifier.model_info import read_model_info
-from mnist_classifier.outliers import KINDS, non_digit_kind
+from mnist_classifier.data.sources import load_dataset
+from mnist_classifier.inference.model_info import read_model_info
+from mnist_classifier.data.outliers import KINDS, non_digit_kind
 from mnist_classifier.persistence import load_model
-from mnist_classifier.preprocessing import preprocess, validation_split
+from mnist_classifier.data.preprocessing import preprocess, validation_split
 
 VALIDATION = 5000  # the presets' data.validation_size
 

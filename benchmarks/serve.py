@@ -48,9 +48,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.scenes
 
 from mnist_classifier import load_dataset  # noqa: E402
-from mnist_classifier.images import read_picture  # noqa: E402
-from mnist_classifier.predict import Classifier, predict_images  # noqa: E402
-from mnist_classifier.reading import read_digits  # noqa: E402
+from mnist_classifier.inference.images import read_picture  # noqa: E402
+from mnist_classifier.inference.predict import Classifier, predict_images  # noqa: E402
+from mnist_classifier.inference.reading import read_digits  # noqa: E402
 from tests.scenes import photo_of_digit  # noqa: E402
 
 MODEL_TARGET_US = {"mnist-mlp": 100, "mnist-cnn": 500}  # one prepared image on onnxruntime

@@ -41,9 +41,9 @@ import keras
 import numpy as np
 
 import jax_reference
-from mnist_classifier import onednn
+from mnist_classifier.accel import onednn
 from mnist_classifier.config import DISTRIBUTIONS, apply_overrides
-from mnist_classifier.distribute import distributed
+from mnist_classifier.accel.distribute import distributed
 from mnist_classifier.models import build_from_config
 from mnist_classifier.pipeline import prepare_data, train_run
 from mnist_classifier.presets import PRESETS

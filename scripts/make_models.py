@@ -11,7 +11,7 @@ runs: the base preset from random weights, then its own preset starting from tha
 run's model (``--set training.init_from=BASE_RUN/model.keras``).
 Then :func:`mnist_classifier.bundled.bundle_run` copies the last run's model, without
 its optimizer state or training-only layers, into
-``src/mnist_classifier/weights/NAME/`` with its ``metrics.json`` and a model card.
+``src/mnist_classifier/inference/weights/NAME/`` with its ``metrics.json`` and a model card.
 ``--from-run`` bundles a finished run of the bundle's preset instead of training again;
 ``--pictures NAME=JSON`` puts ``benchmarks/pictures.py --json`` figures of that model in
 its card (run the benchmark on the bundled model, then bundle again with them).
@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_classifier.bundled import BASE_RUN, BUNDLES, bundle_run
+from mnist_classifier.inference.bundled import BASE_RUN, BUNDLES, bundle_run
 
 
 def train(name: str, out: Path) -> Path:

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from mnist_classifier.augmentation import Augmentation, RandomElastic, RandomPenWidth, inference_model
+from mnist_classifier.data.augmentation import Augmentation, RandomElastic, RandomPenWidth, inference_model
 from mnist_classifier.models import build_cnn
 
 

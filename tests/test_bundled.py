@@ -9,14 +9,14 @@ import pytest
 from PIL import Image
 
 from mnist_classifier import load_dataset, preprocess
-from mnist_classifier.bundled import BUNDLES, DEFAULT_MODEL, WEIGHTS, bundle_run
+from mnist_classifier.inference.bundled import BUNDLES, DEFAULT_MODEL, WEIGHTS, bundle_run
 from mnist_classifier.errors import ModelFileError
-from mnist_classifier.model_info import read_model_info
-from mnist_classifier.onnx_format import TOLERANCE, export_onnx
-from mnist_classifier.onnx_runtime import OnnxNetwork
+from mnist_classifier.inference.model_info import read_model_info
+from mnist_classifier.inference.onnx_export import TOLERANCE, export_onnx
+from mnist_classifier.inference.onnx_runtime import OnnxNetwork
 from mnist_classifier.persistence import load_model
 from mnist_classifier.pipeline import evaluate_file
-from mnist_classifier.predict import open_model
+from mnist_classifier.inference.predict import open_model
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_predict import png_file
 from tests.test_serve import served

@@ -15,8 +15,8 @@ from mnist_classifier.calibration import (
     reliability,
 )
 from mnist_classifier.errors import ConfigError
-from mnist_classifier.model_info import ModelInfo
-from mnist_classifier.preprocessing import Normalization
+from mnist_classifier.inference.model_info import ModelInfo
+from mnist_classifier.data.preprocessing import Normalization
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -152,7 +152,7 @@ def _run(tmp_path, **extra):
 
 
 def test_a_holdout_run_records_its_calibration_in_metrics_and_model(tmp_path, data_env):
-    from mnist_classifier.model_info import read_model_info
+    from mnist_classifier.inference.model_info import read_model_info
     from mnist_classifier.report import write_report
 
     result = _run(tmp_path)
@@ -169,9 +169,9 @@ def test_a_holdout_run_records_its_calibration_in_metrics_and_model(tmp_path, da
 
 
 def test_the_threshold_is_the_validation_digits_quantile(tmp_path, data_env):
-    from mnist_classifier.data import load_dataset
+    from mnist_classifier.data.sources import load_dataset
     from mnist_classifier.persistence import load_model
-    from mnist_classifier.preprocessing import Normalization, preprocess, validation_split
+    from mnist_classifier.data.preprocessing import Normalization, preprocess, validation_split
 
     result = _run(tmp_path, **{"training.reject_share": 0.02})
     block = result.metrics["calibration"]
@@ -185,7 +185,7 @@ def test_the_threshold_is_the_validation_digits_quantile(tmp_path, data_env):
 
 
 def test_a_run_without_validation_keeps_temperature_one_and_says_so(tmp_path, data_env):
-    from mnist_classifier.model_info import read_model_info
+    from mnist_classifier.inference.model_info import read_model_info
 
     result = _run(tmp_path, **{"data.validation": "none", "training.save_best": False})
     block = result.metrics["calibration"]
@@ -249,8 +249,8 @@ def test_outliers_join_the_training_set_with_uniform_targets(data_env):
 
 
 def test_onnx_exports_carry_the_temperature_and_threshold(tiny_model, tmp_path):
-    from mnist_classifier.onnx_format import export_onnx
-    from mnist_classifier.onnx_runtime import OnnxNetwork
+    from mnist_classifier.inference.onnx_export import export_onnx
+    from mnist_classifier.inference.onnx_runtime import OnnxNetwork
 
     info = ModelInfo(**{**INFO.__dict__, "temperature": 0.61, "reject_below": 0.93})
     path = export_onnx(tiny_model, tmp_path / "tiny.onnx", info)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mnist_classifier.compilation import cache_dir
+from mnist_classifier.accel.compilation import cache_dir
 
 
 def test_the_cache_lives_under_the_user_cache_folder(monkeypatch, tmp_path):
@@ -27,7 +27,7 @@ def test_the_cache_can_be_turned_off(monkeypatch, value):
 def test_compiled_programs_are_kept_for_the_next_process(monkeypatch, tmp_path, jax_first):
     """Enabling works whether JAX is already imported (its config) or not yet (its environment variables)."""
     monkeypatch.setenv("MNIST_CLASSIFIER_COMPILE_CACHE", str(tmp_path / "xla"))
-    enable = "from mnist_classifier.compilation import enable_compilation_cache\nprint(enable_compilation_cache())\n"
+    enable = "from mnist_classifier.accel.compilation import enable_compilation_cache\nprint(enable_compilation_cache())\n"
     use_jax = "import jax, jax.numpy as jnp\n"
     script = (
         "import mnist_classifier\n"

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mnist_classifier import data
-from mnist_classifier.data import load_dataset, read_dataset
-from mnist_classifier.formats import IDX_FILES, read_idx
+from mnist_classifier.data import sources
+from mnist_classifier.data.sources import load_dataset, read_dataset
+from mnist_classifier.data.formats import IDX_FILES, read_idx
 from mnist_classifier.errors import DataError, DownloadError
 
 # --- helpers: synthetic data written by hand -------------------------------------------
@@ -383,7 +383,7 @@ def test_missing_data_variable_path_is_not_downloaded(tmp_path, monkeypatch):
 
 
 def test_offline_with_nothing_found_explains_and_leaves_cache_empty():
-    cache = data.keras_cache_dir()
+    cache = sources.keras_cache_dir()
     with pytest.raises(DownloadError) as caught:
         load_dataset("mnist")
     message = str(caught.value)
@@ -394,23 +394,23 @@ def test_offline_with_nothing_found_explains_and_leaves_cache_empty():
 
 
 def test_failed_download_leaves_no_folder_that_hides_other_sources(monkeypatch, fashion_dir):
-    spec = data.DATASETS["fashion_mnist"]
-    monkeypatch.setitem(data.DATASETS, "fashion_mnist", dataclasses.replace(spec, debian_dir=None))
+    spec = sources.DATASETS["fashion_mnist"]
+    monkeypatch.setitem(sources.DATASETS, "fashion_mnist", dataclasses.replace(spec, debian_dir=None))
     with pytest.raises(DownloadError, match="train-labels-idx1-ubyte.gz"):
         load_dataset("fashion_mnist")
-    cache = data.keras_cache_dir()
+    cache = sources.keras_cache_dir()
     assert not any(cache.rglob("*")), f"left behind: {sorted(cache.rglob('*'))}"
     # Once the Debian package is there, it must be found, not an empty cache folder.
-    monkeypatch.setitem(data.DATASETS, "fashion_mnist", spec)
+    monkeypatch.setitem(sources.DATASETS, "fashion_mnist", spec)
     assert read_dataset("fashion_mnist").source.startswith(str(fashion_dir))
 
 
 def test_data_variable_holding_the_other_data_set_is_passed_over(monkeypatch, mnist_dir, fashion_dir):
     monkeypatch.setenv("MNIST_CLASSIFIER_DATA", str(mnist_dir))
-    dataset = data.read_dataset("fashion_mnist")
+    dataset = sources.read_dataset("fashion_mnist")
     assert "Debian" in dataset.source
     monkeypatch.setenv("MNIST_CLASSIFIER_DATA", str(mnist_dir.parent))  # a root without fashion_mnist/
-    assert "Debian" in data.read_dataset("fashion_mnist").source
+    assert "Debian" in sources.read_dataset("fashion_mnist").source
 
 
 def test_data_variable_naming_nothing_is_an_error(monkeypatch, tmp_path):

@@ -10,8 +10,8 @@ import pytest
 
 from mnist_classifier import ConfigError
 from mnist_classifier.config import TrainingConfig
-from mnist_classifier import distribute
-from mnist_classifier.distribute import CPU_SHARE, CPU_SHARE_AVX512, CPU_SHARE_BFLOAT16, cpu_devices, cpu_share
+from mnist_classifier.accel import distribute
+from mnist_classifier.accel.distribute import CPU_SHARE, CPU_SHARE_AVX512, CPU_SHARE_BFLOAT16, cpu_devices, cpu_share
 from tests.test_cli import SMALL, TINY, assert_one_line_error, cli, cli_path
 
 TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
@@ -19,7 +19,7 @@ PROBE = """
 import json
 import mnist_classifier, keras, numpy as np
 from mnist_classifier.config import TrainingConfig
-from mnist_classifier.distribute import distributed
+from mnist_classifier.accel.distribute import distributed
 from mnist_classifier.models import build_model
 from mnist_classifier.training import optimize_model, train_model
 

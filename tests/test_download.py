@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 
-from mnist_classifier import data
-from mnist_classifier.data import load_dataset, read_dataset
-from mnist_classifier.download import RemoteFile, download_files
+from mnist_classifier.data import sources
+from mnist_classifier.data.sources import load_dataset, read_dataset
+from mnist_classifier.data.download import RemoteFile, download_files
 from mnist_classifier.errors import DataError, DownloadError
 
 PAYLOAD = np.random.default_rng(0).integers(0, 256, 200_000, dtype=np.uint8).tobytes()
@@ -218,9 +218,9 @@ def mnist_npz() -> tuple[bytes, dict[str, np.ndarray]]:
 @pytest.fixture
 def served_mnist(server, monkeypatch):
     raw, arrays = mnist_npz()
-    spec = data.DATASETS["mnist"]
+    spec = sources.DATASETS["mnist"]
     remote = (RemoteFile("mnist.npz", sha(raw)),)
-    monkeypatch.setitem(data.DATASETS, "mnist", dataclasses.replace(spec, remote=remote))
+    monkeypatch.setitem(sources.DATASETS, "mnist", dataclasses.replace(spec, remote=remote))
     server.route("mnist.npz", serve(raw))
     return raw, arrays
 
@@ -236,7 +236,7 @@ def test_load_dataset_downloads_into_keras_cache_then_reuses_it(server, served_m
     monkeypatch.setenv("MNIST_CLASSIFIER_MIRROR", server.url)
     progress = Recorder()
     check_arrays(load_dataset("mnist", progress=progress), arrays)
-    cached = data.keras_cache_dir() / "mnist.npz"
+    cached = sources.keras_cache_dir() / "mnist.npz"
     assert cached.read_bytes() == raw
     assert files_in(cached.parent) == ["mnist.npz"]
     assert progress.calls[-1] == ("mnist.npz", len(raw), len(raw))
@@ -260,7 +260,7 @@ def test_download_with_bad_checksum_leaves_cache_empty(server, served_mnist):
     with pytest.raises(DownloadError, match=re.escape(f"{server.url}mnist.npz: sha256 mismatch")) as caught:
         load_dataset("mnist", mirror=server.url)
     assert "MNIST_CLASSIFIER_DATA" in str(caught.value)
-    assert files_in(data.keras_cache_dir()) == []
+    assert files_in(sources.keras_cache_dir()) == []
 
 
 def test_no_download_when_download_is_false(server, served_mnist):

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from mnist_classifier import build_cnn, build_model, optimize_model, train_model
-from mnist_classifier import fast_fit as fast_fit_module
+from mnist_classifier.accel import fast_fit as fast_fit_module
 from mnist_classifier.errors import ConfigError
-from mnist_classifier.fast_fit import batch_chunks, fast_fit, forward_flops, supported
+from mnist_classifier.accel.fast_fit import batch_chunks, fast_fit, forward_flops, supported
 
 
 def _mlp() -> keras.Model:
@@ -59,7 +59,7 @@ def test_a_cnn_with_batch_norm_trains_exactly_as_keras_fit_does(small_mnist):
 
 def test_uint8_images_normalized_in_the_step_train_as_preprocessed_floats_do(mnist_dir):
     from mnist_classifier import Normalization, load_dataset, one_hot, preprocess
-    from mnist_classifier.preprocessing import batch_normalizer
+    from mnist_classifier.data.preprocessing import batch_normalizer
 
     (images, labels), _ = load_dataset("mnist", mnist_dir)
     images, y = images[:600], one_hot(labels[:600], 10)

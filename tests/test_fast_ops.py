@@ -8,8 +8,8 @@ import pytest
 from keras.src.backend.jax import nn as jax_nn
 
 from mnist_classifier import build_cnn, optimize_model, train_model
-from mnist_classifier import fast_ops
-from mnist_classifier.fast_ops import fast_training_ops
+from mnist_classifier.accel import fast_ops
+from mnist_classifier.accel.fast_ops import fast_training_ops
 
 def _images(shape, seed: int = 0) -> jnp.ndarray:
     """Standard normal float32 values of ``shape``, the same for the same seed."""

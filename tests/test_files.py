@@ -6,7 +6,7 @@ import re
 import pytest
 
 from mnist_classifier.errors import ImageError, OutputError
-from mnist_classifier.files import atomic_path, read_input, write_text_atomic
+from mnist_classifier.system.files import atomic_path, read_input, write_text_atomic
 from tests.test_cli import fake_device, python_capped
 
 _READ_EACH = """
@@ -35,7 +35,7 @@ def refused_unread(reader: str, *paths) -> list[str]:
 
 @pytest.mark.parametrize(
     ("reader", "what"),
-    [("mnist_classifier.images:read_image", "image file"), ("mnist_classifier.config:read_config_file", "config file")],
+    [("mnist_classifier.inference.images:read_image", "image file"), ("mnist_classifier.config:read_config_file", "config file")],
 )
 def test_fifos_and_dev_zero_are_refused_unread(tmp_path, reader, what):
     fifo = tmp_path / "pipe"

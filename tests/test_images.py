@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_classifier import images as images_module
+from mnist_classifier.inference import images as images_module
 from mnist_classifier.errors import ImageError
-from mnist_classifier.images import read_image, to_digit, to_item
+from mnist_classifier.inference.images import read_image, to_digit, to_item
 
 
 def _encode(image: Image.Image, fmt: str, **options) -> bytes:

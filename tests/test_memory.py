@@ -3,9 +3,9 @@
 import pytest
 
 from mnist_classifier import ConfigError, build_model
-from mnist_classifier import memory
+from mnist_classifier.system import memory
 from mnist_classifier.config import apply_overrides
-from mnist_classifier.memory import check_memory, model_size
+from mnist_classifier.system.memory import check_memory, model_size
 from mnist_classifier.models import build_cnn, build_from_config
 from mnist_classifier.presets import PRESETS
 

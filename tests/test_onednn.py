@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from jax import lax
 
-from mnist_classifier import fast_ops, onednn, optimize_model, train_model
-from mnist_classifier.fast_ops import convolutions_note
+from mnist_classifier import optimize_model, train_model
+from mnist_classifier.accel import fast_ops, onednn
+from mnist_classifier.accel.fast_ops import convolutions_note
 from mnist_classifier.models import build_cnn
 from tests.test_cli import cli
 
@@ -112,7 +113,7 @@ SPLIT = textwrap.dedent("""
     os.environ["KERAS_BACKEND"] = "jax"
     import jax, jax.numpy as jnp, keras
     from jax import lax
-    from mnist_classifier import onednn
+    from mnist_classifier.accel import onednn
     dtype, channels = jnp.dtype(sys.argv[1]), int(sys.argv[2])
     padding = ((1, 1), (1, 1))
     x = jax.random.normal(jax.random.key(0), (8, 14, 14, channels)).astype(dtype)
@@ -149,7 +150,7 @@ def test_split_over_devices_each_computes_its_share_and_kernel_gradients_are_sum
 AVX2 = textwrap.dedent("""
     import jax, jax.numpy as jnp
     import mnist_classifier
-    from mnist_classifier import onednn
+    from mnist_classifier.accel import onednn
     from tests.test_onednn import relative_error, xla_conv
     x, kernel, padding = jnp.ones((2, 8, 8, 16)), jnp.linspace(-1, 1, 3 * 3 * 16 * 24).reshape(3, 3, 16, 24), ((1, 1),) * 2
     assert onednn.supports(kernel.shape, kernel.dtype)

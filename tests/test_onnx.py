@@ -11,11 +11,11 @@ import pytest
 
 from mnist_classifier import Augmentation, Normalization, build_cnn, build_model, load_dataset, preprocess
 from mnist_classifier.errors import ModelFileError
-from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.inference.model_info import ModelInfo
 from mnist_classifier.models import as_float32, dtype_policy
-from mnist_classifier.onnx_format import TOLERANCE, check_export, export_onnx
-from mnist_classifier.onnx_runtime import OnnxNetwork, cached_export_path
-from mnist_classifier.predict import Classifier
+from mnist_classifier.inference.onnx_export import TOLERANCE, check_export, export_onnx
+from mnist_classifier.inference.onnx_runtime import OnnxNetwork, cached_export_path
+from mnist_classifier.inference.predict import Classifier
 from tests.test_cli import assert_one_line_error, cli
 from tests.test_predict import png_file
 from tests.test_serve import served

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from mnist_classifier.errors import ConfigError
-from mnist_classifier.outliers import KINDS, MIX, font_files, non_digit_kind, non_digits
+from mnist_classifier.data.outliers import KINDS, MIX, font_files, non_digit_kind, non_digits
 
 
 def test_a_mixed_set_has_the_count_asked_for_as_uint8_28x28_pictures():

@@ -18,7 +18,7 @@ from mnist_classifier import (
     save_model,
 )
 from mnist_classifier.errors import OutputError
-from mnist_classifier.model_info import ModelInfo, read_model_info
+from mnist_classifier.inference.model_info import ModelInfo, read_model_info
 from tests.conftest import FIXTURES
 from tests.test_cli import digit_png, run_main
 

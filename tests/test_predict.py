@@ -10,7 +10,7 @@ from PIL import Image
 
 from mnist_classifier import load_dataset
 from mnist_classifier.errors import ConfigError, ImageError
-from mnist_classifier.predict import Classifier, predict_images
+from mnist_classifier.inference.predict import Classifier, predict_images
 from tests.test_cli import assert_one_line_error, cli
 
 

@@ -5,9 +5,9 @@ import pytest
 
 import mnist_classifier  # noqa: F401  (selects the Keras backend before keras is imported)
 import keras  # noqa: E402
-from mnist_classifier.formats import IDX_FILES, read_idx  # noqa: E402
+from mnist_classifier.data.formats import IDX_FILES, read_idx  # noqa: E402
 from mnist_classifier.errors import ConfigError  # noqa: E402
-from mnist_classifier.preprocessing import (  # noqa: E402
+from mnist_classifier.data.preprocessing import (  # noqa: E402
     batch_normalizer,
     Normalization,
     normalize,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from mnist_classifier.images import read_image, read_picture
-from mnist_classifier.predict import Classifier, predict_images
-from mnist_classifier.reading import read_digits
+from mnist_classifier.inference.images import read_image, read_picture
+from mnist_classifier.inference.predict import Classifier, predict_images
+from mnist_classifier.inference.reading import read_digits
 from tests.scenes import drawn_number, non_digit, photo_of_digit, photo_of_number, redrawn_mnist, typed_digit
 
 

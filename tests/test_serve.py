@@ -21,8 +21,8 @@ import uvicorn
 from PIL import Image
 
 from mnist_classifier import load_dataset
-from mnist_classifier.predict import Classifier
-from mnist_classifier.serve import Limits, server_config
+from mnist_classifier.inference.predict import Classifier
+from mnist_classifier.serving.app import Limits, server_config
 
 LIMITS = Limits(upload_bytes=200_000, pixels=1_000_000, request_pixels=2_000_000, batch=8, request_seconds=2)
 

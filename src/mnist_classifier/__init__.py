@@ -25,7 +25,7 @@ from mnist_classifier.errors import (  # noqa: E402
     ImageError,
     TrainingError,
 )
-from mnist_classifier.preprocessing import (  # noqa: E402
+from mnist_classifier.data.preprocessing import (  # noqa: E402
     Normalization,
     one_hot,
     preprocess,
@@ -47,12 +47,12 @@ _LAZY = {
     "evaluate": "evaluation",
     "save_model": "persistence",
     "load_model": "persistence",
-    "read_model_info": "model_info",
-    "ModelInfo": "model_info",
-    "predict_images": "predict",
-    "Classifier": "predict",
-    "Prediction": "predict",
-    "export_onnx": "onnx_format",
+    "read_model_info": "inference.model_info",
+    "ModelInfo": "inference.model_info",
+    "predict_images": "inference.predict",
+    "Classifier": "inference.predict",
+    "Prediction": "inference.predict",
+    "export_onnx": "inference.onnx_export",
 }
 
 

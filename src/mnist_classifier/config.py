@@ -16,9 +16,9 @@ from typing import Any
 import tomli_w
 
 from mnist_classifier.errors import ConfigError
-from mnist_classifier.files import read_input, write_text_atomic
-from mnist_classifier.formats import IMAGE_SIZE
-from mnist_classifier.preprocessing import check_normalize_mode
+from mnist_classifier.system.files import read_input, write_text_atomic
+from mnist_classifier.data.formats import IMAGE_SIZE
+from mnist_classifier.data.preprocessing import check_normalize_mode
 
 VALIDATION_MODES = ("holdout", "test", "none")
 SCHEDULES = ("constant", "inverse_time", "cosine", "one_cycle")
@@ -46,7 +46,7 @@ class DataConfig:
     outliers: int = 0
 
     def __post_init__(self) -> None:
-        from mnist_classifier.data import DATASETS
+        from mnist_classifier.data.sources import DATASETS
 
         check_choice("data.dataset", self.dataset, tuple(DATASETS))
         check_normalize_mode(self.normalize, "data.normalize")
@@ -247,7 +247,7 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
     def __post_init__(self) -> None:
-        from mnist_classifier.data import DATASETS
+        from mnist_classifier.data.sources import DATASETS
 
         classes = len(DATASETS[self.data.dataset].classes)
         if self.model.layers[-1] != classes or self.model.activations[-1] != "softmax":

@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import keras
 
-from mnist_classifier.augmentation import RANDOM_LAYERS, Augmentation, augment
+from mnist_classifier.data.augmentation import RANDOM_LAYERS, Augmentation, augment
 from mnist_classifier.config import ModelConfig, check_conv_blocks, check_keep_prob, check_layers
-from mnist_classifier.formats import IMAGE_SIZE
+from mnist_classifier.data.formats import IMAGE_SIZE
 from mnist_classifier.errors import ConfigError
-from mnist_classifier.memory import check_fits, cnn_size, mlp_size
+from mnist_classifier.system.memory import check_fits, cnn_size, mlp_size
 
 
 _RANDOM_DRAWS = ("uniform", "normal", "truncated_normal")
@@ -114,7 +114,7 @@ def build_cnn(
     (``kernel_size``, same padding, batch normalization, ReLU) closed by 2×2
     max-pooling and ``Dropout(1 - conv_keep_prob)``. The head is the notebook's MLP
     (``layers``, ``activations``, L2 ``lambtha``, ``keep_prob``). ``augmentation``
-    puts random image layers first (:mod:`mnist_classifier.augmentation`: pen width,
+    puts random image layers first (:mod:`mnist_classifier.data.augmentation`: pen width,
     elastic distortion, rotation, zoom, translation, blur, contrast): they act
     during training only, and are the identity at inference.
 

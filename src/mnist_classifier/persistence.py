@@ -14,8 +14,8 @@ from pathlib import Path
 import keras
 
 from mnist_classifier.errors import ModelFileError, first_line
-from mnist_classifier.files import atomic_path
-from mnist_classifier.model_info import INFO_ENTRY, ModelInfo, check_archive, check_outputs, read_model_info
+from mnist_classifier.system.files import atomic_path
+from mnist_classifier.inference.model_info import INFO_ENTRY, ModelInfo, check_archive, check_outputs, read_model_info
 from mnist_classifier.models import allow_jit
 
 

@@ -17,28 +17,28 @@ import keras
 import numpy as np
 
 from mnist_classifier import __version__
-from mnist_classifier.bundled import BUNDLES, model_path
+from mnist_classifier.inference.bundled import BUNDLES, model_path
 from mnist_classifier.calibration import Calibration, calibrate
 from mnist_classifier.config import Config, DataConfig, write_config
 from mnist_classifier.presets import resolve_config
-from mnist_classifier.data import Split, read_dataset
-from mnist_classifier.distribute import device_count, distributed, host_batch, host_share, on_this_host
-from mnist_classifier.download import Progress
+from mnist_classifier.data.sources import Split, read_dataset
+from mnist_classifier.accel.distribute import device_count, distributed, host_batch, host_share, on_this_host
+from mnist_classifier.data.download import Progress
 from mnist_classifier.errors import ConfigError, ModelFileError, TrainingError
 from mnist_classifier.evaluation import Evaluation, evaluate
-from mnist_classifier.model_info import ModelInfo, read_model_info
+from mnist_classifier.inference.model_info import ModelInfo, read_model_info
 from mnist_classifier.models import build_from_config, copy_weights
-from mnist_classifier.outliers import non_digits
+from mnist_classifier.data.outliers import non_digits
 from mnist_classifier.persistence import load_model, save_model
-from mnist_classifier.predict import open_model
-from mnist_classifier.preprocessing import (
+from mnist_classifier.inference.predict import open_model
+from mnist_classifier.data.preprocessing import (
     batch_normalizer,
     Normalization,
     one_hot,
     preprocess,
     validation_split,
 )
-from mnist_classifier.files import write_text_atomic
+from mnist_classifier.system.files import write_text_atomic
 from mnist_classifier.runs import (
     RunRecorder,
     best_epoch,

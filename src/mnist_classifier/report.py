@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mnist_classifier.config import read_config_file  # noqa: E402
-from mnist_classifier.data import Dataset, read_dataset  # noqa: E402
-from mnist_classifier.files import atomic_path, write_text_atomic  # noqa: E402
+from mnist_classifier.data.sources import Dataset, read_dataset  # noqa: E402
+from mnist_classifier.system.files import atomic_path, write_text_atomic  # noqa: E402
 from mnist_classifier.runs import read_history, read_json  # noqa: E402
 
 DPI = 100
@@ -197,8 +197,8 @@ def sample_grid(dataset: Dataset, per_class: int, path: Path, seed: int = 0) -> 
 
 def write_report(run_dir: str | Path, data_path: str | None = None) -> Path:
     """Figures, ``report.html`` (self-contained) and ``report.md`` in ``RUN_DIR/report/``; returns the HTML path."""
-    from mnist_classifier.predict import open_model
-    from mnist_classifier.preprocessing import preprocess
+    from mnist_classifier.inference.predict import open_model
+    from mnist_classifier.data.preprocessing import preprocess
 
     record = RunRecord.read(run_dir)
     out = record.path / "report"

@@ -30,9 +30,9 @@ import numpy as np
 
 from mnist_classifier.config import Config
 from mnist_classifier.errors import TrainingError, first_line
-from mnist_classifier.files import write_text_atomic
+from mnist_classifier.system.files import write_text_atomic
 from mnist_classifier.locks import LockHeld, exclusive_lock
-from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.inference.model_info import ModelInfo
 from mnist_classifier.persistence import save_model
 
 

@@ -12,10 +12,10 @@ import numpy as np
 
 from mnist_classifier.config import ENGINES, check_choice, check_count
 from mnist_classifier.errors import ConfigError, TrainingError
-from mnist_classifier.fast_fit import fast_fit, supported
-from mnist_classifier.fast_ops import fast_training_ops
-from mnist_classifier.interrupts import interrupts_between_steps, stop_if_interrupted
-from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.accel.fast_fit import fast_fit, supported
+from mnist_classifier.accel.fast_ops import fast_training_ops
+from mnist_classifier.system.interrupts import interrupts_between_steps, stop_if_interrupted
+from mnist_classifier.inference.model_info import ModelInfo
 from mnist_classifier.persistence import load_model, save_model
 
 

@@ -18,7 +18,7 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter, ImageFont, ImageOps
 
-from mnist_classifier.data import load_dataset
+from mnist_classifier.data.sources import load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"

@@ -19,8 +19,8 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mnist_classifier.errors import ImageError
-from mnist_classifier.files import read_input
-from mnist_classifier.formats import IMAGE_SIZE
+from mnist_classifier.system.files import read_input
+from mnist_classifier.data.formats import IMAGE_SIZE
 
 # Phones write JPEGs with a second, smaller picture inside; Pillow opens those as MPO.
 FORMATS = {"PNG": "PNG", "JPEG": "JPEG", "MPO": "JPEG", "BMP": "BMP", "GIF": "GIF", "WEBP": "WebP"}

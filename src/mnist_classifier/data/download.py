@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mnist_classifier.errors import DownloadError
-from mnist_classifier.files import publish
+from mnist_classifier.system.files import publish
 
 #: Called as ``progress(file_name, bytes_done, bytes_total_or_None)`` while a file arrives.
 Progress = Callable[[str, int, int | None], None]

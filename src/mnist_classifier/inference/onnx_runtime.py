@@ -1,7 +1,7 @@
 """Run an ONNX classifier on onnxruntime, without Keras.
 
 A ``.keras`` model asked to run on onnxruntime is exported once
-(:mod:`mnist_classifier.onnx_format`, which needs Keras) into the cache, under a
+(:mod:`mnist_classifier.inference.onnx_export`, which needs Keras) into the cache, under a
 name made of the file's content and EXPORT_REVISION; later runs load the cached
 graph directly and never import Keras.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from mnist_classifier.errors import ModelFileError, first_line
-from mnist_classifier.files import cache_root
-from mnist_classifier.model_info import ModelInfo, check_model_file, check_outputs, parse_model_info
+from mnist_classifier.system.files import cache_root
+from mnist_classifier.inference.model_info import ModelInfo, check_model_file, check_outputs, parse_model_info
 
 RUNTIMES = ("keras", "onnx")
 INFO_KEY = "mnist_classifier"  # the ONNX metadata entry that holds the model's record

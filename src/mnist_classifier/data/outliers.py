@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from mnist_classifier.errors import ConfigError, ImageError
-from mnist_classifier.formats import IMAGE_SIZE
+from mnist_classifier.data.formats import IMAGE_SIZE
 
 SPLITS = ("train", "test")
 # Share of each kind in a mixed set (they add up to 1).
@@ -111,7 +111,7 @@ def _empty() -> np.ndarray:
 
 def _framed(draw: Callable[[], Image.Image], rng: np.random.Generator) -> np.ndarray:
     """A drawing (dark on light, or light on dark half of the time), framed as a user's picture."""
-    from mnist_classifier.images import to_digit
+    from mnist_classifier.inference.images import to_digit
 
     while True:
         grey = np.asarray(draw().convert("L"), np.uint8)
@@ -125,8 +125,8 @@ def _framed(draw: Callable[[], Image.Image], rng: np.random.Generator) -> np.nda
 
 def _fashion(count: int, rng: np.random.Generator, split: str, path: str | None) -> np.ndarray:
     """Fashion-MNIST items of the split (train images for training, test images for tests), re-framed."""
-    from mnist_classifier.data import read_dataset
-    from mnist_classifier.images import to_digit
+    from mnist_classifier.data.sources import read_dataset
+    from mnist_classifier.inference.images import to_digit
 
     dataset = read_dataset("fashion_mnist", path)
     images = dataset.train[0] if split == "train" else dataset.test[0]

@@ -20,8 +20,8 @@ from typing import Any
 
 from mnist_classifier.calibration import check_temperature
 from mnist_classifier.errors import ConfigError, ModelFileError
-from mnist_classifier.files import special_kind
-from mnist_classifier.preprocessing import Normalization, check_normalize_mode
+from mnist_classifier.system.files import special_kind
+from mnist_classifier.data.preprocessing import Normalization, check_normalize_mode
 
 INFO_ENTRY = "mnist_classifier.json"
 MAX_INFO_BYTES = 2**20  # a record is a few kilobytes

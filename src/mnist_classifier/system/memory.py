@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from mnist_classifier.config import ModelConfig
 from mnist_classifier.errors import ConfigError
-from mnist_classifier.formats import IMAGE_SIZE
+from mnist_classifier.data.formats import IMAGE_SIZE
 
 # Training holds each parameter four times (weight, gradient, Adam's two moments) and each
 # activation of a batch twice (its value and its gradient), each as 4 bytes.

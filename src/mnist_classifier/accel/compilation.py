@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from mnist_classifier.files import cache_root
+from mnist_classifier.system.files import cache_root
 
 CACHE_ENV = "MNIST_CLASSIFIER_COMPILE_CACHE"
 

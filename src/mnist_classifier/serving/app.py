@@ -36,10 +36,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnist_classifier import __version__
 from mnist_classifier.errors import MnistClassifierError
-from mnist_classifier.http_limits import JSON_DEPTH, Limits, LimitsMiddleware, TimedH11Protocol, json_depth
-from mnist_classifier.predict import Classifier
+from mnist_classifier.serving.limits import JSON_DEPTH, Limits, LimitsMiddleware, TimedH11Protocol, json_depth
+from mnist_classifier.inference.predict import Classifier
 
-WEB = resources.files("mnist_classifier") / "web"
+WEB = resources.files("mnist_classifier.serving") / "web"
 ASSETS = {"index.html": "text/html", "draw.js": "text/javascript", "style.css": "text/css"}
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mnist_classifier.formats import IMAGE_SIZE
+from mnist_classifier.data.formats import IMAGE_SIZE
 from mnist_classifier.errors import ConfigError
 
 NORMALIZE_MODES = ("scale", "l2", "standardize")

@@ -39,9 +39,9 @@ import jax.numpy as jnp
 import keras
 from jax import lax
 
-from mnist_classifier import onednn
-from mnist_classifier.distribute import device_count
-from mnist_classifier.onednn import Padding
+from mnist_classifier.accel import onednn
+from mnist_classifier.accel.distribute import device_count
+from mnist_classifier.accel.onednn import Padding
 
 
 @contextlib.contextmanager

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mnist_classifier.bundled import model_path
+from mnist_classifier.inference.bundled import model_path
 from mnist_classifier.calibration import calibrated, digit_score
-from mnist_classifier.data import DATASETS
+from mnist_classifier.data.sources import DATASETS
 from mnist_classifier.errors import ConfigError, ImageError, ModelFileError
-from mnist_classifier.formats import IMAGE_SIZE
-from mnist_classifier.images import Picture, read_picture, to_item
-from mnist_classifier.model_info import ModelInfo, check_archive, read_model_info
-from mnist_classifier.onnx_runtime import RUNTIMES, OnnxNetwork, cached_export_path
-from mnist_classifier.preprocessing import Normalization, preprocess
-from mnist_classifier.reading import Mark, Reading, read_digits
+from mnist_classifier.data.formats import IMAGE_SIZE
+from mnist_classifier.inference.images import Picture, read_picture, to_item
+from mnist_classifier.inference.model_info import ModelInfo, check_archive, read_model_info
+from mnist_classifier.inference.onnx_runtime import RUNTIMES, OnnxNetwork, cached_export_path
+from mnist_classifier.data.preprocessing import Normalization, preprocess
+from mnist_classifier.inference.reading import Mark, Reading, read_digits
 
 if TYPE_CHECKING:  # Keras is imported only for models that run on it: onnxruntime starts without it
     import keras
@@ -266,7 +266,7 @@ def _cached_export(path: Path) -> Path:
     """The ONNX export of a ``.keras`` file, from the cache; exported (with Keras) on first use."""
     target = cached_export_path(check_archive(path))
     if not target.exists():
-        from mnist_classifier.onnx_format import export_onnx  # Keras is imported only to export
+        from mnist_classifier.inference.onnx_export import export_onnx  # Keras is imported only to export
 
         network, _, info = _keras_classifier(path)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -28,10 +28,10 @@ import keras
 import numpy as np
 
 from mnist_classifier.errors import ModelFileError, first_line
-from mnist_classifier.files import atomic_path
-from mnist_classifier.model_info import ModelInfo
+from mnist_classifier.system.files import atomic_path
+from mnist_classifier.inference.model_info import ModelInfo
 from mnist_classifier.models import as_float32
-from mnist_classifier.onnx_runtime import INFO_KEY, OnnxNetwork
+from mnist_classifier.inference.onnx_runtime import INFO_KEY, OnnxNetwork
 
 INPUT_NAME = "image"
 TOLERANCE = 1e-5  # largest difference in any probability between onnxruntime and Keras

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras.src.layers.convolutional.base_conv import BaseConv
 
-from mnist_classifier.interrupts import stop_if_interrupted
+from mnist_classifier.system.interrupts import stop_if_interrupted
 
 Arrays = tuple[np.ndarray, np.ndarray]
 State = tuple[list[jax.Array], ...]

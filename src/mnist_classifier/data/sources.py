@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mnist_classifier.download import Progress, RemoteFile, download_files
+from mnist_classifier.data.download import Progress, RemoteFile, download_files
 from mnist_classifier.errors import DataError, DownloadError
-from mnist_classifier.formats import IDX_FILES, kind_of, read_idx, read_npz
+from mnist_classifier.data.formats import IDX_FILES, kind_of, read_idx, read_npz
 
 DATA_ENV = "MNIST_CLASSIFIER_DATA"
 MIRROR_ENV = "MNIST_CLASSIFIER_MIRROR"

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mnist_classifier.images import INK_FLOOR, Picture, frame_digit
+from mnist_classifier.inference.images import INK_FLOOR, Picture, frame_digit
 
 ANALYSIS_SIDE = 768  # longest side of the copy that marks are found on
 PAPER_WINDOW = 1 / 7  # closing window, as a share of the coarse copy's longest side

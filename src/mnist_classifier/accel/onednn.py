@@ -35,8 +35,8 @@ import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
-from mnist_classifier.distribute import device_count
-from mnist_classifier.files import cache_root
+from mnist_classifier.accel.distribute import device_count
+from mnist_classifier.system.files import cache_root
 
 SOURCE = Path(__file__).with_name("onednn_convs.cc")
 BUILD_TIMEOUT_S = 300

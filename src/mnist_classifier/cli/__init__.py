@@ -26,8 +26,8 @@ from rich.progress import (
 from rich.markup import escape
 from rich.table import Table
 
-from mnist_classifier.bundled import DEFAULT_MODEL
-from mnist_classifier.compilation import enable_compilation_cache
+from mnist_classifier.inference.bundled import DEFAULT_MODEL
+from mnist_classifier.accel.compilation import enable_compilation_cache
 from mnist_classifier.errors import ConfigError, MnistClassifierError
 
 if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
@@ -35,7 +35,7 @@ if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
     import optuna
 
     from mnist_classifier.config import Config
-    from mnist_classifier.distribute import Cluster
+    from mnist_classifier.accel.distribute import Cluster
     from mnist_classifier.pipeline import PreparedData, RunResult
 
 app = typer.Typer(
@@ -101,7 +101,7 @@ def info(
     grid: Annotated[Optional[Path], typer.Option("--out", help="Where --show draws (default: samples-DATASET.png).")] = None,
 ) -> None:
     """Where the data came from, shapes, dtypes, class counts and pixel statistics."""
-    from mnist_classifier.data import read_dataset, summarize
+    from mnist_classifier.data.sources import read_dataset, summarize
 
     with _DownloadBars() as bars:
         loaded = read_dataset(dataset or "mnist", data, progress=bars)
@@ -192,7 +192,7 @@ def _settings(
 ) -> Config:
     """The run's config: preset, file, ``--set`` overrides, then the shortcut flags; checked to fit in memory."""
     from mnist_classifier.config import parse_assignment
-    from mnist_classifier.memory import check_memory
+    from mnist_classifier.system.memory import check_memory
     from mnist_classifier.presets import resolve_config
 
     overrides = dict(parse_assignment(item) for item in set_ or [])
@@ -293,7 +293,7 @@ def _cluster(
     coordinator: str | None, num_processes: int | None, process_id: int | None, distribute: str | None
 ) -> Cluster | None:
     """The multi-host job this process joins (and joins it), or None without the flags."""
-    from mnist_classifier.distribute import Cluster, join_cluster
+    from mnist_classifier.accel.distribute import Cluster, join_cluster
 
     given = [flag for flag, value in (("--coordinator", coordinator), ("--num-processes", num_processes),
                                       ("--process-id", process_id)) if value is not None]  # fmt: skip
@@ -361,11 +361,11 @@ class _EpochReporter:
         out.print(f"data: {_shown(data.source)}")
         out.print(f"train {len(data.train[1])}, validation {val}, test {len(data.test[1])}; run directory {_shown(run_dir)}")
         if config.training.distribute != "none":
-            from mnist_classifier.distribute import device_count
+            from mnist_classifier.accel.distribute import device_count
 
             out.print(f"{config.training.distribute}: each batch split over {device_count()} devices")
         if config.model.architecture == "cnn" and config.training.engine == "auto":
-            from mnist_classifier.fast_ops import convolutions_note
+            from mnist_classifier.accel.fast_ops import convolutions_note
 
             note = convolutions_note(config.model.precision)
             if note:
@@ -466,8 +466,8 @@ def predict(
     as_json: JsonOpt = False,
 ) -> None:
     """Read pictures: every digit of a number left to right (photos, uneven light, any size), or one item."""
-    from mnist_classifier.images import SUFFIXES, image_paths
-    from mnist_classifier.predict import Classifier
+    from mnist_classifier.inference.images import SUFFIXES, image_paths
+    from mnist_classifier.inference.predict import Classifier
 
     enable_compilation_cache()
     classifier = Classifier.load(model, dataset, normalize, runtime, reject_below=reject_below)
@@ -523,7 +523,7 @@ def _write_inputs(answers, folder: Path) -> None:
     """Each digit's 28×28 input as ``<picture>-<n>.png`` in ``folder`` (created if missing)."""
     from PIL import Image
 
-    from mnist_classifier.files import atomic_path
+    from mnist_classifier.system.files import atomic_path
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -546,8 +546,8 @@ def serve(
     reject_below: RejectOpt = None,
 ) -> None:
     """Serve the model over HTTP: POST /predict, /predict/batch; GET /model, /health, /docs; a drawing page at /."""
-    from mnist_classifier.predict import Classifier
-    from mnist_classifier.serve import serve as run_service
+    from mnist_classifier.inference.predict import Classifier
+    from mnist_classifier.serving.app import serve as run_service
 
     enable_compilation_cache()
     classifier = Classifier.load(model, runtime=runtime, reject_below=reject_below)
@@ -558,7 +558,7 @@ def serve(
 @app.command()
 def models(as_json: JsonOpt = False) -> None:
     """The trained models shipped with the package: usable by name wherever a model file is accepted."""
-    from mnist_classifier.bundled import bundled_models
+    from mnist_classifier.inference.bundled import bundled_models
 
     rows = bundled_models()
     if as_json:
@@ -581,10 +581,10 @@ def export(
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Where to write (default: MODEL with .onnx).")] = None,
 ) -> None:
     """Export a model to ONNX through Keras's exporter, checked against Keras on onnxruntime before it is kept."""
-    from mnist_classifier.bundled import model_path
-    from mnist_classifier.files import check_output
-    from mnist_classifier.onnx_format import check_target, export_onnx
-    from mnist_classifier.predict import open_model
+    from mnist_classifier.inference.bundled import model_path
+    from mnist_classifier.system.files import check_output
+    from mnist_classifier.inference.onnx_export import check_target, export_onnx
+    from mnist_classifier.inference.predict import open_model
 
     if fmt != "onnx":
         raise ConfigError(f"--format {fmt}: expected onnx")

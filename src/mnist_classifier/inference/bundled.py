@@ -21,7 +21,7 @@ import numpy as np
 
 from mnist_classifier.errors import ModelFileError
 
-WEIGHTS = Path(str(resources.files("mnist_classifier") / "weights"))
+WEIGHTS = Path(str(resources.files("mnist_classifier.inference") / "weights"))
 MODEL_SUFFIXES = (".keras", ".onnx")
 
 
@@ -153,8 +153,8 @@ def bundle_run(run_dir: Path, name: str, root: Path = WEIGHTS, pictures: dict[st
     on people's pictures to the card. Raises ModelFileError when the run is not of
     the bundle's preset and data set.
     """
-    from mnist_classifier.augmentation import inference_model
-    from mnist_classifier.model_info import read_model_info
+    from mnist_classifier.data.augmentation import inference_model
+    from mnist_classifier.inference.model_info import read_model_info
     from mnist_classifier.persistence import load_model, save_model
 
     bundle = BUNDLES[name]
@@ -178,11 +178,11 @@ def bundle_run(run_dir: Path, name: str, root: Path = WEIGHTS, pictures: dict[st
 
 
 def non_digits_rejected(network, info, count: int = 500) -> dict[str, float]:
-    """Share of held-out non-digit pictures of each kind (:mod:`mnist_classifier.outliers`, test split)
+    """Share of held-out non-digit pictures of each kind (:mod:`mnist_classifier.data.outliers`, test split)
     that ``network`` rejects at the threshold in its record ``info``."""
     from mnist_classifier.calibration import calibrated, digit_score
-    from mnist_classifier.outliers import KINDS, non_digit_kind
-    from mnist_classifier.preprocessing import preprocess
+    from mnist_classifier.data.outliers import KINDS, non_digit_kind
+    from mnist_classifier.data.preprocessing import preprocess
 
     shares = {}
     for kind in KINDS:
