@@ -8,7 +8,8 @@ from mnist_classifier.config import apply_overrides
 from mnist_classifier.errors import TrainingError
 from mnist_classifier.pipeline import train_run
 from mnist_classifier.presets import preset
-from mnist_classifier.report import RunRecord, compare_runs, write_report
+from mnist_classifier.report import compare_runs, write_report
+from mnist_classifier.runs import RunRecord
 from tests.conftest import ARTIFACTS
 from tests.test_cli import assert_one_line_error, cli
 

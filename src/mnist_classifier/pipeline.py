@@ -41,6 +41,7 @@ from mnist_classifier.data.preprocessing import (
 from mnist_classifier.system.files import write_text_atomic
 from mnist_classifier.runs import (
     RunRecorder,
+    RunResult,
     best_epoch,
     check_output_dir,
     new_run_dir,
@@ -85,15 +86,6 @@ class PreparedData:
             return images, targets
         uniform = np.full((len(self.outliers), len(self.classes)), 1 / len(self.classes), np.float32)
         return np.concatenate([images, self.outliers]), np.concatenate([targets, uniform])
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """What a finished run produced."""
-
-    run_dir: Path
-    evaluation: Evaluation
-    metrics: dict[str, Any]
 
 
 def prepare_data(

@@ -13,7 +13,6 @@ import html
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,36 +22,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mnist_classifier.config import read_config_file  # noqa: E402
 from mnist_classifier.data.sources import Dataset, read_dataset  # noqa: E402
 from mnist_classifier.system.files import atomic_path, write_text_atomic  # noqa: E402
-from mnist_classifier.runs import read_history, read_json  # noqa: E402
+from mnist_classifier.runs import RunRecord  # noqa: E402
 
 DPI = 100
 MISCLASSIFIED_SHOWN = 24
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """What a run directory holds: its settings, per-epoch history and final metrics."""
-
-    path: Path
-    settings: dict[str, Any]
-    history: list[dict[str, Any]]
-    metrics: dict[str, Any]
-
-    @classmethod
-    def read(cls, run_dir: str | Path) -> RunRecord:
-        """Read a finished run directory (a TrainingError names what is missing)."""
-        path = Path(run_dir)
-        history = read_history(path, required=True)
-        metrics = read_json(path / "metrics.json", "metrics record (is the run finished?)", dict)
-        return cls(path, read_config_file(path / "config.toml"), history, metrics)
-
-    @property
-    def classes(self) -> list[str]:
-        """Class names, in label order."""
-        return [row["class"] for row in self.metrics["evaluation"]["per_class"]]
 
 
 # Figures of the hyperparameter search that produced the run (``tune``), when there was one.

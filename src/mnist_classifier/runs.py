@@ -7,7 +7,8 @@
 - ``last.keras``: the state after the last finished epoch, for ``train --resume``
 - ``metrics.json``: test loss and accuracy, per-class scores, timings, versions, backend, seed
 
-- ``.lock``: locked by the one process writing the run, and bearing its PID
+- ``.lock``: locked by the one process writing the run (``flock``, released by the kernel
+  when its holder dies), and bearing its PID
 
 Every file is written atomically, so an interrupted run leaves each one intact; the
 temporaries a killed process leaves beside them are removed by the next writer.
@@ -17,10 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import io
 import json
+import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,12 +32,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from mnist_classifier.config import Config
+from mnist_classifier.config import Config, read_config_file
 from mnist_classifier.errors import TrainingError, first_line
-from mnist_classifier.system.files import write_text_atomic
-from mnist_classifier.locks import LockHeld, exclusive_lock
+from mnist_classifier.evaluation import Evaluation
 from mnist_classifier.inference.model_info import ModelInfo
 from mnist_classifier.persistence import save_model
+from mnist_classifier.system.files import write_text_atomic
 
 
 def check_output_dir(out: Path) -> None:
@@ -63,6 +67,38 @@ def new_run_dir(out: Path, config: Config) -> Path:
         except FileExistsError:
             n += 1
             run_dir = base.with_name(f"{base.name}-{n}")
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What a finished run directory holds: its settings, per-epoch history and final metrics."""
+
+    path: Path
+    settings: dict[str, Any]
+    history: list[dict[str, Any]]
+    metrics: dict[str, Any]
+
+    @classmethod
+    def read(cls, run_dir: str | Path) -> RunRecord:
+        """Read a finished run directory (a TrainingError names what is missing)."""
+        path = Path(run_dir)
+        history = read_history(path, required=True)
+        metrics = read_json(path / "metrics.json", "metrics record (is the run finished?)", dict)
+        return cls(path, read_config_file(path / "config.toml"), history, metrics)
+
+    @property
+    def classes(self) -> list[str]:
+        """Class names, in label order."""
+        return [row["class"] for row in self.metrics["evaluation"]["per_class"]]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What a run just finished in this process produced."""
+
+    run_dir: Path
+    evaluation: Evaluation
+    metrics: dict[str, Any]
 
 
 @contextlib.contextmanager
@@ -138,6 +174,50 @@ def _remove_temporaries(run_dir: Path) -> None:
     for path in run_dir.glob(".*"):
         if path.name != LOCK_FILE and path.is_file():
             path.unlink(missing_ok=True)
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; ``pid`` is the process ID it wrote into the lock file (None if unknown)."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        super().__init__(f"{path}: held by process {pid or '(unknown)'}")
+        self.path, self.pid = path, pid
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, wait: bool = True) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) within; it bears this process's PID meanwhile.
+
+    ``wait=False`` raises LockHeld at once when another process holds it; otherwise
+    this waits for it. The kernel drops the lock when its holder exits, even by
+    SIGKILL, so a lock is never left stale; the file itself stays.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)  # never truncated on open: it bears the holder's PID
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise LockHeld(path, _holder(fd)) from None
+        _write_pid(fd, str(os.getpid()))
+        try:
+            yield
+        finally:
+            _write_pid(fd, "")
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(fd: int) -> int | None:
+    """The PID written in the lock file, or None if there is none yet."""
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() else None
+
+
+def _write_pid(fd: int, text: str) -> None:
+    """Replace the lock file's content; a full disk only loses the PID, never the lock."""
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, text.encode("ascii"), 0)
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -23,9 +23,9 @@ import optuna
 from mnist_classifier.config import Config, apply_overrides
 from mnist_classifier.errors import ConfigError, MnistClassifierError, first_line
 from mnist_classifier.system.files import write_text_atomic
-from mnist_classifier.locks import exclusive_lock
 from mnist_classifier.models import build_from_config, input_shape
 from mnist_classifier.pipeline import PreparedData, compile_network, fit, prepare_data
+from mnist_classifier.runs import exclusive_lock
 
 # Trials the median pruner lets finish before it compares, and epochs it waits within each trial.
 PRUNER_STARTUP_TRIALS = 3

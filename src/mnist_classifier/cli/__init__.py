@@ -36,7 +36,8 @@ if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
 
     from mnist_classifier.config import Config
     from mnist_classifier.accel.distribute import Cluster
-    from mnist_classifier.pipeline import PreparedData, RunResult
+    from mnist_classifier.pipeline import PreparedData
+    from mnist_classifier.runs import RunResult
 
 app = typer.Typer(
     add_completion=False,
