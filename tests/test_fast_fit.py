@@ -128,7 +128,7 @@ def test_early_stopping_and_callbacks_see_every_epoch(small_mnist):
 def test_train_model_picks_the_engine(small_mnist, monkeypatch):
     x, y = small_mnist["train"]
     calls = []
-    monkeypatch.setattr("mnist_classifier.training.fast_fit", lambda *a, **k: calls.append("fast") or fast_fit(*a, **k))
+    monkeypatch.setattr("mnist_classifier.accel.fast_fit.fast_fit", lambda *a, **k: calls.append("fast") or fast_fit(*a, **k))
     train_model(_mlp(), x[:256], y[:256], 64, 1, verbose=False)
     train_model(_mlp(), x[:256], y[:256], 64, 1, verbose=False, engine="keras")
     assert calls == ["fast"]

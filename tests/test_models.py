@@ -9,7 +9,7 @@ import numpy as np
 
 from mnist_classifier import ConfigError, build_model
 from mnist_classifier.config import ModelConfig
-from mnist_classifier.models import Augmentation, build_cnn, build_from_config, flat_random_draws
+from mnist_classifier.models import Augmentation, build_cnn, build_from_config
 
 
 def _layers(model, kind):
@@ -150,20 +150,6 @@ def test_augmented_cnn_is_jit_compiled_under_jax_also_after_loading(tmp_path):
     assert model.jit_compile is True  # Keras alone would fall back to op-by-op execution
     save_model(model, tmp_path / "m.keras")
     assert load_model(tmp_path / "m.keras").jit_compile is True
-
-
-@pytest.mark.parametrize("draw", ["uniform", "normal", "truncated_normal"])
-def test_flat_random_draws_give_the_same_values_and_are_undone(draw):
-    from keras.src.backend.jax import random as jax_random
-
-    original = getattr(jax_random, draw)
-    shaped = original((64, 10), seed=keras.random.SeedGenerator(3))
-    with flat_random_draws():
-        assert getattr(jax_random, draw) is not original
-        flat = getattr(jax_random, draw)((64, 10), seed=keras.random.SeedGenerator(3))
-    assert getattr(jax_random, draw) is original
-    assert flat.shape == (64, 10)
-    np.testing.assert_array_equal(np.asarray(flat), np.asarray(shaped))
 
 
 @pytest.mark.parametrize("builder", [build_model, build_cnn])

@@ -3,55 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import functools
-import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import keras
 
+from mnist_classifier.accel.keras_internals import flat_random_draws
 from mnist_classifier.data.augmentation import RANDOM_LAYERS, Augmentation, augment
 from mnist_classifier.config import ModelConfig, check_conv_blocks, check_keep_prob, check_layers
 from mnist_classifier.data.formats import IMAGE_SIZE
 from mnist_classifier.errors import ConfigError
 from mnist_classifier.system.memory import check_fits, cnn_size, mlp_size
-
-
-_RANDOM_DRAWS = ("uniform", "normal", "truncated_normal")
-
-
-@contextlib.contextmanager
-def flat_random_draws() -> Iterator[None]:
-    """Under JAX, draw initial weights as flat vectors reshaped: the same values, compiled faster.
-
-    JAX's counter-based random bits depend only on each element's position in
-    row-major order, so a flat draw reshaped equals the shaped draw. But XLA on the
-    CPU takes about 2 s to compile the shaped draw for a kernel whose last axis is
-    10 (every output layer here) against 0.3 s for the flat one: a quarter of a
-    short training run's start-up.
-    """
-    if keras.backend.backend() != "jax":
-        yield
-        return
-    from keras.src.backend.jax import random as jax_random
-
-    originals = {name: getattr(jax_random, name) for name in _RANDOM_DRAWS}
-    try:
-        for name, draw in originals.items():
-            setattr(jax_random, name, _flat(draw))
-        yield
-    finally:
-        for name, draw in originals.items():
-            setattr(jax_random, name, draw)
-
-
-def _flat(draw: Callable) -> Callable:
-    """``draw`` over the flattened shape, reshaped to the shape asked for."""
-
-    @functools.wraps(draw)
-    def flat_draw(shape, *args, **kwargs):
-        return draw((math.prod(shape),), *args, **kwargs).reshape(tuple(shape))
-
-    return flat_draw
 
 
 @flat_random_draws()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import math
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from mnist_classifier.calibration import Calibration, calibrate
 from mnist_classifier.config import Config, DataConfig, write_config
 from mnist_classifier.presets import resolve_config
 from mnist_classifier.data.sources import Split, read_dataset
-from mnist_classifier.accel.distribute import device_count, distributed, host_batch, host_share, on_this_host
+from mnist_classifier.accel.distribute import device_count, distributed, host_share, on_this_host
 from mnist_classifier.data.download import Progress
 from mnist_classifier.errors import ConfigError, ModelFileError, TrainingError
 from mnist_classifier.evaluation import Evaluation, evaluate
@@ -50,7 +49,7 @@ from mnist_classifier.runs import (
     resume_state,
     writing_run,
 )
-from mnist_classifier.training import optimize_model, step_schedule, train_model
+from mnist_classifier.training import compile_network, train
 
 @dataclass(frozen=True)
 class PreparedData:
@@ -131,7 +130,7 @@ def train_run(
         if base is not None:
             copy_weights(load_model(base, compile=False), network, f"training.init_from={config.training.init_from!r}")
         data = prepare_data(config.data, network.input_shape[1:], progress)
-        compile_network(config, network, data.training_size)
+        compile_network(network, config, data.training_size)
         run_dir = new_run_dir(out, config)
         with writing_run(run_dir):
             write_config(config, run_dir / "config.toml")
@@ -188,13 +187,6 @@ def _resumable(run_dir: Path, epochs: int | None) -> tuple[Config, list[dict[str
     return config, history
 
 
-def compile_network(config: Config, network: keras.Model, train_count: int) -> None:
-    """Compile with Adam at the config's rate; a per-step schedule spans the whole run."""
-    steps = math.ceil(train_count / config.training.batch_size) * config.training.epochs
-    rate = step_schedule(config.optimizer.alpha, config.training.schedule, steps)
-    optimize_model(network, rate, config.optimizer.beta1, config.optimizer.beta2, config.training.label_smoothing)
-
-
 def fit(
     config: Config,
     network: keras.Model,
@@ -209,7 +201,6 @@ def fit(
     Validation uses ``data.validation``; the best model goes to ``checkpoint`` (if
     given and asked for); ``history`` holds the epochs already done.
     """
-    training = config.training
     n_classes = len(data.classes)
     # Images stay uint8 and are normalized inside the compiled step where that is exact.
     normalizer = batch_normalizer(data.normalization, data.input_shape)
@@ -219,16 +210,9 @@ def fit(
         images, labels = host_share(*data.validation)
         validation = (model_inputs(images), one_hot(labels, n_classes))
     images, targets = host_share(*data.training_set())
-    train_model(
-        network, model_inputs(images), targets,
-        host_batch(training.batch_size), training.epochs, validation_data=validation,
-        early_stopping=training.early_stopping, patience=training.patience,
-        save_best=training.save_best and checkpoint is not None, filepath=checkpoint, verbose=False,
-        shuffle=training.shuffle, restore_best=training.restore_best,
-        learning_rate_decay=training.schedule == "inverse_time", alpha=config.optimizer.alpha,
-        decay_rate=training.decay_rate, initial_epoch=len(history), model_info=info,
-        callbacks=callbacks, resume_state=resume_state(list(history)), engine=training.engine,
-        input_transform=normalizer,
+    train(
+        network, config, model_inputs(images), targets, validation, callbacks=callbacks, checkpoint=checkpoint,
+        info=info, initial_epoch=len(history), resume_state=resume_state(list(history)), input_transform=normalizer,
     )  # fmt: skip
 
 

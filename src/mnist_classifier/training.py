@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -10,16 +9,15 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
-from mnist_classifier.config import ENGINES, check_choice, check_count
-from mnist_classifier.errors import ConfigError, TrainingError
-from mnist_classifier.accel.fast_fit import fast_fit, supported
-from mnist_classifier.accel.fast_ops import fast_training_ops
-from mnist_classifier.system.interrupts import interrupts_between_steps, stop_if_interrupted
+from mnist_classifier import accel
+from mnist_classifier.config import Config, OptimizerConfig, TrainingConfig, check_count
+from mnist_classifier.errors import TrainingError
 from mnist_classifier.inference.model_info import ModelInfo
 from mnist_classifier.persistence import load_model, save_model
-
+from mnist_classifier.system.interrupts import interrupts_between_steps, stop_if_interrupted
 
 LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
+Arrays = tuple[np.ndarray, np.ndarray]
 
 # Share of the steps that one-cycle spends warming up, and its starting fraction of alpha.
 ONE_CYCLE_WARMUP = 0.3
@@ -38,16 +36,29 @@ def optimize_model(
         beta2: Adam's second-moment decay, typically 0.999.
         label_smoothing: share of each target's probability spread evenly over all
             classes (0: the plain one-hot targets).
+
+    Raises:
+        ConfigError: a rate not above 0, a beta or label_smoothing outside [0, 1).
     """
-    if isinstance(alpha, (int, float)) and not 0 < alpha < math.inf:
-        raise ConfigError(f"alpha={alpha!r}: expected a learning rate > 0")
-    for name, beta in (("beta1", beta1), ("beta2", beta2)):
-        if not 0 <= beta < 1:
-            raise ConfigError(f"{name}={beta!r}: expected 0 <= {name} < 1")
-    if not 0 <= label_smoothing < 1:
-        raise ConfigError(f"label_smoothing={label_smoothing!r}: expected 0 <= label_smoothing < 1")
-    optimizer = keras.optimizers.Adam(learning_rate=alpha, beta_1=beta1, beta_2=beta2)
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing) if label_smoothing else "categorical_crossentropy"
+    schedule = isinstance(alpha, keras.optimizers.schedules.LearningRateSchedule)
+    config = Config(  # checks the numbers as a config file's are checked
+        optimizer=OptimizerConfig(OptimizerConfig.alpha if schedule else alpha, beta1, beta2),
+        training=TrainingConfig(label_smoothing=label_smoothing),
+    )
+    _compile(network, config, alpha)
+
+
+def compile_network(network: keras.Model, config: Config, train_count: int) -> None:
+    """Compile with Adam as ``config`` says, for ``train_count`` images an epoch: a per-step schedule spans the whole run."""
+    steps = math.ceil(train_count / config.training.batch_size) * config.training.epochs
+    _compile(network, config, step_schedule(config.optimizer.alpha, config.training.schedule, steps))
+
+
+def _compile(network: keras.Model, config: Config, rate: LearningRate) -> None:
+    """Compile with Adam at ``rate`` and ``config``'s betas, cross-entropy with its label smoothing, and accuracy."""
+    optimizer = keras.optimizers.Adam(learning_rate=rate, beta_1=config.optimizer.beta1, beta_2=config.optimizer.beta2)
+    smoothing = config.training.label_smoothing
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing) if smoothing else "categorical_crossentropy"
     network.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
 
 
@@ -73,13 +84,67 @@ def step_schedule(alpha: float, schedule: str, total_steps: int) -> LearningRate
     return alpha
 
 
+def train(
+    network: keras.Model,
+    config: Config,
+    x: np.ndarray,
+    y: np.ndarray,
+    validation_data: Arrays | None = None,
+    *,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoint: str | os.PathLike | None = None,
+    info: ModelInfo | None = None,
+    initial_epoch: int = 0,
+    resume_state: dict[str, float] | None = None,
+    input_transform: Callable | None = None,
+    verbose: bool = False,
+) -> keras.callbacks.History:
+    """Train a network compiled for ``config`` (see :func:`compile_network`) as ``config.training`` says.
+
+    Args:
+        network: the compiled model, trained in place.
+        config: the run's settings; ``training`` says how to train, and
+            ``optimizer.alpha`` is where the ``inverse_time`` schedule starts.
+        x, y: training inputs and target rows (one-hot, or any distribution).
+        validation_data: ``(inputs, target rows)`` to monitor ``val_loss`` on; needed
+            for early stopping, ``save_best`` and ``restore_best``.
+        callbacks: more Keras callbacks.
+        checkpoint: the ``.keras`` file ``training.save_best`` writes the best model
+            to, atomically with ``info`` inside (None: no checkpoint).
+        initial_epoch, resume_state: where an interrupted run goes on from: its
+            epochs done, and the ``best`` val_loss and ``wait`` epochs since it.
+        input_transform: a Keras-ops function turning stored inputs into model
+            inputs (e.g. uint8 images into normalized floats).
+        verbose: Keras's progress bar.
+
+    Returns:
+        The Keras ``History``; ``history.history["learning_rate"]`` holds the rate
+        of every epoch.
+    """
+    training = config.training
+    decay = inverse_time_decay(config.optimizer.alpha, training.decay_rate) if training.schedule == "inverse_time" else None
+    state = resume_state or {}
+    chain: list[keras.callbacks.Callback] = [_LearningRate(decay)]
+    if training.early_stopping:
+        chain.append(_ResumableEarlyStopping(training.patience, state.get("best"), int(state.get("wait", 0))))
+    save_to = checkpoint if training.save_best else None
+    if save_to is not None or training.restore_best:
+        chain.append(BestModel(save_to, training.restore_best, info, state.get("best")))
+    fit = accel.engine(training)
+    with interrupts_between_steps():
+        return fit(
+            network, x, y, validation_data, callbacks=[*chain, *callbacks, _StopOnInterrupt()],
+            initial_epoch=initial_epoch, input_transform=input_transform, verbose=verbose,
+        )  # fmt: skip
+
+
 def train_model(
     network: keras.Model,
     data: np.ndarray,
     labels: np.ndarray,
     batch_size: int,
     epochs: int,
-    validation_data: tuple[np.ndarray, np.ndarray] | None = None,
+    validation_data: Arrays | None = None,
     early_stopping: bool = False,
     patience: int = 0,
     learning_rate_decay: bool = False,
@@ -117,8 +182,8 @@ def train_model(
         engine: ``auto`` trains with one compiled scan per chunk of an epoch where it
             can (JAX, arrays in memory: the same arithmetic as ``fit``, faster), and
             on a CPU with faster gradients of convolution, pooling and split-batch
-            normalization (``fast_ops``); ``keras`` always calls ``network.fit``
-            with Keras's own operations.
+            normalization; ``keras`` always calls ``network.fit`` with Keras's own
+            operations (see :func:`mnist_classifier.accel.engine`).
         input_transform: a Keras-ops function turning stored inputs into model
             inputs (e.g. uint8 images into normalized floats); it runs on each batch
             inside the compiled step, or once up front under Keras's ``fit``.
@@ -126,40 +191,29 @@ def train_model(
     Returns:
         The Keras ``History``; ``history.history["learning_rate"]`` holds the rate
         of every epoch.
+
+    Raises:
+        ConfigError: a count that is not a whole number in range, an unknown engine.
+        TrainingError: monitoring without validation data, ``save_best`` without a
+            ``.keras`` filepath.
     """
     check_count("batch_size", batch_size)
     check_count("epochs", epochs)
     check_count("patience", patience, minimum=0)
-    monitored = early_stopping or save_best or restore_best
-    if monitored and validation_data is None:
+    if (early_stopping or save_best or restore_best) and validation_data is None:
         raise TrainingError("early stopping, save_best and restore_best need validation_data")
     if save_best and (filepath is None or not str(filepath).endswith(".keras")):
         raise TrainingError(f"save_best needs a filepath ending in .keras for the checkpoint, got {filepath!r}")
-    schedule = inverse_time_decay(alpha, decay_rate) if learning_rate_decay else None
-    state = resume_state or {}
-    chain: list[keras.callbacks.Callback] = [_LearningRate(schedule)]
-    if early_stopping:
-        chain.append(_ResumableEarlyStopping(patience, state.get("best"), int(state.get("wait", 0))))
-    if save_best or restore_best:
-        chain.append(
-            BestModel(filepath if save_best else None, restore_best, model_info, state.get("best"))
-        )
-    check_choice("engine", engine, ENGINES)
-    settings = dict(
-        batch_size=batch_size, epochs=epochs, callbacks=[*chain, *callbacks, _StopOnInterrupt()], verbose=verbose,
-        shuffle=shuffle, initial_epoch=initial_epoch,
+    training = TrainingConfig(
+        batch_size=batch_size, epochs=epochs, shuffle=shuffle, early_stopping=early_stopping, patience=patience,
+        schedule="inverse_time" if learning_rate_decay else "constant", decay_rate=decay_rate, save_best=save_best,
+        restore_best=restore_best, engine=engine,
     )  # fmt: skip
-    network.train_function = None  # fit traces its step anew, with the operations this engine uses
-    with interrupts_between_steps(), fast_training_ops() if engine == "auto" else contextlib.nullcontext():
-        if engine == "auto" and supported(network, data):
-            return fast_fit(
-                network, data, labels, validation_data=validation_data, input_transform=input_transform, **settings
-            )  # fmt: skip
-        if input_transform is not None:
-            data = keras.ops.convert_to_numpy(input_transform(data))
-            if validation_data is not None:
-                validation_data = (keras.ops.convert_to_numpy(input_transform(validation_data[0])), validation_data[1])
-        return network.fit(data, labels, validation_data=validation_data, **settings)
+    config = Config(optimizer=OptimizerConfig(alpha=alpha), training=training)
+    return train(
+        network, config, data, labels, validation_data, callbacks=callbacks, checkpoint=filepath, info=model_info,
+        initial_epoch=initial_epoch, resume_state=resume_state, input_transform=input_transform, verbose=verbose,
+    )  # fmt: skip
 
 
 class _StopOnInterrupt(keras.callbacks.Callback):

@@ -24,8 +24,9 @@ from mnist_classifier.config import Config, apply_overrides
 from mnist_classifier.errors import ConfigError, MnistClassifierError, first_line
 from mnist_classifier.system.files import write_text_atomic
 from mnist_classifier.models import build_from_config, input_shape
-from mnist_classifier.pipeline import PreparedData, compile_network, fit, prepare_data
+from mnist_classifier.pipeline import PreparedData, fit, prepare_data
 from mnist_classifier.runs import exclusive_lock
+from mnist_classifier.training import compile_network
 
 # Trials the median pruner lets finish before it compares, and epochs it waits within each trial.
 PRUNER_STARTUP_TRIALS = 3
@@ -114,7 +115,7 @@ def objective(base: Config, data: PreparedData) -> Callable[[optuna.Trial], floa
         config = apply_overrides(base, suggest(trial, base))
         keras.utils.set_random_seed(config.training.seed)
         network = build_from_config(config.model)
-        compile_network(config, network, len(data.train[1]))
+        compile_network(network, config, len(data.train[1]))
         history = keras.callbacks.History()
         fit(config, network, data, [_Pruning(trial), history])
         return max(history.history["val_accuracy"])

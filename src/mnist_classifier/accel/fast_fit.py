@@ -18,8 +18,7 @@ from collections.abc import Callable, Sequence
 import jax
 import keras
 import numpy as np
-from keras.src.layers.convolutional.base_conv import BaseConv
-
+from mnist_classifier.accel.keras_internals import build_for_fit
 from mnist_classifier.system.interrupts import stop_if_interrupted
 
 Arrays = tuple[np.ndarray, np.ndarray]
@@ -29,6 +28,8 @@ State = tuple[list[jax.Array], ...]
 CHUNK_FLOPS = 1e10
 # Training a mini-batch costs about this many forward passes over it.
 TRAIN_FLOPS_PER_FORWARD = 3
+# Layers whose steps run one mini-batch per compiled call.
+CONVOLUTIONS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
 
 
 def supported(network: keras.Model, data: object) -> bool:
@@ -146,14 +147,11 @@ def _chunk(network: keras.Model, batch: jax.Array, count: int) -> int:
 
 
 def _convolutional(network: keras.Model) -> bool:
-    """Whether any layer convolves (such steps are not run inside compiled loops)."""
-    return any(isinstance(layer, BaseConv) for layer in network._flatten_layers())
-
-
-def _built(network: keras.Model) -> bool:
-    """Whether ``fit`` would skip building: layers, compiled metrics and loss all built."""
-    parts = [*network._flatten_layers(), network._compile_metrics, network._compile_loss]
-    return all(part is None or part.built for part in parts)
+    """Whether any layer, in nested models too, convolves (such steps are not run inside compiled loops)."""
+    return any(
+        isinstance(layer, CONVOLUTIONS) or isinstance(layer, keras.Model) and _convolutional(layer)
+        for layer in network.layers
+    )
 
 
 def _assign(groups: Sequence[list[keras.Variable]], values: Sequence[list[jax.Array]]) -> None:
@@ -188,10 +186,7 @@ def fast_fit(
     compact (e.g. uint8 images).
     """
     transform = input_transform or (lambda batch: batch)
-    network._assert_compile_called("fit")
-    if shuffle and not _built(network):
-        np.random.permutation(len(x))  # fit draws one order to build from: keep the same random stream
-    network._symbolic_build(data_batch=(transform(x[:batch_size]), y[:batch_size]))
+    build_for_fit(network, (transform(x[:batch_size]), y[:batch_size]), shuffle, len(x))
     epoch_runner = _Epochs(network, (x, y), validation_data, batch_size, transform)
     steps = -(-len(x) // batch_size)
     callback_list = keras.callbacks.CallbackList(

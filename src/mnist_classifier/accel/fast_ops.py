@@ -41,6 +41,7 @@ from jax import lax
 
 from mnist_classifier.accel import onednn
 from mnist_classifier.accel.distribute import device_count
+from mnist_classifier.accel.keras_internals import jax_ops_replaced
 from mnist_classifier.accel.onednn import Padding
 
 
@@ -50,17 +51,8 @@ def fast_training_ops() -> Iterator[None]:
     if keras.backend.backend() != "jax" or jax.default_backend() != "cpu":
         yield
         return
-    from keras.src.backend.jax import nn as jax_nn
-
-    faster = {"conv": _conv, "max_pool": _max_pool, "moments": _moments}
-    originals = {name: getattr(jax_nn, name) for name in faster}
-    try:
-        for name, make in faster.items():
-            setattr(jax_nn, name, make(originals[name]))
+    with jax_ops_replaced({"conv": _conv, "max_pool": _max_pool, "moments": _moments}):
         yield
-    finally:
-        for name, function in originals.items():
-            setattr(jax_nn, name, function)
 
 
 def _split() -> bool:
