@@ -211,9 +211,18 @@ def fit(
         validation = (model_inputs(images), one_hot(labels, n_classes))
     images, targets = host_share(*data.training_set())
     train(
-        network, config, model_inputs(images), targets, validation, callbacks=callbacks, checkpoint=checkpoint,
-        info=info, initial_epoch=len(history), resume_state=resume_state(list(history)), input_transform=normalizer,
-    )  # fmt: skip
+        network,
+        config,
+        model_inputs(images),
+        targets,
+        validation,
+        callbacks=callbacks,
+        checkpoint=checkpoint,
+        info=info,
+        initial_epoch=len(history),
+        resume_state=resume_state(list(history)),
+        input_transform=normalizer,
+    )
 
 
 def _fit_and_record(

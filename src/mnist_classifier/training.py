@@ -122,7 +122,9 @@ def train(
         of every epoch.
     """
     training = config.training
-    decay = inverse_time_decay(config.optimizer.alpha, training.decay_rate) if training.schedule == "inverse_time" else None
+    decay = None
+    if training.schedule == "inverse_time":
+        decay = inverse_time_decay(config.optimizer.alpha, training.decay_rate)
     state = resume_state or {}
     chain: list[keras.callbacks.Callback] = [_LearningRate(decay)]
     if training.early_stopping:
@@ -133,9 +135,15 @@ def train(
     fit = accel.engine(training)
     with interrupts_between_steps():
         return fit(
-            network, x, y, validation_data, callbacks=[*chain, *callbacks, _StopOnInterrupt()],
-            initial_epoch=initial_epoch, input_transform=input_transform, verbose=verbose,
-        )  # fmt: skip
+            network,
+            x,
+            y,
+            validation_data,
+            callbacks=[*chain, *callbacks, _StopOnInterrupt()],
+            initial_epoch=initial_epoch,
+            input_transform=input_transform,
+            verbose=verbose,
+        )
 
 
 def train_model(
@@ -205,15 +213,32 @@ def train_model(
     if save_best and (filepath is None or not str(filepath).endswith(".keras")):
         raise TrainingError(f"save_best needs a filepath ending in .keras for the checkpoint, got {filepath!r}")
     training = TrainingConfig(
-        batch_size=batch_size, epochs=epochs, shuffle=shuffle, early_stopping=early_stopping, patience=patience,
-        schedule="inverse_time" if learning_rate_decay else "constant", decay_rate=decay_rate, save_best=save_best,
-        restore_best=restore_best, engine=engine,
-    )  # fmt: skip
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=shuffle,
+        early_stopping=early_stopping,
+        patience=patience,
+        schedule="inverse_time" if learning_rate_decay else "constant",
+        decay_rate=decay_rate,
+        save_best=save_best,
+        restore_best=restore_best,
+        engine=engine,
+    )
     config = Config(optimizer=OptimizerConfig(alpha=alpha), training=training)
     return train(
-        network, config, data, labels, validation_data, callbacks=callbacks, checkpoint=filepath, info=model_info,
-        initial_epoch=initial_epoch, resume_state=resume_state, input_transform=input_transform, verbose=verbose,
-    )  # fmt: skip
+        network,
+        config,
+        data,
+        labels,
+        validation_data,
+        callbacks=callbacks,
+        checkpoint=filepath,
+        info=model_info,
+        initial_epoch=initial_epoch,
+        resume_state=resume_state,
+        input_transform=input_transform,
+        verbose=verbose,
+    )
 
 
 class _StopOnInterrupt(keras.callbacks.Callback):

@@ -82,9 +82,13 @@ def _fit(
     from mnist_classifier.accel.distribute import host_batch
 
     settings = dict(
-        batch_size=host_batch(training.batch_size), epochs=training.epochs, callbacks=list(callbacks),
-        verbose=verbose, shuffle=training.shuffle, initial_epoch=initial_epoch,
-    )  # fmt: skip
+        batch_size=host_batch(training.batch_size),
+        epochs=training.epochs,
+        callbacks=list(callbacks),
+        verbose=verbose,
+        shuffle=training.shuffle,
+        initial_epoch=initial_epoch,
+    )
     network.train_function = None  # fit traces its step anew, with the operations this engine uses
     if not fast:
         return _keras_fit(network, x, y, validation_data, input_transform, settings)

@@ -72,7 +72,7 @@ def _compile(step: Callable, transform: Callable, chunk: int) -> Callable:
         return jax.jit(
             lambda state, x, y, batches, valid: step(state, (transform(x[batches[0]]), y[batches[0]]))[1],
             donate_argnums=0,
-        )  # fmt: skip
+        )
 
     def run(state: State, x: jax.Array, y: jax.Array, batches: jax.Array, valid: jax.Array) -> State:
         def body(state: State, batch: tuple[jax.Array, jax.Array]) -> tuple[State, None]:

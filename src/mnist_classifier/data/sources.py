@@ -59,7 +59,7 @@ DATASETS = {
         classes=(
             "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-        ),  # fmt: skip
+        ),
         cache_entry="fashion-mnist",
         remote=(
             RemoteFile(

@@ -104,11 +104,11 @@ BUNDLES = {
             "weight by weight with the model it started from (`training.base_share`); calibrated, and answers "
             "\"not a digit\" below its threshold.",
             _READS_DIGITS, base="cnn-augmented",
-        ),  # fmt: skip
+        ),
         Bundle(
             "fashion-cnn", "cnn", "fashion_mnist", "Convolutional network for Fashion-MNIST's ten kinds of clothing.",
             _ARTICLES,
-        ),  # fmt: skip
+        ),
     )
 }
 DEFAULT_MODEL = "mnist-cnn"
@@ -163,7 +163,7 @@ def bundle_run(run_dir: Path, name: str, root: Path = WEIGHTS, pictures: dict[st
         raise ModelFileError(
             f"{run_dir}: a {metrics.get('preset')} run on {metrics.get('dataset')}; "
             f"{name} is the {bundle.preset} preset on {bundle.dataset}"
-        )  # fmt: skip
+        )
     folder = root / name
     folder.mkdir(parents=True, exist_ok=True)
     source = run_dir / "model.keras"
