@@ -115,7 +115,7 @@ def allow_jit(model: keras.Model) -> keras.Model:
 
     Keras marks RandomRotation, RandomZoom, RandomTranslation and its other random
     image layers as not jit-compatible (true of TensorFlow's XLA), and then runs the whole JAX model
-    op by op: 2-3x slower. Under JAX they trace and compile correctly, so there the
+    op by op, several times slower. Under JAX they trace and compile correctly, so there the
     flag is lifted, and the model set back to jit compilation.
     """
     if keras.backend.backend() != "jax":
@@ -123,7 +123,7 @@ def allow_jit(model: keras.Model) -> keras.Model:
     random_layers = [layer for layer in model.layers if isinstance(layer, RANDOM_LAYERS)]
     for layer in random_layers:
         layer.supports_jit = True
-    if random_layers:  # also a model loaded without compiling: else predict runs op by op (19 ms, not 1.4)
+    if random_layers:  # also a model loaded without compiling: else predict runs op by op
         model.jit_compile = True
     return model
 

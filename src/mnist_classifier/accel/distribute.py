@@ -44,13 +44,8 @@ class Cluster:
 def cpu_devices(batch_size: int, cores: int, share: int) -> int:
     """How many JAX devices to split the CPU into for ``batch_size``: each core busy, each share about ``share`` images.
 
-    XLA's CPU convolutions run much faster on small batches. On a 2-core AVX2
-    machine the ``cnn`` preset's step of 128 images took 1,238 ms on one device,
-    762 ms on 2 (one per core), 379 ms on 4, 308 ms on 8 (16 images each) and
-    336 ms on 16. With AVX-512 (2-core EPYC, alternating runs) 4 devices of 32
-    images took 166-184 ms and 8 devices 178-206 ms. In mixed bfloat16 on oneDNN's
-    convolutions there, one device took 125-135 ms, 4 devices 129-131 ms, 8 devices
-    113-118 ms and 16 devices 150-154 ms. The count divides the batch.
+    XLA's CPU convolutions run much faster on small batches, down to a share that
+    depends on the CPU and the precision (:func:`cpu_share`). The count divides the batch.
     """
     target = max(cores, batch_size // share)
     return max(count for count in range(1, min(target, batch_size) + 1) if batch_size % count == 0)

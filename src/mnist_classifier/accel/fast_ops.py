@@ -1,32 +1,25 @@
 """Faster training of convolutional networks under JAX on the CPU: the same model, the same forward values.
 
-Measured on the ``cnn`` preset (batch 128, 2-core CPU), XLA spends most of a step on:
-- a convolution's kernel gradient, computed as a convolution whose window is the
-  whole image: 790 ms of a 1.3 s step for the 32→32 layer alone. As one matrix
-  product per kernel tap it takes a few milliseconds, and the step 0.6 s. (With the
-  batch split over several CPU devices, XLA's own is faster on the small shares:
-  the matrix products made that step 0.46 → 0.64 s, and 0.19 → 0.34 s on an
-  AVX-512 CPU, so there it stays. On one device of an AVX-512 CPU both take about
-  0.31 s.)
-- 2×2 max-pooling's gradient, a windowed arg-max over index arrays; pooling by
-  reshape gives the same outputs, and a plain comparison as its gradient.
-- with the batch split over devices, batch normalization's two-pass moments: two
-  barriers across the devices per layer. One pass over x and x², as Keras's
-  TensorFlow backend computes synchronized moments, halves them: 0.49 → 0.41 s.
+While Keras traces a training step inside ``fast_training_ops()``, three operations of
+its JAX backend are replaced (through ``keras_internals``):
 
-- convolutions themselves, where oneDNN's can be built (``onednn.py``). In float32
-  on one device: the 32→32 layer's forward at 128 images takes 8 ms there against
-  20-27 ms on XLA, and the ``cnn`` step 0.31-0.33 → 0.18-0.20 s (split over
-  devices, XLA's own are as fast: 0.16-0.18 s either way, so there they stay). In
-  bfloat16 (mixed precision), wherever the CPU multiplies it natively; XLA
-  computes it in float32: the step 0.21 s (split) → 0.13-0.16 s on one device,
-  0.113-0.121 s split over 8 devices.
+- ``conv``: a plain 2-D convolution (channels last, unit strides and dilation) runs on
+  oneDNN's convolutions where ``onednn`` computes it, except in float32 with the batch
+  split over devices, where XLA's are as fast; elsewhere on one device, XLA's
+  convolution with its kernel gradient as one matrix product per kernel tap (XLA
+  computes it as a convolution whose window is the whole image); with the batch split
+  over devices, XLA's own.
+- ``max_pool``: windows that tile the input are pooled by reshape, whose gradient is a
+  plain comparison (XLA's is a windowed arg-max over index arrays).
+- ``moments``: in float32 with the batch split over devices, one pass over x and x², as
+  Keras's TensorFlow backend computes synchronized moments: one barrier across the
+  devices per layer instead of two.
 
-These apply while Keras traces a training step inside ``fast_training_ops()``. The
-model is unchanged (standard ``Conv2D``, ``MaxPooling2D`` and ``BatchNormalization``
-layers, saved as such), and so is every forward value but the split batch's
-variance (rounding); gradients differ from XLA's in summation order, and, at exact
-ties inside a pooling window, by sharing the gradient instead of giving it to one input.
+The model is unchanged (standard ``Conv2D``, ``MaxPooling2D`` and ``BatchNormalization``
+layers, saved as such), and so is every forward value but the split batch's variance
+(rounding); gradients differ from XLA's in summation order, and, at exact ties inside a
+pooling window, by sharing the gradient instead of giving it to one input. What each
+choice gains, and where it was measured: benchmarks/README.md.
 """
 
 from __future__ import annotations
