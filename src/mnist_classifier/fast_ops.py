@@ -14,7 +14,7 @@ Measured on the ``cnn`` preset (batch 128, 2-core CPU), XLA spends most of a ste
   barriers across the devices per layer. One pass over x and x², as Keras's
   TensorFlow backend computes synchronized moments, halves them: 0.49 → 0.41 s.
 
-- convolutions themselves, where oneDNN's can be built (``onednn.py``). In float32
+- convolutions themselves, where oneDNN's plugin is installed (``onednn.py``). In float32
   on one device: the 32→32 layer's forward at 128 images takes 8 ms there against
   20-27 ms on XLA, and the ``cnn`` step 0.31-0.33 → 0.18-0.20 s (split over
   devices, XLA's own are as fast: 0.16-0.18 s either way, so there they stay). In
