@@ -1,12 +1,14 @@
 # Two commands on a fresh machine:
-#   make train   set up .venv and train the default model (mlp preset) on MNIST
-#   make test    set up .venv and the test data, then run the test suite
+#   make train   set up .venv and train the default model (mlp preset) on MNIST (no C++ toolchain needed)
+#   make test    set up .venv, the test data and the oneDNN plugin, then run the core's and the plugin's tests
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test install test-data models
+PLUGIN = plugins/onednn
+
+.PHONY: train test install test-data plugin models
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +28,7 @@ models: install
 
 # Fashion-MNIST for the tests comes from Debian's package (no internet needed), the
 # page tests drive Debian's Chromium, the shared-study test of tune runs Debian's
-# PostgreSQL, and the CNNs' oneDNN convolutions build against libdnnl-dev with g++.
+# PostgreSQL, and the oneDNN plugin builds against libdnnl-dev with g++ and cmake.
 test-data:
 	@MISSING=""; \
 	test -d /usr/share/datasets/fashion-mnist || MISSING="$$MISSING dataset-fashion-mnist"; \
@@ -34,11 +36,20 @@ test-data:
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || MISSING="$$MISSING postgresql"; \
 	test -f /usr/include/oneapi/dnnl/dnnl.hpp || MISSING="$$MISSING libdnnl-dev"; \
 	command -v g++ >/dev/null || MISSING="$$MISSING g++"; \
+	command -v cmake >/dev/null || MISSING="$$MISSING cmake"; \
 	test -z "$$MISSING" || { \
 		SUDO=$$(test "$$(id -u)" -eq 0 || echo "sudo -n"); \
 		$$SUDO apt-get update -qq && \
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$MISSING; }
 
+# The CNNs' oneDNN convolutions as a package of their own (plugins/onednn), built against
+# the system's oneDNN and the XLA headers of .venv's jax; without it CNNs train on XLA's.
+$(BIN)/.plugin: $(BIN)/.installed $(PLUGIN)/pyproject.toml $(PLUGIN)/CMakeLists.txt $(wildcard $(PLUGIN)/src/*/*) | test-data
+	$(BIN)/python -m pip install --quiet --no-build-isolation ./$(PLUGIN)
+	touch $@
+
+plugin: $(BIN)/.plugin
+
 # Two workers: much of the suite waits on process start-up and compilation.
-test: install test-data
+test: plugin test-data
 	$(BIN)/python -m pytest -n 2

@@ -4,7 +4,7 @@ While Keras traces a training step inside ``fast_training_ops()``, three operati
 its JAX backend are replaced (through ``keras_internals``):
 
 - ``conv``: a plain 2-D convolution (channels last, unit strides and dilation) runs on
-  oneDNN's convolutions where ``onednn`` computes it, except in float32 with the batch
+  oneDNN's convolutions where ``onednn`` computes it (the ``mnist-classifier-onednn`` plugin), except in float32 with the batch
   split over devices, where XLA's are as fast; elsewhere on one device, XLA's
   convolution with its kernel gradient as one matrix product per kernel tap (XLA
   computes it as a convolution whose window is the whole image); with the batch split

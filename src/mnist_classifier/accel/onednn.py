@@ -4,11 +4,12 @@ XLA computes the ``cnn`` preset's convolutions at 80-95 GFLOP/s per AVX-512 core
 and bfloat16 ones in float32. oneDNN's direct convolutions, in its blocked layout
 (channels in blocks of 16 or 8, innermost), reach about 115 GFLOP/s per core in
 float32, and twice that in bfloat16 where the CPU has AVX512_BF16 or AMX.
-``onednn_convs.cc`` wraps them as two XLA FFI handlers (forward; input and kernel
-gradients), compiled here on first use against the system's oneDNN (Debian:
-``apt-get install libdnnl-dev g++``) and kept in the cache directory. Where that
-cannot be done, :func:`block` is 0, :func:`unavailable_reason` says why, and the
-callers keep XLA's convolutions. ``MNIST_CLASSIFIER_ONEDNN=0`` turns them off.
+The plugin ``mnist-classifier-onednn`` (``plugins/onednn`` in the source tree, built
+at its install against the system's oneDNN) wraps them as two XLA FFI handlers
+(forward; input and kernel gradients), which this module registers and calls.
+Where the plugin is not installed or cannot be used, :func:`block` is 0,
+:func:`unavailable_reason` says why in one line, and the callers keep XLA's
+convolutions. ``MNIST_CLASSIFIER_ONEDNN=0`` turns them off.
 
 Layouts: the FFI calls take and give (N, C/B, H, W, B) activations; :func:`conv2d`
 converts from and to Keras's NHWC around them, in the loops that XLA fuses with
@@ -17,29 +18,22 @@ the batch normalization, activation and pooling next to each convolution.
 
 from __future__ import annotations
 
-import ctypes
 import functools
-import hashlib
+import importlib
 import os
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from types import ModuleType
 
 import jax
 import jax.numpy as jnp
-import jaxlib
 import keras
 import numpy as np
 from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from mnist_classifier.accel.distribute import device_count
-from mnist_classifier.system.files import cache_root
 
-SOURCE = Path(__file__).with_name("onednn_convs.cc")
-BUILD_TIMEOUT_S = 300
+PLUGIN = "mnist_classifier_onednn"
 Padding = tuple[tuple[int, int], tuple[int, int]]
 
 
@@ -49,21 +43,21 @@ def block() -> int:
 
 
 def unavailable_reason() -> str | None:
-    """Why oneDNN's convolutions are not used here, or None when they are."""
+    """Why oneDNN's convolutions are not used here, in one line, or None when they are."""
     problem = _setup_problem()
     if problem:
         return problem
-    return None if block() else "oneDNN has no blocked-layout convolutions for this CPU"
+    return None if block() else f"oneDNN {_plugin().version()} has no blocked-layout convolutions for this CPU"
 
 
 def _setup_problem() -> str | None:
-    """Why the FFI handlers cannot be had here (turned off, not on the CPU, not buildable), or None."""
+    """Why the FFI handlers cannot be had here (turned off, not on the CPU, no usable plugin), or None."""
     if os.environ.get("MNIST_CLASSIFIER_ONEDNN", "1") == "0":
         return "turned off by MNIST_CLASSIFIER_ONEDNN=0"
     if jax.default_backend() != "cpu":
         return f"JAX computes on {jax.default_backend()}, not the CPU"
-    library = _library()
-    return library if isinstance(library, str) else None
+    plugin = _plugin()
+    return plugin if isinstance(plugin, str) else None
 
 
 @functools.cache
@@ -71,61 +65,22 @@ def _capabilities() -> tuple[int, bool]:
     """Register the FFI handlers; the channel block (0: not available) and whether bfloat16 is native."""
     if _setup_problem():
         return 0, False
-    library = _library()
-    for name in ("OnednnConv", "OnednnConvGrad"):
-        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
-    return library.onednn_block(), bool(library.onednn_bfloat16())
+    plugin = _plugin()
+    for name, handler in plugin.registrations().items():
+        jax.ffi.register_ffi_target(name, handler, platform="cpu")
+    return plugin.block(), plugin.native_bfloat16()
 
 
 @functools.cache
-def _library() -> ctypes.CDLL | str:
-    """The compiled handlers, built on first use (again if the cached file does not load); or why they cannot be had."""
-    path = _library_path()
-    for attempt in range(2):
-        if attempt or not path.exists():
-            problem = _build(path)
-            if problem:
-                return problem
-        try:
-            return ctypes.cdll.LoadLibrary(str(path))
-        except OSError as exc:  # a truncated file, or the oneDNN it was built against removed since
-            failure = f"cannot load the built oneDNN calls: {exc}"
-    return failure
-
-
-def _build(path: Path) -> str | None:
-    """Compile ``SOURCE`` into ``path`` (written whole or not at all), dropping older builds; any complaint."""
-    compiler = os.environ.get("CXX", "g++")
-    if shutil.which(compiler) is None:
-        return f"no C++ compiler ({compiler}) to build {SOURCE.name}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        built = Path(scratch) / path.name
-        command = [compiler, "-O2", "-std=c++17", "-shared", "-fPIC", "-fopenmp", "-isystem",
-                   jax.ffi.include_dir(), str(SOURCE), "-o", str(built), "-ldnnl"]  # fmt: skip
-        try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            return f"cannot build {SOURCE.name}: {compiler} took over {BUILD_TIMEOUT_S} s"
-        if result.returncode != 0:
-            return f"cannot build {SOURCE.name} (is libdnnl-dev installed?): {_first_error(result.stderr)}"
-        for older in path.parent.glob("onednn_convs-*.so"):  # a process still using one keeps its copy
-            older.unlink(missing_ok=True)
-        built.replace(path)
-    return None
-
-
-def _first_error(log: str) -> str:
-    """The compiler's most telling line: a missing header or library first, else its first error."""
-    lines = [line.strip() for line in log.splitlines() if line.strip()] or ["no message"]
-    telling = [line for line in lines if "fatal error" in line or "cannot find" in line or "#error" in line]
-    return (telling or [line for line in lines if "error" in line] or lines)[0]
-
-
-def _library_path() -> Path:
-    """Where the library built from this source for this jaxlib lives."""
-    digest = hashlib.sha256(SOURCE.read_bytes() + jaxlib.__version__.encode()).hexdigest()[:16]
-    return cache_root() / "onednn" / f"onednn_convs-{digest}.so"
+def _plugin() -> ModuleType | str:
+    """The plugin with the compiled handlers; or why it cannot be had."""
+    try:
+        return importlib.import_module(PLUGIN)
+    except ImportError as exc:  # not installed, or its oneDNN removed since it was built
+        if isinstance(exc, ModuleNotFoundError) and exc.name == PLUGIN:
+            return "the plugin mnist-classifier-onednn is not installed"
+        first_line = str(exc).partition("\n")[0]
+        return f"cannot load the plugin mnist-classifier-onednn: {first_line}"
 
 
 def supports(kernel_shape: tuple[int, ...], dtype: jax.typing.DTypeLike) -> bool:

@@ -3,13 +3,16 @@
 // Activations are (N, C/B, H, W, B) arrays: oneDNN's nChw16c (AVX-512) or nChw8c,
 // which its direct convolutions compute at close to the CPU's peak; images with
 // fewer channels than a block (the first layer's input) are NCHW. Kernels
-// are Keras's HWIO. Unit strides and dilation; padding as given. Built and loaded
-// by onednn.py, which registers the two XLA FFI handlers below.
+// are Keras's HWIO. Unit strides and dilation; padding as given. The module
+// `_convs` gives the two XLA FFI handlers below as capsules, which mnist_classifier's
+// onednn.py registers, and what this oneDNN can do on this CPU.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
 
-#if DNNL_VERSION_MAJOR != 2
-#error "onednn_convs.cc is written for oneDNN 2.x (its operation descriptors were removed in 3.0)"
+#if DNNL_VERSION_MAJOR != 2 && DNNL_VERSION_MAJOR != 3
+#error "onednn_convs.cc is written for oneDNN 2.x and 3.x"
 #endif
 
 #include <exception>
@@ -24,6 +27,7 @@
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+namespace nb = nanobind;
 using dnnl::algorithm;
 using dnnl::engine;
 using dnnl::memory;
@@ -54,6 +58,36 @@ struct Conv {
   dnnl::convolution_backward_weights kernel_grad;
 };
 
+// The forward primitive descriptor; oneDNN 2.x makes it from an operation descriptor, which 3.0 folded into it.
+dnnl::convolution_forward::primitive_desc forward_desc(const memory::desc& src, const memory::desc& weights,
+                                                       const memory::desc& dst, const memory::dims& strides,
+                                                       const memory::dims& pad_before, const memory::dims& pad_after,
+                                                       const dnnl::primitive_attr& attr = {}) {
+  auto kind = prop_kind::forward_training;
+  auto direct = algorithm::convolution_direct;
+#if DNNL_VERSION_MAJOR >= 3
+  return {cpu(), kind, direct, src, weights, dst, strides, pad_before, pad_after, attr};
+#else
+  return {{kind, direct, src, weights, dst, strides, pad_before, pad_after}, attr, cpu()};
+#endif
+}
+
+// The primitive descriptor of a gradient of the convolution `forward` describes: Primitive is
+// convolution_backward_data (`weights` as given, src and dst their gradients) or convolution_backward_weights.
+template <typename Primitive>
+typename Primitive::primitive_desc gradient_desc(const memory::desc& src, const memory::desc& weights,
+                                                 const memory::desc& dst, const memory::dims& strides,
+                                                 const memory::dims& pad_before, const memory::dims& pad_after,
+                                                 const dnnl::primitive_attr& attr,
+                                                 const dnnl::convolution_forward::primitive_desc& forward) {
+  auto direct = algorithm::convolution_direct;
+#if DNNL_VERSION_MAJOR >= 3
+  return {cpu(), direct, src, weights, dst, strides, pad_before, pad_after, forward, attr};
+#else
+  return {{direct, src, weights, dst, strides, pad_before, pad_after}, attr, cpu(), forward};
+#endif
+}
+
 // The activation layout of `channels` channels: blocked when they fill whole blocks, else NCHW.
 tag activation_tag(int64_t channels, int64_t block) {
   if (channels % block) return tag::nchw;
@@ -77,25 +111,18 @@ const Conv& conv(const Shape& shape, int64_t block, int64_t threads) {
   c->weights_grad = memory::desc({out, in, rows, columns}, dt::f32, tag::hwio);
   c->dst = memory::desc(dst_dims, type, activation_tag(out, block));
   auto any_weights = memory::desc({out, in, rows, columns}, type, tag::any);
-  auto direct = algorithm::convolution_direct;
   dnnl::primitive_attr attr;  // each call brings its own scratchpad: devices may run one primitive at once
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-  c->forward_pd = dnnl::convolution_forward::primitive_desc(
-      dnnl::convolution_forward::desc(prop_kind::forward_training, direct, c->src, any_weights, c->dst, strides,
-                                      pad_before, pad_after),
-      attr, cpu());
+  c->forward_pd = forward_desc(c->src, any_weights, c->dst, strides, pad_before, pad_after, attr);
   c->forward = dnnl::convolution_forward(c->forward_pd);
   if (in % block == 0) {  // else the first layer, whose images need no gradient
-    c->input_grad_pd = dnnl::convolution_backward_data::primitive_desc(
-        dnnl::convolution_backward_data::desc(direct, c->src, any_weights, c->dst, strides, pad_before, pad_after),
-        attr, cpu(), c->forward_pd);
+    c->input_grad_pd = gradient_desc<dnnl::convolution_backward_data>(c->src, any_weights, c->dst, strides,
+                                                                      pad_before, pad_after, attr, c->forward_pd);
     c->input_grad = dnnl::convolution_backward_data(c->input_grad_pd);
   }
   auto any_float_weights = memory::desc({out, in, rows, columns}, dt::f32, tag::any);
-  c->kernel_grad_pd = dnnl::convolution_backward_weights::primitive_desc(
-      dnnl::convolution_backward_weights::desc(direct, c->src, any_float_weights, c->dst, strides, pad_before,
-                                               pad_after),
-      attr, cpu(), c->forward_pd);
+  c->kernel_grad_pd = gradient_desc<dnnl::convolution_backward_weights>(c->src, any_float_weights, c->dst, strides,
+                                                                         pad_before, pad_after, attr, c->forward_pd);
   c->kernel_grad = dnnl::convolution_backward_weights(c->kernel_grad_pd);
   slot = std::move(c);
   return *slot;
@@ -177,10 +204,7 @@ ffi::Error backward(ffi::AnyBuffer src, ffi::AnyBuffer weights, ffi::AnyBuffer d
 dnnl::convolution_forward::primitive_desc probe(dt type) {
   auto images = memory::desc({32, 32, 14, 14}, type, tag::any);
   auto weights = memory::desc({32, 32, 3, 3}, type, tag::any);
-  return dnnl::convolution_forward::primitive_desc(
-      dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct, images, weights,
-                                      images, {1, 1}, {1, 1}, {1, 1}),
-      cpu());
+  return forward_desc(images, weights, images, {1, 1}, {1, 1}, {1, 1});
 }
 
 // The attributes both handlers take, after their buffers.
@@ -195,28 +219,34 @@ auto with_attributes(Binding binding) {
       .template Attr<int64_t>("threads");
 }
 
-}  // namespace
-
 // The channel block oneDNN's convolutions prefer on this CPU: 16, 8, or 0 for neither.
-extern "C" int onednn_block() {
+int channel_block() {
   try {
     auto chosen = probe(dt::f32).src_desc();
     for (int block : {16, 8})
       if (chosen == memory::desc({32, 32, 14, 14}, dt::f32, activation_tag(32, block))) return block;
-  } catch (const std::exception&) {  // no convolution at all: an exception must not cross into Python
+  } catch (const std::exception&) {  // no convolution at all
   }
   return 0;
 }
 
 // Whether oneDNN computes bfloat16 convolutions natively here (AVX512_BF16 or AMX), not by conversion.
-extern "C" int onednn_bfloat16() {
+bool native_bfloat16() {
   try {
     std::string impl = probe(dt::bf16).impl_info_str();
     return impl.find("avx512_core_bf16") != std::string::npos || impl.find("amx") != std::string::npos;
   } catch (const std::exception&) {  // no bfloat16 convolution below AVX-512
-    return 0;
+    return false;
   }
 }
+
+// The version of the oneDNN library loaded, e.g. "2.6.3".
+std::string version() {
+  const dnnl_version_t* v = dnnl_version();
+  return std::to_string(v->major) + "." + std::to_string(v->minor) + "." + std::to_string(v->patch);
+}
+
+}  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConv, forward,
                               with_attributes(ffi::Ffi::Bind()
@@ -231,3 +261,19 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(OnednnConvGrad, backward,
                                                   .Arg<ffi::AnyBuffer>()
                                                   .Ret<ffi::AnyBuffer>()
                                                   .Ret<ffi::AnyBuffer>()));
+
+NB_MODULE(_convs, m) {
+  m.def(
+      "registrations",
+      []() {
+        nb::dict handlers;
+        handlers["OnednnConv"] = nb::capsule(reinterpret_cast<void*>(OnednnConv));
+        handlers["OnednnConvGrad"] = nb::capsule(reinterpret_cast<void*>(OnednnConvGrad));
+        return handlers;
+      },
+      "The XLA FFI handlers by target name: OnednnConv (forward), OnednnConvGrad (input and kernel gradients).");
+  m.def("block", &channel_block, "The channel block oneDNN's convolutions prefer on this CPU: 16, 8, or 0 for neither.");
+  m.def("native_bfloat16", &native_bfloat16,
+        "Whether oneDNN computes bfloat16 convolutions natively here (AVX512_BF16 or AMX), not by conversion.");
+  m.def("version", &version, "The version of the oneDNN library loaded, e.g. '2.6.3'.");
+}
