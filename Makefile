@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN = $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test install test-data models
+.PHONY: train test install test-data models docs
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,3 +42,8 @@ test-data:
 # Two workers: much of the suite waits on process start-up and compilation.
 test: install test-data
 	$(BIN)/python -m pytest -n 2
+
+# The documentation site (mkdocs.yml, docs/), built strictly: a broken link or reference fails.
+docs: install
+	$(BIN)/python -c "import material, mkdocstrings_handlers.python" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[docs]"
+	$(BIN)/mkdocs build --strict
