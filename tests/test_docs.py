@@ -19,8 +19,8 @@ def test_the_docs_build_strictly_with_every_command_and_setting(tmp_path):
     )  # fmt: skip
     assert built.returncode == 0, built.stderr[-4000:]  # a broken link, anchor or reference fails the build
     for name in typer.main.get_command(app).commands:
-        assert (site / "commands" / name / "index.html").exists(), f"no page for the {name} command"
-    configuration = (site / "configuration" / "index.html").read_text()
+        assert (site / "commands" / f"{name}.html").exists(), f"no page for the {name} command"
+    configuration = (site / "configuration.html").read_text()
     documented = set(re.findall(r"<code>(\w+)</code></td>", configuration))
     for setting in known_settings():
         section, key = setting.split(".")

@@ -431,7 +431,7 @@ def _bundled():
 def models_table(page) -> str:
     """The bundled models: what ``mnist-classifier models`` lists, with calibration, linked to their cards."""
     bundled = _bundled()
-    rows = ["| name | data set | preset | test accuracy | epochs | size | temperature | rejects below |", "| --- " * 8 + "|"]
+    rows = ["| name | data set | preset | accuracy | epochs | size | T | threshold |", "| --- " * 8 + "|"]
     for row in bundled.bundled_models():
         calibration = bundled.BUNDLES[row["name"]].metrics().get("calibration") or {}
         temperature = calibration.get("temperature")
