@@ -8,7 +8,7 @@ ARGS ?=
 
 PLUGIN = plugins/onednn
 
-.PHONY: train test install test-data plugin models
+.PHONY: train test install test-data plugin models docs
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,3 +53,8 @@ plugin: $(BIN)/.plugin
 # Two workers: much of the suite waits on process start-up and compilation.
 test: plugin test-data
 	$(BIN)/python -m pytest -n 2
+
+# The documentation site (mkdocs.yml, docs/), built strictly: a broken link or reference fails.
+docs: install
+	$(BIN)/python -c "import material, mkdocstrings_handlers.python" 2>/dev/null || $(BIN)/python -m pip install --quiet -e ".[docs]"
+	$(BIN)/mkdocs build --strict
