@@ -10,7 +10,7 @@
 - ``models/NAME.md``: each bundled model's ``MODEL_CARD.md``; ``benchmarks.md``: ``benchmarks/README.md``.
 - Markers ``<!-- generated: NAME -->`` in any page are replaced by the table ``NAME``
   (see ``GENERATORS``); ``{mod:KEY}`` is replaced by ``MODULES[KEY]`` (mkdocstrings'
-  ``:::`` lines use it for the modules that move).
+  ``:::`` lines use it).
 
 Anything out of step (a page for a command that no longer exists, a setting with no
 meaning, a meaning for a setting that no longer exists, an unknown marker) stops the build.
@@ -34,8 +34,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "src"
 
-# Where the modules that are moving into subpackages live. After the move, switch the
-# right-hand sides to the paths in the comments; everything else reads these.
+# The modules the pages name by path (``{mod:KEY}``); everything else reads these.
 MODULES = {
     "predict": "mnist_classifier.inference.predict",
     "reading": "mnist_classifier.inference.reading",
@@ -43,8 +42,8 @@ MODULES = {
     "bundled": "mnist_classifier.inference.bundled",
     "http_limits": "mnist_classifier.serving.limits",
     "distribute": "mnist_classifier.accel.distribute",
-    "calibration": "mnist_classifier.calibration",  # stays
-    "errors": "mnist_classifier.errors",  # stays
+    "calibration": "mnist_classifier.calibration",
+    "errors": "mnist_classifier.errors",
 }
 # Stable: mnist_classifier (root: load_dataset, one_hot, preprocess, ...), .config, .presets, .models,
 # .training, .evaluation, .persistence, .cli. The bundled models' folder is found through MODULES["bundled"].
