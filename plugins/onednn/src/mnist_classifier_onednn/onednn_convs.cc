@@ -272,7 +272,8 @@ NB_MODULE(_convs, m) {
         return handlers;
       },
       "The XLA FFI handlers by target name: OnednnConv (forward), OnednnConvGrad (input and kernel gradients).");
-  m.def("block", &channel_block, "The channel block oneDNN's convolutions prefer on this CPU: 16, 8, or 0 for neither.");
+  m.def("block", &channel_block,
+        "The channel block oneDNN's convolutions prefer on this CPU: 16, 8, or 0 for neither.");
   m.def("native_bfloat16", &native_bfloat16,
         "Whether oneDNN computes bfloat16 convolutions natively here (AVX512_BF16 or AMX), not by conversion.");
   m.def("version", &version, "The version of the oneDNN library loaded, e.g. '2.6.3'.");
