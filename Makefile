@@ -44,15 +44,16 @@ test-data:
 
 # The CNNs' oneDNN convolutions as a package of their own (plugins/onednn), built against
 # the system's oneDNN and the XLA headers of .venv's jax; without it CNNs train on XLA's.
-$(BIN)/.plugin: $(BIN)/.installed $(PLUGIN)/pyproject.toml $(PLUGIN)/CMakeLists.txt $(wildcard $(PLUGIN)/src/*/*) | test-data
+$(BIN)/.plugin: $(BIN)/.installed-test $(PLUGIN)/pyproject.toml $(PLUGIN)/CMakeLists.txt $(wildcard $(PLUGIN)/src/*/*) | test-data
 	$(BIN)/python -m pip install --quiet --no-build-isolation ./$(PLUGIN)
 	touch $@
 
 plugin: $(BIN)/.plugin
 
-# Two workers: much of the suite waits on process start-up and compilation.
+# Two workers: much of the suite waits on process start-up and compilation. A worker that runs
+# out of tests takes some of the other's, so that one long test at the end does not run alone.
 test: plugin test-data
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # The documentation site (mkdocs.yml, docs/), built strictly: a broken link or reference fails.
 docs: install
