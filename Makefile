@@ -10,10 +10,16 @@ PLUGIN = plugins/onednn
 
 .PHONY: train test install test-data plugin models docs
 
+# What training, predicting and serving need (pip's progress shown); the test extras
+# (pytest, the docs site, the export extra, the plugin's build tools) only for make test.
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install -e .
+	touch $@
+
+$(BIN)/.installed-test: $(BIN)/.installed
+	$(BIN)/python -m pip install -e ".[test]"
 	touch $@
 
 install: $(BIN)/.installed
@@ -22,8 +28,9 @@ train: install
 	$(BIN)/mnist-classifier train $(ARGS)
 
 # The bundled models (src/mnist_classifier/inference/weights): trained with their presets, then
-# copied in without optimizer state, with metrics.json and a model card. Needs both data sets.
-models: install
+# copied in without optimizer state, with metrics.json, a model card and their ONNX graphs,
+# exported (the export extra) and checked against Keras. Needs both data sets.
+models: $(BIN)/.installed-test
 	$(BIN)/python scripts/make_models.py $(ARGS)
 
 # Fashion-MNIST for the tests comes from Debian's package (no internet needed), the
@@ -50,10 +57,9 @@ $(BIN)/.plugin: $(BIN)/.installed-test $(PLUGIN)/pyproject.toml $(PLUGIN)/CMakeL
 
 plugin: $(BIN)/.plugin
 
-# Two workers: much of the suite waits on process start-up and compilation. A worker that runs
-# out of tests takes some of the other's, so that one long test at the end does not run alone.
+# Two workers: much of the suite waits on process start-up and compilation.
 test: plugin test-data
-	$(BIN)/python -m pytest -n 2 --dist worksteal
+	$(BIN)/python -m pytest -n 2
 
 # The documentation site (mkdocs.yml, docs/), built strictly: a broken link or reference fails.
 docs: install

@@ -3,6 +3,7 @@
 Usage (from the project root; the data sets are found as for ``train``):
 
     .venv/bin/python scripts/make_models.py [--only NAME ...] [--out runs/models] [--from-run NAME=RUN_DIR ...]
+    .venv/bin/python scripts/make_models.py --refresh [--only NAME ...]
 
 Each model is made by ``Bundle.commands``: ``mnist-classifier train --preset P
 --dataset D`` (the CNNs with ``--distribute data-parallel``: the same model, about
@@ -11,10 +12,14 @@ runs: the base preset from random weights, then its own preset starting from tha
 run's model (``--set training.init_from=BASE_RUN/model.keras``).
 Then :func:`mnist_classifier.bundled.bundle_run` copies the last run's model, without
 its optimizer state or training-only layers, into
-``src/mnist_classifier/inference/weights/NAME/`` with its ``metrics.json`` and a model card.
+``src/mnist_classifier/inference/weights/NAME/`` with its ``metrics.json``, a model card and
+its ONNX graph ``model.onnx``, checked against Keras on test images (needs the
+``export`` extra, which ``make models`` installs with the test extras).
 ``--from-run`` bundles a finished run of the bundle's preset instead of training again;
 ``--pictures NAME=JSON`` puts ``benchmarks/pictures.py --json`` figures of that model in
 its card (run the benchmark on the bundled model, then bundle again with them).
+``--refresh`` trains nothing: it re-exports each bundled model's ``model.onnx`` and
+rewrites its card's network section from the model as it is.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_classifier.inference.bundled import BASE_RUN, BUNDLES, bundle_run
+from mnist_classifier.inference.bundled import BASE_RUN, BUNDLES, bundle_run, refresh_bundle
 
 
 def train(name: str, out: Path) -> Path:
@@ -49,7 +54,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/models"), help="Folder for the training runs.")
     parser.add_argument("--from-run", action="append", default=[], metavar="NAME=RUN_DIR", help="Bundle this finished run.")
     parser.add_argument("--pictures", action="append", default=[], metavar="NAME=JSON", help="pictures.py --json figures for the card.")
+    parser.add_argument("--refresh", action="store_true", help="Only re-export model.onnx and the card's network section.")
     args = parser.parse_args()
+    if args.refresh:
+        for name in args.only or list(BUNDLES):
+            print(f"{name}: {refresh_bundle(name)} (model.onnx and the card's network section)", flush=True)
+        return
     given = dict(item.split("=", 1) for item in args.from_run)
     figures = {name: json.loads(Path(path).read_text()) for name, path in (item.split("=", 1) for item in args.pictures)}
     for name in args.only or list(BUNDLES):

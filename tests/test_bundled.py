@@ -12,8 +12,8 @@ from mnist_classifier import load_dataset, preprocess
 from mnist_classifier.inference.bundled import BUNDLES, DEFAULT_MODEL, WEIGHTS, bundle_run
 from mnist_classifier.errors import ModelFileError
 from mnist_classifier.inference.model_info import read_model_info
-from mnist_classifier.inference.onnx_export import TOLERANCE, export_onnx
-from mnist_classifier.inference.onnx_runtime import OnnxNetwork
+from mnist_classifier.inference.onnx_export import TOLERANCE
+from mnist_classifier.inference.onnx_runtime import shipped_graph
 from mnist_classifier.persistence import load_model
 from mnist_classifier.pipeline import evaluate_file
 from mnist_classifier.inference.predict import open_model
@@ -43,13 +43,15 @@ def test_each_bundled_model_scores_the_accuracy_recorded_beside_it(name, test_se
 
 
 @pytest.mark.parametrize("name", BUNDLES)
-def test_each_bundled_model_exports_to_onnx_that_agrees_on_1000_test_images(name, test_sets, tmp_path):
+def test_each_bundled_model_ships_its_own_onnx_graph_that_agrees_on_1000_test_images(name, test_sets):
     network, shape, info = open_model(name)
-    path = export_onnx(network, tmp_path / f"{name}.onnx", info)
+    shipped = shipped_graph(BUNDLES[name].path)
+    assert shipped is not None, f"{name}: model.onnx missing or exported from other weights (make models)"
+    assert shipped.info == info
     images, _ = test_sets[info.dataset]
     inputs = preprocess(images[:1000], info.normalization, shape)
     expected = keras.ops.convert_to_numpy(network.predict_on_batch(inputs))
-    got = OnnxNetwork(path)(inputs)
+    got = shipped(inputs)
     assert np.array_equal(got.argmax(1), expected.argmax(1))
     assert np.max(np.abs(got - expected)) <= TOLERANCE
 
@@ -61,10 +63,11 @@ def test_models_lists_them_and_the_package_stays_small():
     table = cli("models").stdout
     assert all(name in table for name in BUNDLES) and "%" in table
     package = sum(path.stat().st_size for path in PACKAGE.rglob("*") if path.is_file() and "__pycache__" not in path.parts)
-    assert package < 8 * 2**20, f"the package holds {package / 2**20:.1f} MB"
+    assert package < 16 * 2**20, f"the package holds {package / 2**20:.1f} MB"  # each model twice: .keras and .onnx
     for bundle in BUNDLES.values():
         card = (WEIGHTS / bundle.name / "MODEL_CARD.md").read_text()
         assert "## Known limitations" in card and "| class | precision |" in card
+        assert "## Network" in card and "| dense_0 | Dense |" in card and "| layer | type | output shape |" in card
 
 
 def test_bundled_models_work_right_away_without_any_data_set(test_sets, tmp_path):
@@ -73,8 +76,11 @@ def test_bundled_models_work_right_away_without_any_data_set(test_sets, tmp_path
     digit = png_file(tmp_path / "digit.png", digits[0])
     answer = json.loads(cli("predict", "mnist-cnn", digit, "--json").stdout)[0]
     assert answer["label"] == digit_labels[0]
-    on_onnx = json.loads(cli("predict", "mnist-mlp", digit, "--json", "--runtime", "onnx").stdout)[0]
-    assert on_onnx["label"] == digit_labels[0]  # exported into the empty cache on the way (the CNNs' exports: above)
+    cache = tmp_path / "cache"
+    for name in ("mnist-mlp", "mnist-cnn"):  # their shipped graphs: nothing exported, nothing cached
+        on_onnx = cli("predict", name, digit, "--json", "--runtime", "onnx", env={"XDG_CACHE_HOME": str(cache)})
+        assert json.loads(on_onnx.stdout)[0]["label"] == digit_labels[0] and "exporting" not in on_onnx.stderr
+    assert not (cache / "mnist-classifier" / "onnx").exists()
     with served() as client:  # no model given: mnist-cnn
         model = client.get("/model").json()
         assert model["file"] == "mnist-cnn" and model["dataset"] == "mnist" and model["test_accuracy"] > 0.99
@@ -92,9 +98,11 @@ def test_a_name_that_is_neither_a_file_nor_a_bundled_model_is_one_clear_error(tm
     assert_one_line_error(result, "mnist-cn: no such model file, and not a bundled model (mnist-mlp, mnist-cnn, fashion-cnn)")
 
 
-def test_bundling_a_run_drops_the_optimizer_and_writes_metrics_and_a_card(mlp_model_path, tmp_path):
+def test_bundling_a_run_drops_the_optimizer_and_writes_metrics_a_card_and_its_checked_graph(
+    mlp_model_path, mnist_dir, tmp_path
+):
     run_dir = mlp_model_path.parent
-    folder = bundle_run(run_dir, "mnist-mlp", root=tmp_path)
+    folder = bundle_run(run_dir, "mnist-mlp", root=tmp_path, data=mnist_dir)
     bundled, source = folder / "model.keras", load_model(mlp_model_path)
     assert bundled.stat().st_size < 0.5 * mlp_model_path.stat().st_size  # Adam's two moments are gone
     plain = keras.models.load_model(bundled)
@@ -105,8 +113,13 @@ def test_bundling_a_run_drops_the_optimizer_and_writes_metrics_and_a_card(mlp_mo
     card = (folder / "MODEL_CARD.md").read_text()
     assert card.startswith("# mnist-mlp") and "| 9 |" in card and "taken for" in card
     assert "## People's pictures" not in card
+    assert "## Network" in card and "| dense_0 | Dense | (None, 512) |" in card
+    graph = shipped_graph(bundled)
+    assert graph is not None and graph.info == read_model_info(bundled)
+    assert sorted(path.name for path in folder.iterdir()) == ["MODEL_CARD.md", "metrics.json", "model.keras", "model.onnx"]
     figures = {"runtime": "onnx", "seed": 0, "rows": [{"kind": "digit photos", "cases": 40, "right": 0.75, "rejected": 0.2}]}
-    card = (bundle_run(run_dir, "mnist-mlp", root=tmp_path, pictures=figures) / "MODEL_CARD.md").read_text()
+    folder = bundle_run(run_dir, "mnist-mlp", root=tmp_path, pictures=figures, data=mnist_dir)
+    card = (folder / "MODEL_CARD.md").read_text()
     assert "## People's pictures" in card and "| digit photos | 40 | 75.0% | 20.0% |" in card
     with pytest.raises(ModelFileError, match="mnist-cnn is the cnn-real preset on mnist"):
         bundle_run(run_dir, "mnist-cnn", root=tmp_path)

@@ -1,6 +1,8 @@
 """ONNX export through Keras's exporter, checked against Keras; predict and serve on onnxruntime."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -11,6 +13,7 @@ import pytest
 
 from mnist_classifier import Augmentation, Normalization, build_cnn, build_model, load_dataset, preprocess
 from mnist_classifier.errors import ModelFileError
+from mnist_classifier.inference.bundled import BUNDLES
 from mnist_classifier.inference.model_info import ModelInfo
 from mnist_classifier.models import as_float32, dtype_policy
 from mnist_classifier.inference.onnx_export import TOLERANCE, check_export, export_onnx
@@ -209,3 +212,43 @@ def test_export_refuses_bad_requests_and_writes_nothing(mlp_model_path, tmp_path
     assert_one_line_error(cli("export", mlp_model_path, "--out", tmp_path / "m.txt", check=False), "must end in .onnx")
     assert_one_line_error(cli("export", tmp_path / "none.keras", check=False), "none.keras: model file not found")
     assert list(tmp_path.iterdir()) == []
+
+
+WITHOUT_EXPORTER = """
+import sys
+sys.modules["jax2onnx"] = None  # as if the export extra were not installed
+from mnist_classifier.cli import main
+main()
+"""
+
+
+def test_without_the_export_extra_export_says_how_to_install_it_and_bundled_models_still_run_on_onnx(
+    test_images, tmp_path
+):
+    image = png_file(tmp_path / "digit.png", test_images[0][0])
+    target, user_model = tmp_path / "out.onnx", tmp_path / "mine.keras"
+    shutil.copyfile(BUNDLES["mnist-mlp"].path, user_model)
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+
+    def run(*args, check=False):
+        command = [sys.executable, "-c", WITHOUT_EXPORTER, *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, env=env, check=check)
+
+    for args in (("export", "mnist-mlp", "--out", target), ("predict", user_model, image, "--runtime", "onnx")):
+        assert_one_line_error(run(*args), "export needs the export extra: pip install 'mnist-classifier[export]'")
+    assert not target.exists() and not (tmp_path / "cache" / "mnist-classifier" / "onnx").exists()
+    answer = run("predict", "mnist-cnn", image, "--runtime", "onnx", "--json", check=True).stdout
+    assert json.loads(answer)[0]["label"] == test_images[1][0]
+
+
+def test_a_model_of_ones_own_on_onnx_is_exported_once_saying_so(test_images, tmp_path):
+    model = tmp_path / "model.keras"
+    shutil.copyfile(BUNDLES["mnist-mlp"].path, model)  # no graph shipped beside it
+    image = png_file(tmp_path / "digit.png", test_images[0][0])
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first = cli("predict", model, image, "--runtime", "onnx", env=env)
+    assert "exporting model.keras to ONNX (once)..." in first.stderr.splitlines()
+    (cached,) = (tmp_path / "cache" / "mnist-classifier" / "onnx").iterdir()  # one file: its weights inside
+    assert cached.suffix == ".onnx" and not cached.name.startswith(".")
+    second = cli("predict", model, image, "--runtime", "onnx", env=env)
+    assert "exporting" not in second.stderr and second.stdout == first.stdout

@@ -29,6 +29,10 @@ class ImageError(MnistClassifierError):
     """An image to classify is missing, too large, of another format or undecodable."""
 
 
+class MissingExtraError(MnistClassifierError):
+    """An optional part of the package is asked for but its extra is not installed (e.g. ``export``)."""
+
+
 class OutputError(MnistClassifierError):
     """An output cannot be written where asked: its folder is missing, or a device, FIFO or folder is in the way."""
 

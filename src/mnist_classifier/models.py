@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 
 import keras
+import numpy as np
 
 from mnist_classifier.accel.keras_internals import flat_random_draws
 from mnist_classifier.data.augmentation import RANDOM_LAYERS, Augmentation, augment
@@ -159,6 +160,31 @@ def as_float32(model: keras.Model) -> keras.Model:
     )
     twin.set_weights(model.get_weights())
     return twin
+
+
+def network_summary(model: keras.Model) -> dict:
+    """What Keras's ``model.summary()`` shows, as data: each layer's name, type, output shape and parameters.
+
+    Returns ``{"layers": [{"name", "type", "output_shape", "params"}, ...], "total",
+    "trainable", "non_trainable"}``; an output shape is a list with None for the
+    batch axis.
+
+    Example:
+        >>> network_summary(build_model(784, [256, 10], ["relu", "softmax"], 0.0, 1.0))["total"]
+        203530
+    """
+    layers = [
+        {
+            "name": layer.name,
+            "type": type(layer).__name__,
+            "output_shape": list(layer.output.shape),
+            "params": int(layer.count_params()),
+        }
+        for layer in model.layers
+    ]
+    trainable = sum(int(np.prod(weight.shape)) for weight in model.trainable_weights)
+    total = sum(int(np.prod(weight.shape)) for weight in model.weights)
+    return {"layers": layers, "total": total, "trainable": trainable, "non_trainable": total - trainable}
 
 
 def _build(config: ModelConfig) -> keras.Model:

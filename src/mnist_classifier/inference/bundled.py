@@ -1,9 +1,12 @@
 """Trained models shipped with the package, usable by name wherever a model file is accepted.
 
 Each lives in ``weights/NAME/``: ``model.keras`` (weights and our record, no
-optimizer state), the training run's ``metrics.json`` and a ``MODEL_CARD.md``.
-``scripts/make_models.py`` (``make models``) trains them with their presets and
-writes them here with :func:`bundle_run`.
+optimizer state), ``model.onnx`` (its graph for onnxruntime, checked against it,
+so that ``--runtime onnx`` never exports a bundled model), the training run's
+``metrics.json`` and a ``MODEL_CARD.md``. ``scripts/make_models.py`` (``make
+models``) trains them with their presets and writes them here with
+:func:`bundle_run`; :func:`refresh_bundle` redoes the graph and the card's network
+section of a bundled model as it is.
 """
 
 from __future__ import annotations
@@ -146,15 +149,19 @@ def bundled_models() -> list[dict[str, Any]]:
     return rows
 
 
-def bundle_run(run_dir: Path, name: str, root: Path = WEIGHTS, pictures: dict[str, Any] | None = None) -> Path:
-    """Copy a finished run's model into ``root/name`` without its optimizer state, with metrics and a model card.
+def bundle_run(
+    run_dir: Path, name: str, root: Path = WEIGHTS, pictures: dict[str, Any] | None = None, data: str | None = None
+) -> Path:
+    """Copy a finished run's model into ``root/name`` without its optimizer state, with metrics, a card and its graph.
 
     ``pictures`` (``benchmarks/pictures.py --json`` of the model) adds its figures
-    on people's pictures to the card. Raises ModelFileError when the run is not of
-    the bundle's preset and data set.
+    on people's pictures to the card; ``data`` is where the test set that checks
+    the graph is (as for ``load_dataset``; default: the usual places, no download).
+    Raises ModelFileError when the run is not of the bundle's preset and data set.
     """
     from mnist_classifier.data.augmentation import inference_model
     from mnist_classifier.inference.model_info import read_model_info
+    from mnist_classifier.models import network_summary
     from mnist_classifier.persistence import load_model, save_model
 
     bundle = BUNDLES[name]
@@ -170,10 +177,49 @@ def bundle_run(run_dir: Path, name: str, root: Path = WEIGHTS, pictures: dict[st
     info = read_model_info(source)
     network = inference_model(load_model(source, compile=False))  # loads with plain Keras: no layer of ours left
     save_model(network, folder / "model.keras", info)
+    ship_onnx(folder, network, info, data)
     shutil.copyfile(run_dir / "metrics.json", folder / "metrics.json")
     rejection = non_digits_rejected(network, info) if info.reject_below is not None else None
-    card = model_card(bundle, metrics, info.normalization.mode, (run_dir / "config.toml").read_text(), rejection, pictures)
+    config_toml = (run_dir / "config.toml").read_text()
+    card = model_card(bundle, metrics, info.normalization.mode, config_toml, rejection, pictures, network_summary(network))
     (folder / "MODEL_CARD.md").write_text(card)
+    return folder
+
+
+def ship_onnx(folder: Path, network, info, data: str | None = None, count: int = 256) -> Path:
+    """Export ``folder/model.keras`` (``network``, with its record ``info``) to ``folder/model.onnx``.
+
+    The graph records the ``.keras`` file's source digest, and is checked against
+    Keras on the first ``count`` test images of the model's data set, found in
+    ``data`` or the usual places without downloading (see
+    :func:`~mnist_classifier.inference.onnx_export.export_onnx`, which raises
+    ModelFileError when they differ; it needs the ``export`` extra).
+    """
+    from mnist_classifier.data.preprocessing import preprocess
+    from mnist_classifier.data.sources import load_dataset
+    from mnist_classifier.inference.onnx_export import export_onnx
+    from mnist_classifier.inference.onnx_runtime import source_digest
+
+    _, (x_test, _) = load_dataset(info.dataset, data, download=False)
+    inputs = preprocess(x_test[:count], info.normalization, info.input_shape)
+    source = source_digest(folder / "model.keras")
+    return export_onnx(network, folder / "model.onnx", info, source, inputs)
+
+
+def refresh_bundle(name: str, root: Path = WEIGHTS, data: str | None = None) -> Path:
+    """Re-export a bundled model's ``model.onnx`` and rewrite its card's network section, without training.
+
+    The rest of the card is kept as it is. Returns the model's folder.
+    """
+    from mnist_classifier.inference.model_info import read_model_info
+    from mnist_classifier.models import network_summary
+    from mnist_classifier.persistence import load_model
+
+    folder = root / name
+    network = load_model(folder / "model.keras", compile=False)
+    ship_onnx(folder, network, read_model_info(folder / "model.keras"), data)
+    card = folder / "MODEL_CARD.md"
+    card.write_text(with_network_section(card.read_text(), network_summary(network)))
     return folder
 
 
@@ -199,11 +245,13 @@ def model_card(
     config_toml: str,
     rejection: dict[str, float] | None = None,
     pictures: dict[str, Any] | None = None,
+    summary: dict[str, Any] | None = None,
 ) -> str:
-    """A short model card: what it is, its data and preprocessing, per-class results, calibration, limitations.
+    """A short model card: what it is, its data, preprocessing and network, per-class results, calibration, limitations.
 
     ``rejection`` is the share of held-out non-digit pictures of each kind rejected;
-    ``pictures`` the figures ``benchmarks/pictures.py --json`` printed for the model.
+    ``pictures`` the figures ``benchmarks/pictures.py --json`` printed for the model;
+    ``summary`` its :func:`~mnist_classifier.models.network_summary` (no network section without it).
     """
     evaluation = metrics["evaluation"]
     rows = "\n".join(
@@ -232,7 +280,7 @@ The 10,000 test images were used only for the results here.
 28×28 greyscale images, `{normalization}` normalization, as recorded inside the model file.
 Pictures given to `predict` or the service are first framed the way the data set frames
 its images (inverted if dark on light, cropped, scaled into the centre of a 28×28 frame).
-
+{_network_section(summary)}
 ## Results on the test set
 Test accuracy **{metrics["test_accuracy"]:.4f}**, loss {metrics["test_loss"]:.4f}, after {metrics["epochs"]} epochs{best}.
 The run took {timings.get("total_s", 0) / 60:.1f} minutes ({metrics.get("devices", 1)} device(s)).
@@ -251,6 +299,45 @@ Versions: {versions}.
 {config_toml.strip()}
 ```
 """
+
+
+NETWORK_HEADING = "## Network"
+
+
+def _network_section(summary: dict[str, Any] | None) -> str:
+    """The card's section listing the network's layers, output shapes and parameters (empty without a summary)."""
+    if summary is None:
+        return ""
+    rows = "\n".join(
+        f"| {layer['name']} | {layer['type']} | {_shape(layer['output_shape'])} | {layer['params']:,} |"
+        for layer in summary["layers"]
+    )
+    fixed = summary["non_trainable"]
+    untrained = f", {fixed:,} of them not trained (batch normalization's running statistics)" if fixed else ""
+    return f"""
+{NETWORK_HEADING}
+What Keras's `model.summary()` shows: **{summary["total"]:,}** parameters{untrained}.
+
+| layer | type | output shape | parameters |
+|---|---|---|---:|
+{rows}
+"""
+
+
+def _shape(shape: list) -> str:
+    """An output shape as Keras prints it: ``(None, 28, 28, 32)``."""
+    return "(" + ", ".join(str(side) for side in shape) + ")"
+
+
+def with_network_section(card: str, summary: dict[str, Any]) -> str:
+    """A model card's text with its network section replaced by (or, when it has none, given) ``summary``'s."""
+    section = _network_section(summary)
+    start = card.find(f"\n{NETWORK_HEADING}\n")
+    if start < 0:
+        start = end = card.index("\n## Results on the test set")
+    else:
+        end = card.index("\n## ", start + 1)
+    return card[:start] + section.rstrip("\n") + "\n" + card[end:]
 
 
 def _calibration_section(calibration: dict[str, Any] | None, rejection: dict[str, float] | None) -> str:

@@ -16,7 +16,11 @@ compares that twin's own outputs.
 
 The model's record (data set, classes, normalization) travels in the ONNX
 metadata, so a ``.onnx`` file predicts with the same preprocessing as its
-``.keras`` source.
+``.keras`` source, and so does the digest of that source, by which a graph
+shipped beside a ``.keras`` file is known to be its own.
+
+Exporting needs the ``export`` extra (jax2onnx and onnx); running a graph needs
+only onnxruntime.
 """
 
 from __future__ import annotations
@@ -27,31 +31,57 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mnist_classifier.errors import ModelFileError, first_line
+from mnist_classifier.errors import MissingExtraError, ModelFileError, first_line
 from mnist_classifier.system.files import atomic_path
 from mnist_classifier.inference.model_info import ModelInfo
 from mnist_classifier.models import as_float32
-from mnist_classifier.inference.onnx_runtime import INFO_KEY, OnnxNetwork
+from mnist_classifier.inference.onnx_runtime import INFO_KEY, SOURCE_KEY, OnnxNetwork
 
 INPUT_NAME = "image"
 TOLERANCE = 1e-5  # largest difference in any probability between onnxruntime and Keras
 CHECK_IMAGES = 256
 
 
-def export_onnx(network: keras.Model, path: str | os.PathLike, info: ModelInfo | None = None) -> Path:
-    """Write ``network`` to ``path`` as ONNX (with ``info`` in its metadata), after checking it on onnxruntime.
+def export_onnx(
+    network: keras.Model,
+    path: str | os.PathLike,
+    info: ModelInfo | None = None,
+    source: str | None = None,
+    inputs: np.ndarray | None = None,
+) -> Path:
+    """Write ``network`` to ``path`` as ONNX, after checking it on onnxruntime against Keras.
+
+    ``info`` (the model's record) and ``source`` (the
+    :func:`~mnist_classifier.inference.onnx_runtime.source_digest` of its ``.keras``
+    file) go into the graph's metadata; ``inputs`` are what the check compares
+    (default: random ones, see :func:`check_export`).
 
     Raises:
+        MissingExtraError: the ``export`` extra (jax2onnx, onnx) is not installed.
         ModelFileError: the exporter failed, or its graph does not run or does not
             match Keras within TOLERANCE; nothing is left at ``path``.
     """
+    require_exporter()
     path = check_target(Path(path))
     network = as_float32(network)
     with atomic_path(path, suffix=".onnx") as temp:
-        _trace(network, temp)
-        _finish(temp, info)
-        check_export(network, temp)
+        weights = temp.with_name(f"{temp.name}.data")  # where the exporter puts large weights; _finish takes them in
+        try:
+            _trace(network, temp)
+            _finish(temp, info, source)
+            check_export(network, temp, inputs)
+        finally:
+            weights.unlink(missing_ok=True)
     return path
+
+
+def require_exporter() -> None:
+    """Raise MissingExtraError unless the ``export`` extra (jax2onnx and onnx) can be imported."""
+    try:
+        import jax2onnx  # noqa: F401
+        import onnx  # noqa: F401
+    except ImportError:
+        raise MissingExtraError("export needs the export extra: pip install 'mnist-classifier[export]'") from None
 
 
 def check_target(path: Path) -> Path:
@@ -89,15 +119,19 @@ def _trace(network: keras.Model, path: Path) -> None:
         raise ModelFileError(f"cannot export {network.name} to ONNX ({first_line(exc)})") from None
 
 
-def _finish(path: Path, info: ModelInfo | None) -> None:
-    """Rewrite the exported graph's max-pooling for onnxruntime and store the model's record (if any) in its metadata."""
+def _finish(path: Path, info: ModelInfo | None, source: str | None) -> None:
+    """Rewrite the exported graph's max-pooling for onnxruntime; store the model's record and source (if any) in its metadata.
+
+    The graph is saved as one file, its weights inside it.
+    """
     import onnx
 
     model = onnx.load(str(path))
     _rewrite_pooling(model.graph)
-    if info is not None:
-        entry = model.metadata_props.add()
-        entry.key, entry.value = INFO_KEY, info.to_json()
+    for key, value in ((INFO_KEY, info and info.to_json()), (SOURCE_KEY, source)):
+        if value is not None:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
     model.producer_name = "mnist-classifier"
     onnx.save(model, str(path))
 

@@ -1,9 +1,11 @@
 """Run an ONNX classifier on onnxruntime, without Keras.
 
-A ``.keras`` model asked to run on onnxruntime is exported once
-(:mod:`mnist_classifier.inference.onnx_export`, which needs Keras) into the cache, under a
-name made of the file's content and EXPORT_REVISION; later runs load the cached
-graph directly and never import Keras.
+A ``.keras`` model asked to run on onnxruntime runs the graph shipped beside it
+(``model.onnx`` next to ``model.keras``, as the bundled models have) when that
+graph records the file's :func:`source_digest`; otherwise it is exported once
+(:mod:`mnist_classifier.inference.onnx_export`, which needs Keras and the
+``export`` extra) into the cache, under a name made of the same digest. Later
+runs load the graph directly and never import Keras.
 """
 
 from __future__ import annotations
@@ -19,13 +21,31 @@ from mnist_classifier.inference.model_info import ModelInfo, check_model_file, c
 
 RUNTIMES = ("keras", "onnx")
 INFO_KEY = "mnist_classifier"  # the ONNX metadata entry that holds the model's record
-EXPORT_REVISION = "spatial-maxpool"  # part of a cached export's key: change it when exports change
+SOURCE_KEY = "mnist_classifier_source"  # the ONNX metadata entry that holds the source_digest it was exported from
+EXPORT_REVISION = "spatial-maxpool"  # part of source_digest: change it when exports change
+
+
+def source_digest(keras_path: Path) -> str:
+    """The SHA-256 of a ``.keras`` file's content and EXPORT_REVISION: what an export of it records as its source."""
+    return hashlib.sha256(keras_path.read_bytes() + EXPORT_REVISION.encode()).hexdigest()
 
 
 def cached_export_path(keras_path: Path) -> Path:
-    """Where the cache keeps the ONNX export of a ``.keras`` file (keyed by its content and EXPORT_REVISION)."""
-    digest = hashlib.sha256(keras_path.read_bytes() + EXPORT_REVISION.encode()).hexdigest()[:16]
-    return cache_root() / "onnx" / f"{keras_path.stem}-{digest}.onnx"
+    """Where the cache keeps the ONNX export of a ``.keras`` file (named by its :func:`source_digest`)."""
+    return cache_root() / "onnx" / f"{keras_path.stem}-{source_digest(keras_path)[:16]}.onnx"
+
+
+def shipped_graph(keras_path: Path) -> OnnxNetwork | None:
+    """The graph shipped beside a ``.keras`` file (same name, ``.onnx``), if it was exported from that very file.
+
+    None when there is no such file or it records another source (the weights
+    changed since, or EXPORT_REVISION did): the caller exports instead.
+    """
+    graph = keras_path.with_suffix(".onnx")
+    if not graph.is_file():
+        return None
+    network = OnnxNetwork(graph)
+    return network if network.source == source_digest(keras_path) else None
 
 
 class OnnxNetwork:
@@ -50,6 +70,7 @@ class OnnxNetwork:
         self.outputs = [outputs[0].name]
         self.output_shape = tuple(outputs[0].shape[1:])
         self.info = _read_info(path, self.session)
+        self.source = self.session.get_modelmeta().custom_metadata_map.get(SOURCE_KEY)
         if all(isinstance(side, int) for side in self.output_shape):
             check_outputs(self.info, int(np.prod(self.output_shape)), path)
 

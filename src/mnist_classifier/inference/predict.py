@@ -8,6 +8,7 @@ a picture that shows nothing it recognises as digits is ``rejected`` with a
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import threading
@@ -25,7 +26,13 @@ from mnist_classifier.errors import ConfigError, ImageError, ModelFileError
 from mnist_classifier.data.formats import IMAGE_SIZE
 from mnist_classifier.inference.images import Picture, read_picture, to_item
 from mnist_classifier.inference.model_info import ModelInfo, check_archive, read_model_info
-from mnist_classifier.inference.onnx_runtime import RUNTIMES, OnnxNetwork, cached_export_path
+from mnist_classifier.inference.onnx_runtime import (
+    RUNTIMES,
+    OnnxNetwork,
+    cached_export_path,
+    shipped_graph,
+    source_digest,
+)
 from mnist_classifier.data.preprocessing import Normalization, preprocess
 from mnist_classifier.inference.reading import Mark, Reading, read_digits
 
@@ -33,6 +40,7 @@ if TYPE_CHECKING:  # Keras is imported only for models that run on it: onnxrunti
     import keras
 
 ImageSource = str | os.PathLike | bytes | np.ndarray
+_log = logging.getLogger(__name__)  # with no handler set up, Python prints its warnings alone on stderr
 
 
 def _top_records(top: tuple[tuple[str, float], ...]) -> list[dict]:
@@ -242,8 +250,10 @@ def open_model(
     """A classifier of 28×28 images for inference, its input shape and its record (if any).
 
     ``model`` is a ``.keras`` or ``.onnx`` file or a bundled model's name; ``runtime``
-    (default: ``onnx`` for a ``.onnx`` file, else ``keras``) is what runs it, a
-    ``.keras`` model on ``onnx`` being exported once into the cache. ``dataset``,
+    (default: ``onnx`` for a ``.onnx`` file, else ``keras``) is what runs it. A
+    ``.keras`` model on ``onnx`` runs the graph shipped beside it (a bundled
+    model's), else is exported once into the cache, with a message on stderr
+    while it is (through :mod:`logging`). ``dataset``,
     when given, must be the one the record names.
     """
     path = model_path(model)
@@ -253,7 +263,7 @@ def open_model(
     if path.suffix == ".onnx" and runtime != "onnx":
         raise ConfigError(f"{path}: an ONNX file runs on onnxruntime only (runtime onnx), not on {runtime}")
     if runtime == "onnx":
-        network = OnnxNetwork(path if path.suffix == ".onnx" else _cached_export(path))
+        network = OnnxNetwork(path) if path.suffix == ".onnx" else _onnx_network(check_archive(path))
         shape, info = check_shapes(network.input_shape, network.output_shape, path), network.info
     else:
         network, shape, info = _keras_classifier(path)
@@ -262,16 +272,24 @@ def open_model(
     return network, shape, info
 
 
-def _cached_export(path: Path) -> Path:
-    """The ONNX export of a ``.keras`` file, from the cache; exported (with Keras) on first use."""
-    target = cached_export_path(check_archive(path))
-    if not target.exists():
-        from mnist_classifier.inference.onnx_export import export_onnx  # Keras is imported only to export
+def _onnx_network(path: Path) -> OnnxNetwork:
+    """A ``.keras`` file's graph on onnxruntime: the one shipped beside it, else its export from the cache.
 
+    The export is made (with Keras) on first use; it needs the ``export`` extra.
+    """
+    shipped = shipped_graph(path)
+    if shipped is not None:
+        return shipped
+    target = cached_export_path(path)
+    if not target.exists():
+        from mnist_classifier.inference.onnx_export import export_onnx, require_exporter  # imports Keras
+
+        require_exporter()
+        _log.warning("exporting %s to ONNX (once)...", path.name)
         network, _, info = _keras_classifier(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(network, target, info)
-    return target
+        export_onnx(network, target, info, source_digest(path))
+    return OnnxNetwork(target)
 
 
 def _keras_classifier(path: Path) -> tuple[keras.Model, tuple[int, ...], ModelInfo | None]:
