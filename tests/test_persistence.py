@@ -157,3 +157,57 @@ def test_failed_save_leaves_the_old_file_intact(tmp_path, tiny_model):
     with pytest.raises(KeyboardInterrupt):
         save_model(unsaveable, path)
     assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.keras"]
+
+
+def _weights_file(path):
+    """The datasets of a ``.keras`` file's weights (model and optimizer), by their path in the archive."""
+    import io
+
+    import h5py
+
+    arrays = {}
+    with zipfile.ZipFile(path) as archive, h5py.File(io.BytesIO(archive.read("model.weights.h5"))) as weights:
+        weights.visititems(lambda name, item: arrays.update({name: np.array(item)}) if isinstance(item, h5py.Dataset) else None)
+    return arrays
+
+
+def test_background_save_writes_what_a_synchronous_save_writes(tiny_model, small_mnist, tmp_path):
+    from mnist_classifier.persistence import BackgroundSaver
+
+    tiny_model.fit(*small_mnist["train"], batch_size=256, epochs=1, verbose=0)
+    saver = BackgroundSaver(tiny_model, INFO)
+    saver.save(tmp_path / "background.keras")
+    snapshot = tiny_model.get_weights()
+    tiny_model.fit(*small_mnist["train"], batch_size=256, epochs=1, verbose=0)  # the snapshot is not touched
+    saver.close()
+    loaded = load_model(tmp_path / "background.keras")
+    for ours, theirs in zip(snapshot, loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert read_model_info(tmp_path / "background.keras") == INFO
+    assert sorted(os.listdir(tmp_path)) == ["background.keras"]
+
+
+def test_background_save_equals_a_synchronous_save_with_the_optimizer_state(tiny_model, small_mnist, tmp_path):
+    from mnist_classifier.persistence import BackgroundSaver
+
+    tiny_model.fit(*small_mnist["train"], batch_size=256, epochs=1, verbose=0)
+    saver = BackgroundSaver(tiny_model, INFO)
+    saver.save(tmp_path / "background.keras")
+    saver.close()
+    save_model(tiny_model, tmp_path / "now.keras", INFO)
+    background, now = _weights_file(tmp_path / "background.keras"), _weights_file(tmp_path / "now.keras")
+    assert background.keys() == now.keys() and any(name.startswith("optimizer") for name in now)
+    for name, array in now.items():
+        np.testing.assert_array_equal(background[name], array, err_msg=name)
+
+
+def test_a_failed_background_save_is_raised(tiny_model, small_mnist, tmp_path):
+    from mnist_classifier.persistence import BackgroundSaver
+
+    tiny_model.fit(*small_mnist["test"], batch_size=500, epochs=1, verbose=0)
+    (tmp_path / "model.keras").mkdir()  # a folder where the file should go
+    saver = BackgroundSaver(tiny_model)
+    saver.save(tmp_path / "model.keras")
+    with pytest.raises(OutputError, match="is a folder"):
+        saver.close()
+    saver.close()  # reported once

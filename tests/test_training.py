@@ -1,5 +1,7 @@
 """optimize_model and train_model: Adam, decay, early stopping, best checkpoint, determinism."""
 
+import threading
+
 import keras
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from mnist_classifier import (
     optimize_model,
     train_model,
 )
+from mnist_classifier.errors import OutputError
 from mnist_classifier.training import inverse_time_decay, step_schedule
 
 
@@ -181,3 +184,23 @@ def test_ctrl_c_stops_training_at_the_next_step_boundary(tiny_model, small_mnist
         train_model(tiny_model, x, y, 32, 5, callbacks=[CtrlC(), history], verbose=False, engine=engine)
     assert signal.getsignal(signal.SIGINT) is before  # the handler in place before training is back
     assert len(history.history.get("loss", [])) == 1  # epoch 2 stopped at its first step boundary, unfinished
+
+
+def test_the_checkpoint_is_complete_when_train_returns(tiny_model, small_mnist, tmp_path):
+    path = tmp_path / "best.keras"
+    train_model(
+        tiny_model, *small_mnist["train"], 64, 2, validation_data=small_mnist["val"],
+        save_best=True, filepath=path, verbose=False, restore_best=True,
+    )  # fmt: skip
+    assert not any(thread.name == "mnist-classifier-saver" for thread in threading.enumerate())
+    for ours, theirs in zip(tiny_model.get_weights(), load_model(path).get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_checkpoint_that_cannot_be_written_fails_training(tiny_model, small_mnist, tmp_path):
+    (tmp_path / "best.keras").mkdir()  # a folder where the checkpoint should go
+    with pytest.raises(OutputError, match="is a folder"):
+        train_model(
+            tiny_model, *small_mnist["train"], 500, 1, validation_data=small_mnist["val"],
+            save_best=True, filepath=tmp_path / "best.keras", verbose=False,
+        )  # fmt: skip

@@ -8,10 +8,13 @@ as an extra ``mnist_classifier.json`` entry in the ``.keras`` zip: plain
 from __future__ import annotations
 
 import os
+import threading
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from mnist_classifier.errors import ModelFileError, first_line
 from mnist_classifier.system.files import atomic_path
@@ -34,6 +37,107 @@ def save_model(network: keras.Model, filename: str | os.PathLike, info: ModelInf
         if info is not None:
             with zipfile.ZipFile(temp, "a") as archive:
                 archive.writestr(INFO_ENTRY, info.to_json())
+
+
+class BackgroundSaver:
+    """Saves snapshots of one model with :func:`save_model` on a thread of its own, off the training path.
+
+    :meth:`save` copies the model's variables and its optimizer's to host memory
+    and returns; the thread writes that snapshot to the file, atomically as
+    :func:`save_model` does, through a copy of the model rebuilt from its config on
+    the first snapshot, so the file is the one a synchronous save would have
+    written at that moment. One write runs at a time; a newer snapshot of a file
+    replaces one of the same file still waiting. A failed write is raised by the
+    next :meth:`save` or by :meth:`close`, which waits for every snapshot taken.
+
+    Example:
+        >>> saver = BackgroundSaver(network)
+        >>> saver.save("runs/best.keras")  # returns once the weights are copied
+        >>> saver.close()  # the file is written (or its error raised)
+    """
+
+    def __init__(self, network: keras.Model, info: ModelInfo | None = None) -> None:
+        self.network, self.info = network, info
+        self._config: tuple[dict, dict | None, bool] | None = None
+        self._copy: keras.Model | None = None
+        self._waiting: dict[Path, tuple[list[np.ndarray], Callable[[], None] | None]] = {}
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+
+    def save(self, filename: str | os.PathLike, after: Callable[[], None] | None = None) -> None:
+        """Snapshot the model now and write it to ``filename`` in the background, then call ``after`` there.
+
+        Raises the error of an earlier failed write, and ModelFileError for a name
+        not ending in ``.keras``.
+        """
+        self._raise_failure()
+        path = Path(filename)
+        if path.suffix != ".keras":
+            raise ModelFileError(f"{path}: model files must end in .keras")
+        if self._config is None:
+            optimizer = getattr(self.network, "optimizer", None)
+            compiled = self.network.get_compile_config() if self.network.compiled else None
+            built = optimizer is not None and optimizer.built
+            self._config = (keras.saving.serialize_keras_object(self.network), compiled, built)
+        values = [np.array(variable.numpy()) for variable in _state(self.network)]
+        with self._changed:
+            self._waiting[path] = (values, after)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="mnist-classifier-saver", daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        """Wait until every snapshot is written; raise the first failed write's error."""
+        with self._changed:
+            while self._thread is not None:
+                self._changed.wait()
+        self._raise_failure()
+
+    def _raise_failure(self) -> None:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def _work(self) -> None:
+        while True:
+            with self._changed:
+                if not self._waiting:
+                    self._thread = None
+                    self._changed.notify_all()
+                    return
+                path = next(iter(self._waiting))
+                values, after = self._waiting.pop(path)
+            try:
+                self._write(path, values)
+                if after is not None:
+                    after()
+            except BaseException as exc:  # raised on the training thread by save() or close()
+                with self._changed:
+                    self._error = self._error or exc
+
+    def _write(self, path: Path, values: list[np.ndarray]) -> None:
+        if self._copy is None:
+            self._copy = _rebuild(*self._config)
+        for variable, value in zip(_state(self._copy), values, strict=True):
+            variable.assign(value)
+        save_model(self._copy, path, self.info)
+
+
+def _state(network: keras.Model) -> list:
+    """The variables a ``.keras`` file holds: the model's, then its optimizer's."""
+    optimizer = getattr(network, "optimizer", None)
+    return [*network.variables, *(optimizer.variables if optimizer is not None else [])]
+
+
+def _rebuild(config: dict, compiled: dict | None, built: bool) -> keras.Model:
+    """A model built from ``config``, compiled from ``compiled`` (its optimizer built if ``built``), to carry snapshots."""
+    network = keras.saving.deserialize_keras_object(config)
+    if compiled is not None:
+        network.compile_from_config(compiled)
+        if built and not network.optimizer.built:
+            network.optimizer.build(network.trainable_variables)
+    return network
 
 
 def load_model(filename: str | os.PathLike, *, compile: bool = True) -> keras.Model:

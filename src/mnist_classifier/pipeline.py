@@ -244,7 +244,10 @@ def _fit_and_record(
     )
     recorder = RunRecorder(run_dir, history, info)
     recorder.write_status("running")
-    fit(config, network, data, [recorder, *callbacks], run_dir / "best.keras", info, history)
+    try:
+        fit(config, network, data, [recorder, *callbacks], run_dir / "best.keras", info, history)
+    finally:  # last.keras and the record are written, also on Ctrl-C and errors
+        recorder.close()
     train_seconds = time.perf_counter() - recorder.started
     base = initial_model(config)
     if config.training.base_share:

@@ -36,7 +36,7 @@ from mnist_classifier.config import Config, read_config_file
 from mnist_classifier.errors import TrainingError, first_line
 from mnist_classifier.evaluation import Evaluation
 from mnist_classifier.inference.model_info import ModelInfo
-from mnist_classifier.persistence import save_model
+from mnist_classifier.persistence import BackgroundSaver
 from mnist_classifier.system.files import write_text_atomic
 
 
@@ -240,29 +240,46 @@ class EpochTimer(keras.callbacks.Callback):
 
 
 class RunRecorder(EpochTimer):
-    """After every epoch: history (CSV and JSON), ``last.keras`` and ``run.json``."""
+    """After every epoch: ``last.keras``, then history (CSV and JSON) and ``run.json``.
+
+    The epoch's state is a snapshot written in the background, the record after it
+    so that ``run.json`` never counts an epoch ``last.keras`` lacks; :meth:`close`
+    waits for them and raises a failed write's error.
+    """
 
     def __init__(self, run_dir: Path, history: list[dict[str, Any]], info: ModelInfo) -> None:
         super().__init__()
         self.run_dir, self.history, self.info = run_dir, history, info
+        self._saver: BackgroundSaver | None = None
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         super().on_epoch_end(epoch, logs)
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}, "time_s": self.epoch_seconds[-1]}
         self.history.append(row)
-        save_model(self.model, self.run_dir / "last.keras", self.info)
-        write_text_atomic(self.run_dir / "history.json", json.dumps(self.history, indent=2))
-        write_text_atomic(self.run_dir / "history.csv", _to_csv(self.history))
-        self.write_status("running")
+        if self._saver is None:
+            self._saver = BackgroundSaver(self.model, self.info)
+        rows = list(self.history)
+        self._saver.save(self.run_dir / "last.keras", after=lambda: self._record(rows))
 
-    def write_status(self, status: str) -> None:
-        """Record the run's state and its epochs so far in ``run.json``."""
-        best = best_epoch(self.history)
+    def close(self) -> None:
+        """Wait for the last epoch's files; raise the error of a failed write."""
+        if self._saver is not None:
+            self._saver.close()
+
+    def _record(self, history: list[dict[str, Any]]) -> None:
+        write_text_atomic(self.run_dir / "history.json", json.dumps(history, indent=2))
+        write_text_atomic(self.run_dir / "history.csv", _to_csv(history))
+        self.write_status("running", history)
+
+    def write_status(self, status: str, history: list[dict[str, Any]] | None = None) -> None:
+        """Record the run's state and its epochs so far (default: all recorded) in ``run.json``."""
+        history = self.history if history is None else history
+        best = best_epoch(history)
         record = {
             "status": status,
-            "epochs_completed": len(self.history),
+            "epochs_completed": len(history),
             "best_epoch": best,
-            "best_val_loss": None if best is None else self.history[best - 1]["val_loss"],
+            "best_val_loss": None if best is None else history[best - 1]["val_loss"],
         }
         _write_record(self.run_dir, record)
 

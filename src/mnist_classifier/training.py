@@ -13,7 +13,7 @@ from mnist_classifier import accel
 from mnist_classifier.config import Config, OptimizerConfig, TrainingConfig, check_count
 from mnist_classifier.errors import TrainingError
 from mnist_classifier.inference.model_info import ModelInfo
-from mnist_classifier.persistence import load_model, save_model
+from mnist_classifier.persistence import BackgroundSaver, load_model
 from mnist_classifier.system.interrupts import interrupts_between_steps, stop_if_interrupted
 
 LearningRate = float | keras.optimizers.schedules.LearningRateSchedule
@@ -110,7 +110,9 @@ def train(
             for early stopping, ``save_best`` and ``restore_best``.
         callbacks: more Keras callbacks.
         checkpoint: the ``.keras`` file ``training.save_best`` writes the best model
-            to, atomically with ``info`` inside (None: no checkpoint).
+            to, atomically with ``info`` inside (None: no checkpoint); it is written
+            on a background thread (:class:`~mnist_classifier.persistence.BackgroundSaver`)
+            and complete when ``train`` returns or raises, a failed write raised.
         initial_epoch, resume_state: where an interrupted run goes on from: its
             epochs done, and the ``best`` val_loss and ``wait`` epochs since it.
         input_transform: a Keras-ops function turning stored inputs into model
@@ -130,20 +132,26 @@ def train(
     if training.early_stopping:
         chain.append(_ResumableEarlyStopping(training.patience, state.get("best"), int(state.get("wait", 0))))
     save_to = checkpoint if training.save_best else None
+    best = None
     if save_to is not None or training.restore_best:
-        chain.append(BestModel(save_to, training.restore_best, info, state.get("best")))
+        best = BestModel(save_to, training.restore_best, info, state.get("best"))
+        chain.append(best)
     fit = accel.engine(training)
     with interrupts_between_steps():
-        return fit(
-            network,
-            x,
-            y,
-            validation_data,
-            callbacks=[*chain, *callbacks, _StopOnInterrupt()],
-            initial_epoch=initial_epoch,
-            input_transform=input_transform,
-            verbose=verbose,
-        )
+        try:
+            return fit(
+                network,
+                x,
+                y,
+                validation_data,
+                callbacks=[*chain, *callbacks, _StopOnInterrupt()],
+                initial_epoch=initial_epoch,
+                input_transform=input_transform,
+                verbose=verbose,
+            )
+        finally:  # the checkpoint is written before train returns, also on Ctrl-C and errors
+            if best is not None:
+                best.close()
 
 
 def train_model(
@@ -284,7 +292,11 @@ class _ResumableEarlyStopping(keras.callbacks.EarlyStopping):
 
 
 class BestModel(keras.callbacks.Callback):
-    """Tracks the best ``val_loss``: saves it atomically and/or restores its weights at the end."""
+    """Tracks the best ``val_loss``: saves it atomically and/or restores its weights at the end.
+
+    The save is a snapshot written in the background (:class:`~mnist_classifier.persistence.BackgroundSaver`);
+    :meth:`close` waits for it and raises a failed write's error.
+    """
 
     def __init__(
         self,
@@ -299,6 +311,7 @@ class BestModel(keras.callbacks.Callback):
         self.info = info
         self.best = math.inf if best is None else best
         self._weights: list[np.ndarray] | None = None
+        self._saver: BackgroundSaver | None = None
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         current = (logs or {}).get("val_loss")
@@ -306,11 +319,19 @@ class BestModel(keras.callbacks.Callback):
             return
         self.best = float(current)
         if self.filepath is not None:
-            save_model(self.model, self.filepath, self.info)
+            if self._saver is None:
+                self._saver = BackgroundSaver(self.model, self.info)
+            self._saver.save(self.filepath)
         if self.restore:
             self._weights = self.model.get_weights()
 
+    def close(self) -> None:
+        """Wait for the checkpoint being written; raise its error if the write failed."""
+        if self._saver is not None:
+            self._saver.close()
+
     def on_train_end(self, logs=None) -> None:
+        self.close()
         if self._weights is not None:
             self.model.set_weights(self._weights)
         elif self.restore and self.filepath is not None and os.path.exists(self.filepath):
