@@ -94,8 +94,15 @@ def test_bundled_models_work_right_away_without_any_data_set(test_sets, tmp_path
 
 
 def test_a_name_that_is_neither_a_file_nor_a_bundled_model_is_one_clear_error(tmp_path):
-    result = cli("predict", "mnist-cn", tmp_path, check=False)
-    assert_one_line_error(result, "mnist-cn: no such model file, and not a bundled model (mnist-mlp, mnist-cnn, fashion-cnn)")
+    result = cli("predict", "digits", tmp_path, check=False)
+    assert_one_line_error(result, "digits: no such model file, and not a bundled model (mnist-mlp, mnist-cnn, fashion-cnn)")
+
+
+def test_a_misspelt_bundled_name_says_which_one_was_meant(tmp_path):
+    result = cli("predict", "mnist-cnm", tmp_path, check=False)
+    assert_one_line_error(
+        result, "unknown model 'mnist-cnm': did you mean 'mnist-cnn'? (known: mnist-mlp, mnist-cnn, fashion-cnn)"
+    )
 
 
 def test_bundling_a_run_drops_the_optimizer_and_writes_metrics_a_card_and_its_checked_graph(

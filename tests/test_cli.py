@@ -119,6 +119,8 @@ def test_info_finds_debians_fashion_mnist(fashion_dir):
         (["info", "--data", "/nonexistent/mnist"], ["/nonexistent/mnist", "MNIST_CLASSIFIER_DATA"]),
         (["info"], ["mnist not found", "download failed", "--data PATH"]),
         (["train", "--preset", "huge"], ["unknown preset 'huge'"]),
+        (["train", "--preset", "cnm"], ["unknown preset 'cnm': did you mean 'cnn'? (known: notebook, mlp,"]),
+        (["info", "--dataset", "fashion"], ["unknown dataset 'fashion': did you mean 'fashion_mnist'?"]),
         (["train", "--set", "training.epochz=3"], ["unknown setting 'training.epochz'"]),
         (["train", "--set", "model.keep_prob=0"], ["keep_prob=0"]),
         (["train", "--config", "/nonexistent.toml"], ["/nonexistent.toml: config file not found"]),

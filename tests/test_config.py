@@ -42,6 +42,28 @@ def test_written_config_reads_back_identical(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("base", "overrides"),
+    [
+        ("mlp", {"training.seed": 3}),
+        ("notebook", {"model.layers": [32, 10], "model.activations": ["relu", "softmax"]}),
+        ("cnn", {"model.architecture": "mlp"}),  # read back onto the cnn preset, which gives them
+        ("mlp", {"model.kernel_size": 5}),  # set by hand on an MLP: kept
+        ("cnn", {}),
+    ],
+)
+def test_an_mlps_config_file_lists_only_what_it_uses_and_reads_back_identical(tmp_path, base, overrides):
+    original = apply_overrides(PRESETS[base], overrides)
+    write_config(original, tmp_path / "config.toml", PRESETS[base])
+    text = (tmp_path / "config.toml").read_text()
+    assert resolve_config(config_file=tmp_path / "config.toml") == original
+    if original.model.architecture == "mlp":
+        assert "filters" not in text and "augment" not in text and "rotation" not in text
+        assert ("kernel_size" in text) == ("model.kernel_size" in overrides)
+    else:
+        assert "filters" in text and "convs_per_block" in text
+
+
+@pytest.mark.parametrize(
     ("text", "expected"),
     [
         ("training.epochs=3", ("training.epochs", 3)),

@@ -8,7 +8,7 @@ from mnist_classifier.config import apply_overrides
 from mnist_classifier.errors import TrainingError
 from mnist_classifier.pipeline import train_run
 from mnist_classifier.presets import preset
-from mnist_classifier.report import compare_runs, write_report
+from mnist_classifier.report import compare_runs, run_labels, write_report
 from mnist_classifier.runs import RunRecord
 from tests.conftest import ARTIFACTS
 from tests.test_cli import assert_one_line_error, cli
@@ -64,13 +64,31 @@ def test_the_html_report_shows_every_figure_in_a_browser(runs, browser):
 
 def test_compare_puts_runs_side_by_side(runs, tmp_path):
     header, rows = compare_runs(runs, tmp_path / "compare.png")
-    assert header == ["", runs[0].name, runs[1].name]
+    assert header == ["", *run_labels([run.name for run in runs])] and len(set(header)) == 3
+    assert all(name.startswith("mlp-mnist ") for name in header[1:])
     by_name = {row[0]: row[1:] for row in rows}
     assert by_name["model.layers"] == ["[32, 10]", "[128, 10]"] and "data.path" not in by_name
     assert by_name["epochs"] == ["3", "3"] and all(v.endswith("%") for v in by_name["test accuracy"])
     assert_picture(tmp_path / "compare.png", (1100, 400))
     shown = cli("compare", *runs, "--out", tmp_path / "cli.png").stdout
     assert "model.layers" in shown and (tmp_path / "cli.png").exists()
+
+
+def test_compare_draws_beside_the_runs_and_names_them_apart_in_80_columns(runs):
+    shown = cli("compare", *runs, env={"COLUMNS": "80"}).stdout
+    beside = runs[0].parent / "compare.png"
+    assert f"validation curves: {beside}" in shown.replace("\n", "") and beside.exists()
+    assert shown.count("mlp-mnist") == 2 and max(map(len, shown.splitlines())) <= 80
+
+
+def test_run_labels_keep_the_date_or_seconds_only_where_they_tell_runs_apart():
+    assert run_labels(["20261130-062241-mlp-mnist", "20261201-062241-mlp-mnist"]) == [
+        "mlp-mnist 11-30 06:22", "mlp-mnist 12-01 06:22"
+    ]
+    assert run_labels(["20261201-062241-cnn-mnist", "20261201-062259-cnn-mnist"]) == [
+        "cnn-mnist 06:22:41", "cnn-mnist 06:22:59"
+    ]
+    assert run_labels(["mine", "20261201-062241-cnn-mnist"]) == ["mine", "20261201-062241-cnn-mnist"]
 
 
 def test_info_show_draws_samples_of_every_class(mnist_dir, tmp_path):
@@ -80,6 +98,13 @@ def test_info_show_draws_samples_of_every_class(mnist_dir, tmp_path):
         width, height = grid.size
     assert_picture(tmp_path / "grid.png", (width, height))
     assert width > 400 and height > 800  # 10 rows of 5 digits
+
+
+def test_info_show_draws_into_the_runs_folder_by_default(mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("info", "--data", mnist_dir, "--show", 1)
+    assert "runs/samples-mnist.png" in result.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["runs"]
+    assert_picture(tmp_path / "runs" / "samples-mnist.png", Image.open(tmp_path / "runs" / "samples-mnist.png").size)
 
 
 def test_report_refuses_what_is_not_a_finished_run(tmp_path):

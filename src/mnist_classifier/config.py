@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import math
 import tomllib
 import types
@@ -15,7 +14,7 @@ from typing import Any
 
 import tomli_w
 
-from mnist_classifier.errors import ConfigError
+from mnist_classifier.errors import ConfigError, closest
 from mnist_classifier.system.files import read_input, write_text_atomic
 from mnist_classifier.data.formats import IMAGE_SIZE
 from mnist_classifier.data.preprocessing import check_normalize_mode
@@ -208,8 +207,8 @@ def check_search_range(name: str, spec: Any) -> None:
     section, _, key = name.partition(".")
     if section not in SEARCHABLE or key not in _field_types(_SECTIONS[section]):
         choices = [setting for setting in known_settings() if setting.split(".")[0] in SEARCHABLE]
-        close = difflib.get_close_matches(name, choices, n=1)
-        hint = f"did you mean {close[0]}?" if close else "expected a model, optimizer or training setting"
+        close = closest(name, choices)
+        hint = f"did you mean {close}?" if close else "expected a model, optimizer or training setting"
         raise ConfigError(f"tune.space: cannot search {name!r}: {hint}")
     hint = _field_types(_SECTIONS[section])[key]
     where = f"tune.space.{name}"
@@ -307,9 +306,25 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def write_config(config: Config, path: Path) -> None:
-    """Write ``config`` as TOML (read back by :func:`resolve_config`)."""
-    write_text_atomic(path, tomli_w.dumps(config.to_dict()))
+# The model settings only a CNN uses: its convolutional blocks and its random image changes.
+CNN_ONLY = (
+    "filters", "convs_per_block", "kernel_size", "batch_norm", "conv_keep_prob",
+    "augment", "shift", "rotation", "zoom", "pen_width", "elastic", "blur", "contrast",
+)  # fmt: skip
+
+
+def write_config(config: Config, path: Path, base: Config | None = None) -> None:
+    """Write ``config`` as TOML (read back by :func:`resolve_config`).
+
+    For an MLP, the CNN-only model settings (:data:`CNN_ONLY`) are left out where
+    they are as in ``base``, the preset the file names and is read back onto: the
+    file lists what the network uses, and reading it back gives ``config`` again.
+    """
+    settings = config.to_dict()
+    if base is not None and config.model.architecture == "mlp":
+        model, unused = settings["model"], base.to_dict()["model"]
+        settings["model"] = {key: value for key, value in model.items() if key not in CNN_ONLY or value != unused[key]}
+    write_text_atomic(path, tomli_w.dumps(settings))
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -342,8 +357,8 @@ def apply_overrides(config: Config, overrides: dict[str, Any]) -> Config:
         section, _, key = dotted.partition(".")
         sub = getattr(config, section, None) if section in _SECTIONS else None
         if sub is None or key not in _field_types(type(sub)):
-            close = difflib.get_close_matches(dotted, known_settings(), n=1)
-            hint = f"did you mean {close[0]}?" if close else f"expected one of {', '.join(known_settings())}"
+            close = closest(dotted, known_settings())
+            hint = f"did you mean {close}?" if close else f"expected one of {', '.join(known_settings())}"
             raise ConfigError(f"unknown setting {dotted!r}: {hint}")
         sections.setdefault(section, {})[key] = _coerce(dotted, value, _field_types(type(sub))[key])
     return dataclasses.replace(

@@ -1,4 +1,30 @@
-"""The errors this package raises: one base class, one subclass per stage."""
+"""The errors this package raises: one base class, one subclass per stage; how an unknown name is told."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+
+
+def closest(name: str, known: Sequence[str]) -> str | None:
+    """The one of ``known`` that a misspelt ``name`` most likely meant (difflib's closest match), or None."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return close[0] if close else None
+
+
+def unknown_name(kind: str, name: str, known: Sequence[str]) -> str:
+    """The message for a ``name`` of ``kind`` that is not one of ``known``, with the closest one first.
+
+    >>> unknown_name("model", "mnist-cnm", ["mnist-mlp", "mnist-cnn"])
+    "unknown model 'mnist-cnm': did you mean 'mnist-cnn'? (known: mnist-mlp, mnist-cnn)"
+    >>> unknown_name("preset", "huge", ["mlp", "cnn"])
+    "unknown preset 'huge': expected one of mlp, cnn"
+    """
+    listed = ", ".join(known)
+    close = closest(name, known)
+    if close is None:
+        return f"unknown {kind} {name!r}: expected one of {listed}"
+    return f"unknown {kind} {name!r}: did you mean {close!r}? (known: {listed})"
 
 
 class MnistClassifierError(Exception):

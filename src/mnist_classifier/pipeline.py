@@ -19,7 +19,7 @@ from mnist_classifier import __version__
 from mnist_classifier.inference.bundled import BUNDLES, model_path
 from mnist_classifier.calibration import Calibration, calibrate
 from mnist_classifier.config import Config, DataConfig, write_config
-from mnist_classifier.presets import resolve_config
+from mnist_classifier.presets import preset, resolve_config
 from mnist_classifier.data.sources import Split, read_dataset
 from mnist_classifier.accel.distribute import device_count, distributed, host_share, on_this_host
 from mnist_classifier.data.download import Progress
@@ -133,7 +133,7 @@ def train_run(
         compile_network(network, config, data.training_size)
         run_dir = new_run_dir(out, config)
         with writing_run(run_dir):
-            write_config(config, run_dir / "config.toml")
+            write_config(config, run_dir / "config.toml", preset(config.preset))
             if on_start:
                 on_start(run_dir, data, config)
             return _fit_and_record(config, run_dir, network, data, [], callbacks, started)
@@ -183,7 +183,7 @@ def _resumable(run_dir: Path, epochs: int | None) -> tuple[Config, list[dict[str
             f"{run_dir}: {len(history)} of {config.training.epochs} epochs already done; pass --epochs N to train longer"
         )
     if epochs is not None:
-        write_config(config, run_dir / "config.toml")
+        write_config(config, run_dir / "config.toml", preset(config.preset))
     return config, history
 
 

@@ -16,7 +16,7 @@ from mnist_classifier.config import (
     check_section,
     read_config_file,
 )
-from mnist_classifier.errors import ConfigError
+from mnist_classifier.errors import ConfigError, unknown_name
 
 PRESETS: dict[str, Config] = {
     "notebook": Config(
@@ -89,7 +89,7 @@ def preset(name: str) -> Config:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ConfigError(f"unknown preset {name!r}: expected one of {', '.join(PRESETS)}") from None
+        raise ConfigError(unknown_name("preset", name, list(PRESETS))) from None
 
 
 def resolve_config(

@@ -12,6 +12,7 @@ import base64
 import html
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from mnist_classifier.data.sources import Dataset, read_dataset  # noqa: E402
+from mnist_classifier.inference.model_info import NETWORK_COLUMNS, network_rows, network_totals  # noqa: E402
 from mnist_classifier.system.files import atomic_path, write_text_atomic  # noqa: E402
 from mnist_classifier.runs import RunRecord  # noqa: E402
 
@@ -53,7 +56,7 @@ def plot_curves(record: RunRecord, path: Path) -> Path:
         axis.plot(epochs, [row[metric] for row in record.history], "o-", label=f"training {metric}")
         if "val_" + metric in record.history[0]:
             axis.plot(epochs, [row["val_" + metric] for row in record.history], "s-", label=f"validation {metric}")
-        axis.set_xlabel("epoch")
+        _epoch_axis(axis)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         rate = axis.twinx()
@@ -63,6 +66,12 @@ def plot_curves(record: RunRecord, path: Path) -> Path:
         axis.legend(lines, [line.get_label() for line in lines], loc="center right", fontsize=8)
     figure.suptitle(f"{record.path.name}: learning curves")
     return save_figure(figure, path)
+
+
+def _epoch_axis(axis: plt.Axes) -> None:
+    """Label the x axis "epoch", ticked at whole epochs only (a short run gets no 1.5)."""
+    axis.set_xlabel("epoch")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def plot_confusion(record: RunRecord, path: Path) -> Path:
@@ -93,7 +102,7 @@ def plot_per_class(record: RunRecord, path: Path) -> Path:
     lowest = min(min(row[s] for s in ("precision", "recall", "f1")) for row in rows)
     axis.set_ylim(max(0.0, lowest - 0.05), 1.0)
     axis.set_xticks(positions, [row["class"] for row in rows], rotation=30, ha="right")
-    axis.legend(ncols=3, loc="lower right")
+    axis.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside the axes, to the right: it covers no bar
     axis.grid(axis="y", alpha=0.3)
     axis.set_title("Per-class scores on the test set")
     return save_figure(figure, path)
@@ -117,7 +126,7 @@ def plot_misclassified(
             f"true {classes[labels[index]]}\npred {classes[predicted[index]]} {probabilities[index, predicted[index]]:.0%}",
             fontsize=8,
         )
-    figure.suptitle(f"Most confidently misclassified: {len(worst)} of {len(wrong)} errors")
+    figure.suptitle(f"Most confidently misclassified: {len(worst)} of {len(wrong)} error{'s' * (len(wrong) != 1)}")
     return save_figure(figure, path)
 
 
@@ -174,6 +183,7 @@ def write_report(run_dir: str | Path, data_path: str | None = None) -> Path:
     """Figures, ``report.html`` (self-contained) and ``report.md`` in ``RUN_DIR/report/``; returns the HTML path."""
     from mnist_classifier.inference.predict import open_model
     from mnist_classifier.data.preprocessing import preprocess
+    from mnist_classifier.models import network_summary
 
     record = RunRecord.read(run_dir)
     out = record.path / "report"
@@ -196,9 +206,10 @@ def write_report(run_dir: str | Path, data_path: str | None = None) -> Path:
     if "calibration" in record.metrics:
         figures["Reliability diagram"] = plot_reliability(record, out / "reliability.png")
     figures |= {title: record.path / name for title, name in SEARCH_FIGURES.items() if (record.path / name).exists()}
-    write_text_atomic(out / "report.md", _markdown(record, figures))
+    network_table = network_summary(network)
+    write_text_atomic(out / "report.md", _markdown(record, figures, network_table))
     html_path = out / "report.html"
-    write_text_atomic(html_path, _html(record, figures))
+    write_text_atomic(html_path, _html(record, figures, network_table))
     return html_path
 
 
@@ -233,8 +244,8 @@ def _calibration_rows(calibration: dict[str, Any] | None) -> list[tuple[str, str
     ]
 
 
-def _markdown(record: RunRecord, figures: dict[str, Path]) -> str:
-    """The Markdown summary, pointing at the PNGs beside it."""
+def _markdown(record: RunRecord, figures: dict[str, Path], network: dict[str, Any]) -> str:
+    """The Markdown summary, pointing at the PNGs beside it, and the network's layers."""
     lines = [f"# Run {record.path.name}", "", "| | |", "| --- | --- |"]
     lines += [f"| {name} | {value} |" for name, value in _summary_rows(record)]
     lines += ["", "| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
@@ -244,25 +255,34 @@ def _markdown(record: RunRecord, figures: dict[str, Path]) -> str:
     ]
     for title, path in figures.items():
         lines += ["", f"## {title}", "", f"![{title}]({os.path.relpath(path, record.path / 'report')})"]
+    lines += ["", "## Network", "", f"| {' | '.join(NETWORK_COLUMNS)} |", "| --- | --- | ---: |"]
+    lines += [f"| {' | '.join(row)} |" for row in network_rows(network)]
+    lines += ["", network_totals(network)]
     return "\n".join(lines) + "\n"
 
 
-def _html(record: RunRecord, figures: dict[str, Path]) -> str:
-    """One HTML page with every figure embedded as a data URL."""
+def _html(record: RunRecord, figures: dict[str, Path], network: dict[str, Any]) -> str:
+    """One HTML page with every figure embedded as a data URL, the network's layers and the settings."""
     summary = "".join(f"<tr><th>{html.escape(n)}</th><td>{html.escape(v)}</td></tr>" for n, v in _summary_rows(record))
     sections = "".join(
         f'<section><h2>{html.escape(title)}</h2><img alt="{html.escape(title)}" '
         f'src="data:image/png;base64,{base64.b64encode(path.read_bytes()).decode()}"></section>'
         for title, path in figures.items()
     )
+    layers = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in network_rows(network)
+    )
+    heads = "".join(f"<th>{html.escape(name)}</th>" for name in NETWORK_COLUMNS)
     settings = html.escape(json.dumps(record.settings, indent=2))
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>Run {html.escape(record.path.name)}</title><style>"
         "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2rem auto;padding:0 1rem;color:#222}"
         "table{border-collapse:collapse}th,td{text-align:left;padding:2px 12px 2px 0}img{max-width:100%}"
-        "pre{background:#f4f4f0;padding:0.8rem;overflow:auto}</style></head><body>"
+        "pre{background:#f4f4f0;padding:0.8rem;overflow:auto}.network td:last-child{text-align:right}</style></head><body>"
         f"<h1>Run {html.escape(record.path.name)}</h1><table>{summary}</table>{sections}"
+        f"<section><h2>Network</h2><table class='network'><tr>{heads}</tr>{layers}</table>"
+        f"<p>{html.escape(network_totals(network))}</p></section>"
         f"<section><h2>Settings</h2><pre>{settings}</pre></section></body></html>\n"
     )
 
@@ -273,7 +293,8 @@ def compare_runs(run_dirs: Sequence[str | Path], path: Path) -> tuple[list[str],
     records = [RunRecord.read(run_dir) for run_dir in run_dirs]
     flat = [_flatten(record.settings) for record in records]
     differing = sorted(key for key in set().union(*flat) if len({repr(f.get(key)) for f in flat}) > 1)
-    header = ["", *(record.path.name for record in records)]
+    names = run_labels([record.path.name for record in records])
+    header = ["", *names]
     rows = [
         ["test accuracy", *(f"{r.metrics['test_accuracy']:.2%}" for r in records)],
         ["test loss", *(f"{r.metrics['test_loss']:.4f}" for r in records)],
@@ -282,17 +303,50 @@ def compare_runs(run_dirs: Sequence[str | Path], path: Path) -> tuple[list[str],
         *([key, *(str(settings.get(key, "")) for settings in flat)] for key in differing),
     ]
     figure, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
-    for record in records:
+    for record, name in zip(records, names):
         epochs = [row["epoch"] for row in record.history]
         for axis, metric in zip(axes, ("val_accuracy", "val_loss")):
-            axis.plot(epochs, [row.get(metric, np.nan) for row in record.history], "o-", label=record.path.name)
+            axis.plot(epochs, [row.get(metric, np.nan) for row in record.history], "o-", label=name)
     for axis, metric in zip(axes, ("validation accuracy", "validation loss")):
-        axis.set_xlabel("epoch")
+        _epoch_axis(axis)
         axis.set_ylabel(metric)
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
     save_figure(figure, path)
     return header, rows
+
+
+def comparison_path(run_dirs: Sequence[str | Path]) -> Path:
+    """Where ``compare`` draws by default: ``compare.png`` in the folder that holds all the runs."""
+    parents = [Path(run_dir).resolve().parent for run_dir in run_dirs]
+    return Path(os.path.commonpath(parents)) / "compare.png"
+
+
+_STAMPED = re.compile(r"(?P<date>\d{8})-(?P<time>\d{6})-(?P<rest>.+)")
+
+
+def run_labels(names: Sequence[str]) -> list[str]:
+    """Short names that tell runs apart: ``STAMP-PRESET-DATASET`` as ``PRESET-DATASET HH:MM``.
+
+    The date is kept only when the runs' dates differ, and the seconds only when
+    two labels would otherwise be the same; a name of another form is kept as it is.
+
+    >>> run_labels(["20261201-062241-mlp-mnist", "20261201-071502-cnn-mnist"])
+    ['mlp-mnist 06:22', 'cnn-mnist 07:15']
+    """
+    stamped = [_STAMPED.fullmatch(name) for name in names]
+    if not all(stamped):
+        return list(names)
+    dated = len({match["date"] for match in stamped}) > 1
+    for seconds in (False, True):
+        labels = [
+            f"{m['rest']} {m['date'][4:6] + '-' + m['date'][6:] + ' ' if dated else ''}"
+            f"{m['time'][:2]}:{m['time'][2:4]}{':' + m['time'][4:] if seconds else ''}"
+            for m in stamped
+        ]  # fmt: skip
+        if len(set(labels)) == len(labels):
+            return labels
+    return list(names)
 
 
 def _flatten(settings: dict[str, Any], prefix: str = "") -> dict[str, Any]:

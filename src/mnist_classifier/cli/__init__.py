@@ -10,15 +10,38 @@ from __future__ import annotations
 import ctypes
 import sys
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
+from mnist_classifier import __version__
 from mnist_classifier.accel.compilation import enable_compilation_cache
 from mnist_classifier.cli import data, models, runs, serve, train
 from mnist_classifier.cli.common import err, out, shown
 from mnist_classifier.errors import MnistClassifierError
 
+
+
+class _PlainHelp:
+    """typer's commands with a ``--help`` that shows no type tag (``<bool>``) beside it, as flags show none."""
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+
+class _Command(_PlainHelp, typer.core.TyperCommand):
+    """A command of the app."""
+
+
+class _Group(_PlainHelp, typer.core.TyperGroup):
+    """The app itself: its commands and the options before them."""
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     pretty_exceptions_enable=False,
     help="Train, evaluate and inspect Keras classifiers for MNIST and Fashion-MNIST.",
@@ -27,23 +50,31 @@ M_ARENA_MAX, M_MMAP_THRESHOLD = -8, -3  # glibc's mallopt parameter numbers
 
 
 @app.callback(invoke_without_command=True)
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, metavar="", help="Print the version and exit.")
+    ] = False,
+) -> None:
     """Train, evaluate and inspect Keras classifiers for MNIST and Fashion-MNIST."""
+    if version:
+        out.print(f"mnist-classifier {__version__}")
+        raise typer.Exit()
     enable_compilation_cache()  # before any command imports JAX, so that it takes the setting as it starts
     if ctx.invoked_subcommand is None:
         out.print(ctx.get_help())
 
 
-app.command()(data.info)
-app.command()(train.train)
-app.command()(train.tune)
-app.command()(runs.report)
-app.command()(runs.compare)
-app.command()(models.evaluate)
-app.command()(models.predict)
-app.command()(serve.serve)
-app.command()(models.models)
-app.command()(models.export)
+app.command(cls=_Command)(data.info)
+app.command(cls=_Command)(train.train)
+app.command(cls=_Command)(train.tune)
+app.command(cls=_Command)(runs.report)
+app.command(cls=_Command)(runs.compare)
+app.command(cls=_Command)(models.evaluate)
+app.command(cls=_Command)(models.predict)
+app.command(cls=_Command)(serve.serve)
+app.command(cls=_Command)(models.models)
+app.command(cls=_Command)(models.export)
 
 # How an error that ends a command is told: its one line on stderr, and the exit code.
 ERRORS: dict[type[BaseException], tuple[Callable[[BaseException], str], int]] = {

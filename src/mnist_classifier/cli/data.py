@@ -16,18 +16,25 @@ def info(
     dataset: DatasetOpt = "mnist",
     data: DataOpt = None,
     as_json: JsonOpt = False,
-    show: Annotated[Optional[int], typer.Option(min=1, max=50, help="Draw N sample images per class into a PNG.")] = None,
-    grid: Annotated[Optional[Path], typer.Option("--out", help="Where --show draws (default: samples-DATASET.png).")] = None,
+    show: Annotated[Optional[int], typer.Option(metavar="N", min=1, max=50, help="Draw N sample images per class into a PNG.")] = None,
+    grid: Annotated[
+        Optional[Path],
+        typer.Option("--out", metavar="PNG", help="Where --show draws (default: runs/samples-DATASET.png, beside train's runs)."),
+    ] = None,
 ) -> None:
     """Where the data came from, shapes, dtypes, class counts and pixel statistics."""
     from mnist_classifier.data.sources import read_dataset, summarize
 
-    with DownloadBars() as bars:
+    with DownloadBars(f"reading {dataset or 'mnist'}") as bars:
         loaded = read_dataset(dataset or "mnist", data, progress=bars)
     if show is not None:
         from mnist_classifier.report import sample_grid
+        from mnist_classifier.runs import check_output_dir
 
-        err.print(f"samples: {shown(sample_grid(loaded, show, grid or Path(f'samples-{loaded.name}.png')))}")
+        if grid is None:  # the default folder is made; a named one must exist
+            grid = Path("runs", f"samples-{loaded.name}.png")
+            check_output_dir(grid.parent)
+        err.print(f"samples: {shown(sample_grid(loaded, show, grid))}")
     summary = summarize(loaded)
     if as_json:
         out.print_json(json.dumps(summary))

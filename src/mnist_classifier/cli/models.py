@@ -19,7 +19,9 @@ from mnist_classifier.cli.common import (
     RuntimeOpt,
     err,
     out,
+    print_network,
     shown,
+    waiting,
 )
 from mnist_classifier.errors import ConfigError, MnistClassifierError
 
@@ -29,7 +31,7 @@ InferenceModelArg = Annotated[
 ]
 NormalizeOpt = Annotated[
     Optional[str],
-    typer.Option(help="scale, l2 or standardize: for models not written by this tool (e.g. the notebook's: l2)."),
+    typer.Option(metavar="scale|l2|standardize", help="scale, l2 or standardize: for models not written by this tool (e.g. the notebook's: l2)."),
 ]
 
 
@@ -43,7 +45,7 @@ def evaluate(
     """Loss, accuracy, per-class precision/recall/F1 and the confusion matrix on the test set."""
     from mnist_classifier.pipeline import evaluate_file
 
-    with DownloadBars() as bars:
+    with DownloadBars(f"loading {shown(model)} and its test set, evaluating") as bars:
         result, record = evaluate_file(model, dataset, data, normalize, progress=bars)
     if as_json:
         out.print_json(json.dumps({"model": str(model), "dataset": record.dataset, **result.to_dict()}))
@@ -65,13 +67,13 @@ def predict(
     images: Annotated[
         list[Path], typer.Argument(help="Image files (PNG, JPEG, BMP, GIF, WebP) or folders of them.", readable=False)
     ],
-    top_k: Annotated[int, typer.Option("--top-k", min=1, help="How many classes to list per image.")] = 3,
+    top_k: Annotated[int, typer.Option("--top-k", metavar="K", min=1, help="How many classes to list per image.")] = 3,
     dataset: DatasetOpt = None,
     normalize: NormalizeOpt = None,
     runtime: RuntimeOpt = None,
     reject_below: RejectOpt = None,
     show_input: Annotated[
-        Optional[Path], typer.Option("--show-input", help="Write each 28×28 input the model is given as a PNG into this folder.")
+        Optional[Path], typer.Option("--show-input", metavar="DIR", help="Write each 28×28 input the model is given as a PNG into this folder.")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -79,7 +81,8 @@ def predict(
     from mnist_classifier.inference.images import SUFFIXES, image_paths
     from mnist_classifier.inference.predict import Classifier
 
-    classifier = Classifier.load(model, dataset, normalize, runtime, reject_below=reject_below)
+    with waiting(f"loading {shown(model)}"):
+        classifier = Classifier.load(model, dataset, normalize, runtime, reject_below=reject_below)
     records: list[dict] = []
     readings = []
     for path in images:  # a file that cannot be read is one error among the answers, as a bad picture is
@@ -144,8 +147,25 @@ def _write_inputs(answers, folder: Path) -> None:
                 Image.fromarray(digit.image).save(temp, "PNG")
 
 
-def models(as_json: JsonOpt = False) -> None:
-    """The trained models shipped with the package: usable by name wherever a model file is accepted."""
+def models(
+    model: Annotated[
+        Optional[Path],
+        typer.Argument(
+            metavar="[MODEL]", show_default=False,
+            help="A .keras file or a bundled model's name: show its network and record instead of the list.",
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The trained models shipped with the package, usable by name wherever a model file is accepted; or one model's network.
+
+    With MODEL: its layers, output shapes and parameters (Keras's ``model.summary()``),
+    then what its record says (data set, classes, normalization, temperature, "not a
+    digit" threshold).
+    """
+    if model is not None:
+        _show_model(model, as_json)
+        return
     from mnist_classifier.inference.bundled import bundled_models
 
     rows = bundled_models()
@@ -162,10 +182,40 @@ def models(as_json: JsonOpt = False) -> None:
         out.print(f"[bold]{row['name']}[/]: {row['summary']}", highlight=False)
 
 
+def _show_model(model: Path, as_json: bool) -> None:
+    """Print one model's network and record (``models MODEL``)."""
+    from mnist_classifier.inference.bundled import model_path
+
+    path = model_path(model)
+    if path.suffix == ".onnx":
+        raise ConfigError(f"{path}: an ONNX graph has no Keras layers to show: expected a .keras file or a bundled name")
+    from mnist_classifier.inference.predict import open_model
+    from mnist_classifier.models import network_summary
+
+    with waiting(f"loading {shown(model)}"):
+        network, _, info = open_model(path, runtime="keras")
+        summary = network_summary(network)
+    record = None if info is None else {
+        "dataset": info.dataset, "classes": list(info.classes), "normalization": info.normalization.mode,
+        "input_shape": list(info.input_shape), "temperature": info.temperature, "reject_below": info.reject_below,
+    }  # fmt: skip
+    if as_json:
+        out.print_json(json.dumps({"model": str(model), "file": str(path), "network": summary, "record": record}))
+        return
+    print_network(out, summary)
+    if record is None:
+        out.print("record: none (a model not written by this tool)")
+        return
+    reject = "none" if info.reject_below is None else f"{info.reject_below:.4f}"
+    out.print(f"data set: {shown(info.dataset)}, {info.normalization.mode} normalization, input {tuple(info.input_shape)}")
+    out.print(f"classes: {shown(', '.join(info.classes))}")
+    out.print(f"temperature {info.temperature:.3f}; not a digit below {reject}")
+
+
 def export(
     model: ModelArg,
-    fmt: Annotated[str, typer.Option("--format", help="Only onnx for now.")] = "onnx",
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Where to write (default: MODEL with .onnx).")] = None,
+    fmt: Annotated[str, typer.Option("--format", metavar="onnx", help="Only onnx for now.")] = "onnx",
+    out_file: Annotated[Optional[Path], typer.Option("--out", metavar="FILE", help="Where to write (default: MODEL with .onnx).")] = None,
 ) -> None:
     """Export a model to ONNX through Keras's exporter, checked against Keras on onnxruntime before it is kept."""
     from mnist_classifier.inference.bundled import model_path

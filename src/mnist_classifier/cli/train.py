@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from mnist_classifier.cli.common import DataOpt, DatasetOpt, DownloadBars, SetOpt, err, out, shown
+from mnist_classifier.cli.common import DataOpt, DatasetOpt, DownloadBars, SetOpt, err, out, print_network, shown
 from mnist_classifier.errors import ConfigError
 
 if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
@@ -25,28 +25,28 @@ if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
 
 def train(
     preset: Annotated[
-        Optional[str], typer.Option(help="notebook, mlp (the default), cnn or cnn-augmented.")
+        Optional[str], typer.Option(metavar="NAME", help="notebook, mlp (the default), cnn or cnn-augmented.")
     ] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config file.")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="TOML config file.")] = None,
     set_: SetOpt = None,
     dataset: DatasetOpt = None,
     data: DataOpt = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Number of epochs.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed (same seed, same weights).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for run directories.")] = Path("runs"),
+    epochs: Annotated[Optional[int], typer.Option(metavar="N", help="Number of epochs.")] = None,
+    seed: Annotated[Optional[int], typer.Option(metavar="N", help="Random seed (same seed, same weights).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", metavar="DIR", help="Folder for run directories.")] = Path("runs"),
     resume: Annotated[
-        Optional[Path], typer.Option(help="Continue an interrupted run directory from its last finished epoch (--epochs: new total).")
+        Optional[Path], typer.Option(metavar="RUN_DIR", help="Continue an interrupted run directory from its last finished epoch (--epochs: new total).")
     ] = None,
-    report: Annotated[bool, typer.Option(help="Write the run's report (figures, HTML, Markdown) at the end.")] = True,
+    report: Annotated[bool, typer.Option(metavar="", help="Write the run's report (figures, HTML, Markdown) at the end.")] = True,
     distribute: Annotated[
         Optional[str],
-        typer.Option(help="data-parallel: split each batch over all local devices (GPUs, or the CPU's cores)."),
+        typer.Option(metavar="MODE", help="none (the default) or data-parallel: split each batch over all local devices (GPUs, or the CPU's cores)."),
     ] = None,
     coordinator: Annotated[
-        Optional[str], typer.Option(help="Multi-host data-parallel: HOST:PORT of process 0, the same for every process.")
+        Optional[str], typer.Option(metavar="HOST:PORT", help="Multi-host data-parallel: HOST:PORT of process 0, the same for every process.")
     ] = None,
-    num_processes: Annotated[Optional[int], typer.Option(help="Multi-host: how many processes (hosts) take part.")] = None,
-    process_id: Annotated[Optional[int], typer.Option(help="Multi-host: this process's number, 0 to N-1.")] = None,
+    num_processes: Annotated[Optional[int], typer.Option(metavar="N", help="Multi-host: how many processes (hosts) take part.")] = None,
+    process_id: Annotated[Optional[int], typer.Option(metavar="ID", help="Multi-host: this process's number, 0 to N-1.")] = None,
 ) -> None:
     """Train a model and record the run (config, history, checkpoints, metrics, report)."""
     from mnist_classifier.pipeline import resume_run, train_run
@@ -104,7 +104,7 @@ def _finish(result: RunResult, report: bool) -> None:
     metrics = result.metrics
     out.print(
         f"[bold]test accuracy {metrics['test_accuracy']:.4f}[/], loss {metrics['test_loss']:.4f} "
-        f"after {metrics['epochs']} epochs (best {metrics['best_epoch']}) "
+        f"after {metrics['epochs']} epoch{'s' * (metrics['epochs'] != 1)} (best {metrics['best_epoch']}) "
         f"in {metrics['timings']['total_s']:.1f} s; run saved in {shown(result.run_dir)}"
     )
     if report:
@@ -114,29 +114,29 @@ def _finish(result: RunResult, report: bool) -> None:
 
 
 def tune(
-    preset: Annotated[Optional[str], typer.Option(help="The preset to search around (default: mlp).")] = None,
+    preset: Annotated[Optional[str], typer.Option(metavar="NAME", help="The preset to search around (default: mlp).")] = None,
     config: Annotated[
-        Optional[Path], typer.Option("--config", help="TOML config file (its tune.space table sets the search space).")
+        Optional[Path], typer.Option("--config", metavar="FILE", help="TOML config file (its tune.space table sets the search space).")
     ] = None,
     set_: SetOpt = None,
     dataset: DatasetOpt = None,
     data: DataOpt = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs per trial (and for the retrained best).")] = None,
-    trials: Annotated[int, typer.Option(help="Trials to run now (0: only retrain the study's best).")] = 20,
-    timeout: Annotated[Optional[float], typer.Option(help="Start no trial after this many seconds.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(metavar="N", help="Epochs per trial (and for the retrained best).")] = None,
+    trials: Annotated[int, typer.Option(metavar="N", help="Trials to run now (0: only retrain the study's best).")] = 20,
+    timeout: Annotated[Optional[float], typer.Option(metavar="SECONDS", help="Start no trial after this many seconds.")] = None,
     storage: Annotated[
         Optional[str],
-        typer.Option(help="Where the study lives: an SQLAlchemy URL, e.g. postgresql://user:pw@host/db (default: SQLite in --out)."),
+        typer.Option(metavar="URL", help="Where the study lives: an SQLAlchemy URL, e.g. postgresql://user:pw@host/db (default: SQLite in --out)."),
     ] = None,
     study: Annotated[
-        Optional[str], typer.Option(help="Study name; the same storage and name continue a search (default: PRESET-DATASET).")
+        Optional[str], typer.Option(metavar="NAME", help="Study name; the same storage and name continue a search (default: PRESET-DATASET).")
     ] = None,
-    jobs: Annotated[int, typer.Option(help="Worker processes on this machine.")] = 1,
+    jobs: Annotated[int, typer.Option(metavar="N", help="Worker processes on this machine.")] = 1,
     out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder for the run directory (and the default SQLite study).")
+        Path, typer.Option("--out", metavar="DIR", help="Folder for the run directory (and the default SQLite study).")
     ] = Path("runs"),
-    retrain: Annotated[bool, typer.Option(help="Retrain the best trial's settings as a normal run at the end.")] = True,
-    report: Annotated[bool, typer.Option(help="Write the retrained run's report, with the search's plots.")] = True,
+    retrain: Annotated[bool, typer.Option(metavar="", help="Retrain the best trial's settings as a normal run at the end.")] = True,
+    report: Annotated[bool, typer.Option(metavar="", help="Write the retrained run's report, with the search's plots.")] = True,
 ) -> None:
     """Search hyperparameters with Optuna on held-out validation images; retrain and save the best."""
     from mnist_classifier.pipeline import train_run
@@ -235,10 +235,15 @@ class _EpochReporter:
             out.print(f"convolutions: {note}")
 
     def callback(self) -> keras.callbacks.Callback:
-        """A Keras callback printing each epoch's figures."""
+        """A Keras callback printing the network before the first epoch, then each epoch's figures."""
         import keras
 
-        return keras.callbacks.LambdaCallback(on_epoch_end=self.epoch)
+        from mnist_classifier.models import network_summary
+
+        callback = keras.callbacks.LambdaCallback(
+            on_train_begin=lambda logs: print_network(out, network_summary(callback.model)), on_epoch_end=self.epoch
+        )
+        return callback
 
     def epoch(self, epoch: int, logs: dict | None) -> None:
         """One line of figures for a finished epoch."""

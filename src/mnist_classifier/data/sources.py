@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mnist_classifier.data.download import Progress, RemoteFile, download_files
-from mnist_classifier.errors import DataError, DownloadError
+from mnist_classifier.errors import DataError, DownloadError, unknown_name
 from mnist_classifier.data.formats import IDX_FILES, kind_of, read_idx, read_npz
 
 DATA_ENV = "MNIST_CLASSIFIER_DATA"
@@ -196,9 +196,7 @@ def dataset_spec(name: str) -> DatasetSpec:
     try:
         return DATASETS[name]
     except KeyError:
-        raise DataError(
-            f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}"
-        ) from None
+        raise DataError(unknown_name("dataset", name, list(DATASETS))) from None
 
 
 def keras_cache_dir() -> Path:

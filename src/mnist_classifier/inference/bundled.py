@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from mnist_classifier.errors import ModelFileError
+from mnist_classifier.errors import ModelFileError, closest, unknown_name
 
 WEIGHTS = Path(str(resources.files("mnist_classifier.inference") / "weights"))
 MODEL_SUFFIXES = (".keras", ".onnx")
@@ -128,6 +128,8 @@ def model_path(model: str | os.PathLike) -> Path:
         return path
     if str(model) in BUNDLES:
         return BUNDLES[str(model)].path
+    if closest(str(model), list(BUNDLES)):
+        raise ModelFileError(unknown_name("model", str(model), list(BUNDLES)))
     raise ModelFileError(f"{model}: no such model file, and not a bundled model ({', '.join(BUNDLES)})")
 
 

@@ -133,3 +133,28 @@ def check_archive(path: Path) -> Path:
         if "config.json" not in archive.namelist():
             raise ModelFileError(f"{path}: zip archive without config.json: not a Keras model")
     return path
+
+
+def network_rows(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """The rows of Keras's ``model.summary()`` table: ``layer (type)``, output shape, parameters.
+
+    ``summary`` is :func:`~mnist_classifier.models.network_summary`'s; shapes are
+    written as Keras writes them, ``(None, 28, 28, 32)``, and counts with thousands
+    separators. :func:`network_totals` is the line below the table.
+    """
+    return [
+        (
+            f"{layer['name']} ({layer['type']})",
+            "(" + ", ".join(str(side) for side in layer["output_shape"]) + ")",
+            f"{layer['params']:,}",
+        )
+        for layer in summary["layers"]
+    ]
+
+
+def network_totals(summary: dict[str, Any]) -> str:
+    """The line below the network's table: ``203,530 parameters: 203,530 trainable, 0 not``."""
+    return f"{summary['total']:,} parameters: {summary['trainable']:,} trainable, {summary['non_trainable']:,} not"
+
+
+NETWORK_COLUMNS = ("layer (type)", "output shape", "parameters")

@@ -15,6 +15,7 @@ import functools
 import io
 import json
 import os
+import socket
 import sys
 import warnings
 from dataclasses import asdict
@@ -36,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mnist_classifier import __version__
 from mnist_classifier.errors import MnistClassifierError
+from mnist_classifier.serving.listening import listen
 from mnist_classifier.serving.limits import JSON_DEPTH, Limits, LimitsMiddleware, TimedH11Protocol, json_depth
 from mnist_classifier.inference.predict import Classifier
 
@@ -283,12 +285,19 @@ def serve(
     port: int = 8000,
     limits: Limits = Limits(),
     runtime: str | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """Serve ``model`` (loaded, a file or a bundled model's name, loaded once on ``runtime``) with uvicorn until interrupted."""
+    """Serve ``model`` (loaded, a file or a bundled model's name, loaded once on ``runtime``) with uvicorn until interrupted.
+
+    It listens on ``sock`` when given (bound by :func:`~mnist_classifier.serving.listening.listen`,
+    ``host`` and ``port`` then only name it), else binds ``host``:``port`` first:
+    a port in use is a ConfigError before the model loads.
+    """
+    sock = sock or listen(host, port)
     classifier = model if isinstance(model, Classifier) else Classifier.load(model, runtime=runtime)
     classifier.classify(np.zeros((1, 28, 28), np.uint8), ["warm-up"])  # compile before the first request
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
-        uvicorn.Server(server_config(classifier, limits, host, port)).run()
+    with sock, contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on
+        uvicorn.Server(server_config(classifier, limits, host, port)).run(sockets=[sock])
 
 
 def server_config(
