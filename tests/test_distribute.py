@@ -12,7 +12,7 @@ from mnist_classifier import ConfigError
 from mnist_classifier.config import TrainingConfig
 from mnist_classifier.accel import distribute
 from mnist_classifier.accel.distribute import CPU_SHARE, CPU_SHARE_AVX512, CPU_SHARE_BFLOAT16, cpu_devices, cpu_share
-from tests.test_cli import SMALL, TINY, assert_one_line_error, cli, cli_path
+from tests.test_cli import SMALL, TINY, assert_one_line_error, cli, cli_path, run_main
 
 TWO_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
 PROBE = """
@@ -108,9 +108,9 @@ def two_hosts(*args):
     return results
 
 
-def test_data_parallel_runs_match_one_device(mnist_dir, tmp_path):
+def test_data_parallel_runs_match_one_device(mnist_dir, tmp_path, monkeypatch, capsys):
     common = ["train", "--data", mnist_dir, "--epochs", "2", "--no-report", *SMALL, *TINY]
-    cli(*common, "--out", tmp_path / "one")
+    assert run_main(monkeypatch, capsys, *common, "--out", tmp_path / "one")[0] == 0  # one device: no process of its own
     cli(*common, "--distribute", "data-parallel", "--out", tmp_path / "devices")  # the CPU split by the tool
     hosts = two_hosts(*common, "--out", tmp_path / "hosts")
     assert "process 0 records the run" in hosts[1][1]
