@@ -108,7 +108,7 @@ def main(data_folder, out_folder):
     model = build_model(x_train.shape[1], [128, 64, 10], ['relu', 'relu', 'softmax'], 0.01, 0.8)
     optimize_model(model, 0.001, 0.9, 0.999)
     times = EpochTimes()
-    train_model(model, x_train, y_train_one_hot, 32, 5, validation_data=(x_test, y_test_one_hot),
+    train_model(model, x_train, y_train_one_hot, 32, 6, validation_data=(x_test, y_test_one_hot),
                 early_stopping=True, patience=3, save_best=True, filepath=str(out / 'best_model.keras'),
                 verbose=2, extra_callbacks=[times])
     loss, accuracy = test_model(model, x_test, y_test_one_hot, verbose=0)
