@@ -131,8 +131,14 @@ def _state(network: keras.Model) -> list:
 
 
 def _rebuild(config: dict, compiled: dict | None, built: bool) -> keras.Model:
-    """A model built from ``config``, compiled from ``compiled`` (its optimizer built if ``built``), to carry snapshots."""
-    network = keras.saving.deserialize_keras_object(config)
+    """A model built from ``config``, compiled from ``compiled`` (its optimizer built if ``built``), to carry snapshots.
+
+    The layers' variables are left uninitialized (a stateless scope defers them)
+    rather than drawn at random, which compiles: each is assigned a snapshot first.
+    """
+    layers = {key: value for key, value in config.items() if key != "compile_config"}  # compiled below, in eager scope
+    with keras.StatelessScope(initialize_variables=False):
+        network = keras.saving.deserialize_keras_object(layers)
     if compiled is not None:
         network.compile_from_config(compiled)
         if built and not network.optimizer.built:
