@@ -1,6 +1,10 @@
 """Shared fixtures: the real data sets in ../shared/data and Debian's Fashion-MNIST."""
 
+import fcntl
 import os
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -21,8 +25,15 @@ def _compile_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def _user_cache(tmp_path_factory) -> Path:
-    """One package cache (ONNX exports) for the whole session, away from the user's."""
-    return tmp_path_factory.mktemp("user_cache")
+    """One package cache (ONNX exports, Matplotlib's font list) for the whole session, away from the user's.
+
+    The font list is built here, so that no command a test runs writes "Matplotlib is
+    building the font cache" on its stderr, whichever test comes first.
+    """
+    cache = tmp_path_factory.mktemp("user_cache")
+    environment = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    subprocess.run([sys.executable, "-c", "import matplotlib.font_manager"], env=environment, check=True, capture_output=True)
+    return cache
 
 
 @pytest.fixture(autouse=True)
@@ -79,15 +90,32 @@ def tiny_model():
     return model
 
 
-@pytest.fixture(scope="session")
-def mlp_model_path(mnist_dir, tmp_path_factory) -> Path:
-    """The ``mlp`` preset trained 3 epochs on full MNIST (about 97.5% test accuracy)."""
+def _train_mlp(mnist_dir: Path, out: Path) -> Path:
     from mnist_classifier.config import apply_overrides
     from mnist_classifier.pipeline import train_run
     from mnist_classifier.presets import PRESETS
 
     config = apply_overrides(PRESETS["mlp"], {"data.path": str(mnist_dir), "training.epochs": 3})
-    return train_run(config, tmp_path_factory.mktemp("mlp_run")).run_dir / "model.keras"
+    return train_run(config, out).run_dir / "model.keras"
+
+
+@pytest.fixture(scope="session")
+def mlp_model_path(mnist_dir, tmp_path_factory) -> Path:
+    """The ``mlp`` preset trained 3 epochs on full MNIST (about 97.5% test accuracy), for tests that only read it.
+
+    Trained once per test session, not once per pytest-xdist worker: the first worker to
+    ask trains it under the folder the workers' temporary folders share, holding a lock
+    there, and the others wait for it and use that same run.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _train_mlp(mnist_dir, tmp_path_factory.mktemp("mlp_run"))
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, one per run of pytest
+    with open(shared / "mlp_run.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if training fails
+        done = shared / "mlp_run.path"
+        if not done.is_file():
+            done.write_text(str(_train_mlp(mnist_dir, Path(tempfile.mkdtemp(prefix="mlp_run", dir=shared)))))
+        return Path(done.read_text())
 
 
 CHROMIUM = Path("/usr/bin/chromium")
