@@ -220,12 +220,14 @@ def export(
     """Export a model to ONNX through Keras's exporter, checked against Keras on onnxruntime before it is kept."""
     from mnist_classifier.inference.bundled import model_path
     from mnist_classifier.system.files import check_output
-    from mnist_classifier.inference.onnx_export import check_target, export_onnx, require_exporter
-    from mnist_classifier.inference.predict import open_model
+    from mnist_classifier.inference.onnx_runtime import require_exporter
 
     if fmt != "onnx":
         raise ConfigError(f"--format {fmt}: expected onnx")
-    require_exporter()
+    require_exporter()  # before Keras is imported
+    from mnist_classifier.inference.onnx_export import check_target, export_onnx
+    from mnist_classifier.inference.predict import open_model
+
     path = model_path(model)
     target = out_file or (path.with_suffix(".onnx") if path == model else Path(f"{model}.onnx"))
     network, _, info = open_model(path, runtime="keras")

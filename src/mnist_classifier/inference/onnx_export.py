@@ -31,11 +31,11 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from mnist_classifier.errors import MissingExtraError, ModelFileError, first_line
+from mnist_classifier.errors import ModelFileError, first_line
 from mnist_classifier.system.files import atomic_path
 from mnist_classifier.inference.model_info import ModelInfo
 from mnist_classifier.models import as_float32
-from mnist_classifier.inference.onnx_runtime import INFO_KEY, SOURCE_KEY, OnnxNetwork
+from mnist_classifier.inference.onnx_runtime import INFO_KEY, SOURCE_KEY, OnnxNetwork, require_exporter
 
 INPUT_NAME = "image"
 TOLERANCE = 1e-5  # largest difference in any probability between onnxruntime and Keras
@@ -73,15 +73,6 @@ def export_onnx(
         finally:
             weights.unlink(missing_ok=True)
     return path
-
-
-def require_exporter() -> None:
-    """Raise MissingExtraError unless the ``export`` extra (jax2onnx and onnx) can be imported."""
-    try:
-        import jax2onnx  # noqa: F401
-        import onnx  # noqa: F401
-    except ImportError:
-        raise MissingExtraError("export needs the export extra: pip install 'mnist-classifier[export]'") from None
 
 
 def check_target(path: Path) -> Path:

@@ -11,11 +11,12 @@ runs load the graph directly and never import Keras.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 from pathlib import Path
 
 import numpy as np
 
-from mnist_classifier.errors import ModelFileError, first_line
+from mnist_classifier.errors import MissingExtraError, ModelFileError, first_line
 from mnist_classifier.system.files import cache_root
 from mnist_classifier.inference.model_info import ModelInfo, check_model_file, check_outputs, parse_model_info
 
@@ -28,6 +29,15 @@ EXPORT_REVISION = "spatial-maxpool"  # part of source_digest: change it when exp
 def source_digest(keras_path: Path) -> str:
     """The SHA-256 of a ``.keras`` file's content and EXPORT_REVISION: what an export of it records as its source."""
     return hashlib.sha256(keras_path.read_bytes() + EXPORT_REVISION.encode()).hexdigest()
+
+
+def require_exporter() -> None:
+    """Raise MissingExtraError unless the ``export`` extra (jax2onnx and onnx) is installed.
+
+    Looks for the packages without importing them, or Keras: a missing extra is told at once.
+    """
+    if any(importlib.util.find_spec(name) is None for name in ("jax2onnx", "onnx")):
+        raise MissingExtraError("export needs the export extra: pip install 'mnist-classifier[export]'")
 
 
 def cached_export_path(keras_path: Path) -> Path:

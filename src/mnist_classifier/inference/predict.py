@@ -30,6 +30,7 @@ from mnist_classifier.inference.onnx_runtime import (
     RUNTIMES,
     OnnxNetwork,
     cached_export_path,
+    require_exporter,
     shipped_graph,
     source_digest,
 )
@@ -282,9 +283,9 @@ def _onnx_network(path: Path) -> OnnxNetwork:
         return shipped
     target = cached_export_path(path)
     if not target.exists():
-        from mnist_classifier.inference.onnx_export import export_onnx, require_exporter  # imports Keras
-
         require_exporter()
+        from mnist_classifier.inference.onnx_export import export_onnx  # imports Keras
+
         _log.warning("exporting %s to ONNX (once)...", path.name)
         network, _, info = _keras_classifier(path)
         target.parent.mkdir(parents=True, exist_ok=True)
