@@ -122,3 +122,12 @@ def test_each_train_model_call_builds_fit_step_anew_with_its_engines_ops(small_m
         plain_step = model.train_function
         train_model(model, x, y, 64, 1, verbose=False)
     assert calls and model.train_function is not plain_step  # not the step traced with Keras's own ops
+
+
+@pytest.mark.parametrize("block, images_on_onednn", [(8, False), (16, True)])
+def test_the_images_convolution_stays_with_xla_where_onednn_has_blocks_of_8(block, images_on_onednn, monkeypatch):
+    monkeypatch.setattr(fast_ops.onednn, "block", lambda: block)
+    monkeypatch.setattr(fast_ops.onednn, "supports", lambda shape, dtype: True)
+    monkeypatch.setattr(fast_ops, "_split", lambda: False)
+    assert fast_ops._onednn_takes((3, 3, 1, 16), jnp.float32) is images_on_onednn
+    assert fast_ops._onednn_takes((3, 3, block, 16), jnp.float32)

@@ -86,8 +86,15 @@ def _conv(original: Callable) -> Callable:
 
 
 def _onednn_takes(kernel_shape: tuple[int, ...], dtype: jax.typing.DTypeLike) -> bool:
-    """Whether oneDNN computes a plain convolution: where it can, but not float32 split over devices (XLA's as fast)."""
-    return onednn.supports(kernel_shape, dtype) and not (_split() and dtype == jnp.float32)
+    """Whether oneDNN computes a plain convolution: where it can, but not float32 split over devices (XLA's as fast),
+    nor the images' convolution (fewer channels in than a block) on CPUs with blocks of 8 (AVX2).
+
+    There oneDNN 2.x has no compiled kernel gradient for NCHW images and falls back to its
+    reference code (``ref:any``): 3.3-3.6 s for the 1→16 layer at 256 images, the whole rest
+    of the step 0.3 s. XLA's convolution with the matrix-product kernel gradient takes that layer.
+    """
+    images_on_avx2 = kernel_shape[2] < onednn.block() == 8
+    return onednn.supports(kernel_shape, dtype) and not images_on_avx2 and not (_split() and dtype == jnp.float32)
 
 
 def convolutions_note(precision: str) -> str | None:
