@@ -29,10 +29,12 @@ def _assert_close(expected, got):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
 
 
-def _record_kernel_grads(monkeypatch) -> list:
-    """Record the padding of every matrix-product kernel gradient traced from now on."""
-    calls, original = [], fast_ops._kernel_grad
-    monkeypatch.setattr(fast_ops, "_kernel_grad", lambda *a: calls.append(a[-1]) or original(*a))
+def _record_kernel_grads(monkeypatch, kinds=("_kernel_grad", "_patch_kernel_grad")) -> list:
+    """Record the padding of every matrix-product kernel gradient (per tap, or of the patches) traced from now on."""
+    calls = []
+    for name in kinds:
+        original = getattr(fast_ops, name)
+        monkeypatch.setattr(fast_ops, name, lambda *a, original=original: calls.append(a[-1]) or original(*a))
     return calls
 
 
@@ -40,8 +42,9 @@ def _record_kernel_grads(monkeypatch) -> list:
     "kernel, padding, strides",
     [((3, 3), "same", 1), ((5, 5), "same", 1), ((2, 4), "same", 1), ((3, 3), "valid", 1), ((3, 3), "same", 2)],
 )
-def test_convolutions_keep_keras_values_and_gradients(kernel, padding, strides, monkeypatch):
-    images, kernels = _images((4, 9, 10, 3)), _images((*kernel, 3, 5), seed=1)
+@pytest.mark.parametrize("channels", [1, 3, 6])
+def test_convolutions_keep_keras_values_and_gradients(kernel, padding, strides, channels, monkeypatch):
+    images, kernels = _images((4, 9, 10, channels)), _images((*kernel, channels, 5), seed=1)
     conv = lambda x, w: keras.ops.conv(x, w, strides=strides, padding=padding)  # noqa: E731
     expected = _value_and_grads(conv, images, kernels)
     calls = _record_kernel_grads(monkeypatch)
@@ -122,3 +125,31 @@ def test_each_train_model_call_builds_fit_step_anew_with_its_engines_ops(small_m
         plain_step = model.train_function
         train_model(model, x, y, 64, 1, verbose=False)
     assert calls and model.train_function is not plain_step  # not the step traced with Keras's own ops
+
+
+@pytest.mark.parametrize("block, images_on_onednn", [(8, False), (16, True)])
+def test_the_images_convolution_stays_with_xla_where_onednn_has_blocks_of_8(block, images_on_onednn, monkeypatch):
+    monkeypatch.setattr(fast_ops.onednn, "block", lambda: block)
+    monkeypatch.setattr(fast_ops.onednn, "supports", lambda shape, dtype: True)
+    monkeypatch.setattr(fast_ops, "_split", lambda: False)
+    assert fast_ops._onednn_takes((3, 3, 1, 16), jnp.float32) is images_on_onednn
+    assert fast_ops._onednn_takes((3, 3, block, 16), jnp.float32)
+
+
+@pytest.mark.parametrize("channels, kind", [(1, "_patch_kernel_grad"), (4, "_patch_kernel_grad"), (5, "_kernel_grad")])
+def test_few_channels_convolve_as_one_product_of_patches(channels, kind, monkeypatch):
+    monkeypatch.setattr(fast_ops, "_onednn_takes", lambda *args: False)
+    calls = _record_kernel_grads(monkeypatch, (kind,))
+    images, kernels = _images((2, 6, 6, channels)), _images((3, 3, channels, 8), seed=1)
+    with fast_training_ops():
+        jax.grad(lambda w: jnp.sum(keras.ops.conv(images, w, padding="same")))(kernels)
+    assert calls == [((1, 1), (1, 1))]
+
+
+def test_max_pooling_after_relu_keeps_keras_gradients_where_zeros_tie():
+    images = _images((3, 8, 8, 4)) - 0.5  # most windows hold several zeros after the ReLU, some only zeros
+    relu_pool = lambda x: keras.ops.max_pool(keras.ops.relu(x), 2, 2)  # noqa: E731
+    expected = _value_and_grads(relu_pool, images)
+    with fast_training_ops():
+        got = _value_and_grads(relu_pool, images)
+    _assert_close(expected, got)

@@ -109,7 +109,8 @@ def test_a_cnn_trains_alike_on_onednn_and_on_xla(small_mnist, monkeypatch):
     xla_weights, xla_loss = trained(False)
     assert not calls
     onednn_weights, onednn_loss = trained(True)
-    assert {(3, 3, 1, 16), (3, 3, 16, 32)} <= set(calls)
+    images_too = onednn.block() == 16  # with blocks of 8 (AVX2) the images' convolution stays with XLA (fast_ops)
+    assert set(calls) == {(3, 3, 16, 32), *([(3, 3, 1, 16)] if images_too else [])}
     assert abs(onednn_loss - xla_loss) < 1e-3
     for a, b in zip(onednn_weights, xla_weights):
         np.testing.assert_allclose(a, b, atol=2e-3)

@@ -3,14 +3,15 @@
 While Keras traces a training step inside ``fast_training_ops()``, three operations of
 its JAX backend are replaced (through ``keras_internals``):
 
-- ``conv``: a plain 2-D convolution (channels last, unit strides and dilation) runs on
-  oneDNN's convolutions where ``onednn`` computes it (the ``mnist-classifier-onednn`` plugin), except in float32 with the batch
-  split over devices, where XLA's are as fast; elsewhere on one device, XLA's
-  convolution with its kernel gradient as one matrix product per kernel tap (XLA
-  computes it as a convolution whose window is the whole image); with the batch split
-  over devices, XLA's own.
+- ``conv``: the images' convolution (at most 4 channels in) is one matrix product of its
+  patches, forward and kernel gradient. Other plain 2-D convolutions (channels last,
+  unit strides and dilation) run on oneDNN's convolutions where ``onednn`` computes them
+  (the ``mnist-classifier-onednn`` plugin), except in float32 with the batch split over
+  devices, where XLA's are as fast; elsewhere on one device, XLA's convolution with its
+  kernel gradient as one matrix product per kernel tap (XLA computes it as a convolution
+  whose window is the whole image); with the batch split over devices, XLA's own.
 - ``max_pool``: windows that tile the input are pooled by reshape, whose gradient is a
-  plain comparison (XLA's is a windowed arg-max over index arrays).
+  plain comparison in one pass (XLA's is a windowed arg-max over index arrays).
 - ``moments``: in float32 with the batch split over devices, one pass over x and x², as
   Keras's TensorFlow backend computes synchronized moments: one barrier across the
   devices per layer instead of two.
@@ -18,7 +19,8 @@ its JAX backend are replaced (through ``keras_internals``):
 The model is unchanged (standard ``Conv2D``, ``MaxPooling2D`` and ``BatchNormalization``
 layers, saved as such), and so is every forward value but the split batch's variance
 (rounding); gradients differ from XLA's in summation order, and, at exact ties inside a
-pooling window, by sharing the gradient instead of giving it to one input. What each
+pooling window, by giving the gradient to every tied input instead of one (after a ReLU
+the ties are zeros, which the ReLU passes no gradient). What each
 choice gains, and where it was measured: benchmarks/README.md.
 """
 
@@ -65,14 +67,22 @@ def _conv(original: Callable) -> Callable:
             return onednn.conv2d(keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype), kernel, padding_pairs)
         if _split():
             return original(inputs, kernel, strides, padding, data_format, dilation_rate)
-        return _conv2d(keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype), kernel, padding_pairs)
+        conv2d = _patch_conv2d if kernel.shape[2] <= PATCH_CHANNELS else _conv2d
+        return conv2d(keras.ops.convert_to_tensor(inputs, dtype=kernel.dtype), kernel, padding_pairs)
 
     return conv
 
 
 def _onednn_takes(kernel_shape: tuple[int, ...], dtype: jax.typing.DTypeLike) -> bool:
-    """Whether oneDNN computes a plain convolution: where it can, but not float32 split over devices (XLA's as fast)."""
-    return onednn.supports(kernel_shape, dtype) and not (_split() and dtype == jnp.float32)
+    """Whether oneDNN computes a plain convolution: where it can, but not float32 split over devices (XLA's as fast),
+    nor the images' convolution (fewer channels in than a block) on CPUs with blocks of 8 (AVX2).
+
+    There oneDNN 2.x has no compiled kernel gradient for NCHW images and falls back to its
+    reference code (``ref:any``): 3.3-3.6 s for the 1→16 layer at 256 images, the whole rest
+    of the step 0.3 s. XLA's convolution with the matrix-product kernel gradient takes that layer.
+    """
+    images_on_avx2 = kernel_shape[2] < onednn.block() == 8
+    return onednn.supports(kernel_shape, dtype) and not images_on_avx2 and not (_split() and dtype == jnp.float32)
 
 
 def convolutions_note(precision: str) -> str | None:
@@ -157,6 +167,48 @@ def _kernel_grad(inputs: jax.Array, outputs_grad: jax.Array, shape: tuple[int, .
 
 _conv2d.defvjp(_conv2d_forward, _conv2d_backward)
 
+# Inputs with at most this many channels (the images) are convolved as one matrix product of their patches.
+PATCH_CHANNELS = 4
+
+
+def _patches(inputs: jax.Array, shape: tuple[int, ...], padding: Padding) -> jax.Array:
+    """(N, H', W', rows·columns·channels): each output position's input window, in the kernel's HWIO order."""
+    rows, columns, _, _ = shape
+    padded = jnp.pad(inputs, ((0, 0), *padding, (0, 0)))
+    height, width = padded.shape[1] - rows + 1, padded.shape[2] - columns + 1
+    taps = [padded[:, i : i + height, j : j + width, :] for i in range(rows) for j in range(columns)]
+    return jnp.concatenate(taps, axis=-1)
+
+
+def _patch_conv(inputs: jax.Array, kernel: jax.Array, padding: Padding) -> jax.Array:
+    """The convolution as patches times the kernel: for few channels in, XLA's convolution runs the first
+    layer at a fraction of the CPU's speed (K = 9 for a 3×3 kernel on one channel)."""
+    return _patches(inputs, kernel.shape, padding) @ kernel.reshape(-1, kernel.shape[-1])
+
+
+_patch_conv2d = jax.custom_vjp(_patch_conv, nondiff_argnums=(2,))
+
+
+def _patch_conv2d_forward(inputs: jax.Array, kernel: jax.Array, padding: Padding):
+    """The convolution, keeping its operands for the gradient."""
+    return _patch_conv(inputs, kernel, padding), (inputs, kernel)
+
+
+def _patch_conv2d_backward(padding: Padding, saved: tuple[jax.Array, jax.Array], outputs_grad: jax.Array):
+    """XLA's input gradient (not computed where nothing needs it: the images'), and the patches' kernel gradient."""
+    inputs, kernel = saved
+    _, inputs_vjp = jax.vjp(lambda x: _xla_conv2d(x, kernel, padding), inputs)
+    return inputs_vjp(outputs_grad)[0], _patch_kernel_grad(inputs, outputs_grad, kernel.shape, padding)
+
+
+def _patch_kernel_grad(inputs: jax.Array, outputs_grad: jax.Array, shape: tuple[int, ...], padding: Padding) -> jax.Array:
+    """d(loss)/d(kernel) as one matrix product: the patches times the output gradient, over all images and positions."""
+    patches = _patches(inputs, shape, padding)
+    return (patches.reshape(-1, patches.shape[-1]).T @ outputs_grad.reshape(-1, shape[-1])).reshape(shape)
+
+
+_patch_conv2d.defvjp(_patch_conv2d_forward, _patch_conv2d_backward)
+
 
 def _max_pool(original: Callable) -> Callable:
     """Keras's JAX ``max_pool``, by reshape for channels-last 2-D windows that tile the input."""
@@ -173,12 +225,47 @@ def _max_pool(original: Callable) -> Callable:
         )
         if not tiled:
             return original(inputs, pool_size, strides, padding, data_format)
-        _, height, width, channels = inputs.shape
-        rows, columns = height // size[0], width // size[1]
-        cropped = jnp.asarray(inputs)[:, : rows * size[0], : columns * size[1], :]
-        return cropped.reshape(-1, rows, size[0], columns, size[1], channels).max(axis=(2, 4))
+        return _tiled_max_pool(jnp.asarray(inputs), size)
 
     return max_pool
+
+
+def _windows(inputs: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """Channels-last ``inputs`` as (N, rows, size[0], columns, size[1], C) windows, cropped to whole ones."""
+    _, height, width, channels = inputs.shape
+    rows, columns = height // size[0], width // size[1]
+    cropped = inputs[:, : rows * size[0], : columns * size[1], :]
+    return cropped.reshape(-1, rows, size[0], columns, size[1], channels)
+
+
+def _tiled_pool(inputs: jax.Array, size: tuple[int, int]) -> jax.Array:
+    """The maximum of each window."""
+    return _windows(inputs, size).max(axis=(2, 4))
+
+
+_tiled_max_pool = jax.custom_vjp(_tiled_pool, nondiff_argnums=(1,))
+
+
+def _tiled_pool_forward(inputs: jax.Array, size: tuple[int, int]):
+    """The pooled maxima, kept with the inputs for the gradient."""
+    pooled = _tiled_pool(inputs, size)
+    return pooled, (inputs, pooled)
+
+
+def _tiled_pool_backward(size: tuple[int, int], saved: tuple[jax.Array, jax.Array], grad: jax.Array):
+    """Each window's gradient to the inputs equal to its maximum, in one pass (JAX's own also counts the
+    ties, a second reduction that takes as long as the rest of the gradient)."""
+    inputs, pooled = saved
+    windows = _windows(inputs, size)
+    hit = windows == pooled[:, :, None, :, None, :]
+    spread = jnp.where(hit, grad[:, :, None, :, None, :], jnp.zeros((), grad.dtype))
+    n, rows, _, columns, _, channels = windows.shape
+    spread = spread.reshape(n, rows * size[0], columns * size[1], channels)
+    cropped = ((0, 0), (0, inputs.shape[1] - spread.shape[1]), (0, inputs.shape[2] - spread.shape[2]), (0, 0))
+    return (jnp.pad(spread, cropped),)
+
+
+_tiled_max_pool.defvjp(_tiled_pool_forward, _tiled_pool_backward)
 
 
 def _moments(original: Callable) -> Callable:
