@@ -57,9 +57,10 @@ $(BIN)/.plugin: $(BIN)/.installed-test $(PLUGIN)/pyproject.toml $(PLUGIN)/CMakeL
 
 plugin: $(BIN)/.plugin
 
-# Two workers: much of the suite waits on process start-up and compilation.
+# Two workers: much of the suite waits on process start-up and compilation. A worker that runs
+# out of tests takes some of the other's, so that one long test at the end does not run alone.
 test: plugin test-data
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 # The documentation site (mkdocs.yml, docs/), built strictly: a broken link or reference fails.
 docs: install
