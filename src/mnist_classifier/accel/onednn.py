@@ -1,9 +1,7 @@
-"""oneDNN's convolutions as XLA calls: CNN training on the CPU at close to its peak.
+"""oneDNN's convolutions as XLA calls, for CNN training on the CPU.
 
-XLA computes the ``cnn`` preset's convolutions at 80-95 GFLOP/s per AVX-512 core,
-and bfloat16 ones in float32. oneDNN's direct convolutions, in its blocked layout
-(channels in blocks of 16 or 8, innermost), reach about 115 GFLOP/s per core in
-float32, and twice that in bfloat16 where the CPU has AVX512_BF16 or AMX.
+oneDNN's direct convolutions work in its blocked layout (channels in blocks of 16 or 8,
+innermost), in float32, and in bfloat16 natively where the CPU has AVX512_BF16 or AMX.
 The plugin ``mnist-classifier-onednn`` (``plugins/onednn`` in the source tree, built
 at its install against the system's oneDNN) wraps them as two XLA FFI handlers
 (forward; input and kernel gradients), which this module registers and calls.
