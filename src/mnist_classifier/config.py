@@ -43,6 +43,10 @@ class DataConfig:
     test_limit: int | None = None
     # non-digit pictures (mnist only) added to the training images with uniform targets (outlier exposure)
     outliers: int = 0
+    # two training digits side by side framed as one (two touching digits cut as one), uniform targets too
+    pairs: int = 0
+    # a Keras-layout .npz of more labelled images (x_train, y_train), added to the training split only
+    extra: str | None = None
 
     def __post_init__(self) -> None:
         from mnist_classifier.data.sources import DATASETS
@@ -54,8 +58,11 @@ class DataConfig:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 _check_positive(f"data.{name}", getattr(self, name))
-        if self.outliers < 0:
-            raise ConfigError(f"data.outliers={self.outliers}: expected >= 0")
+        for name in ("outliers", "pairs"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"data.{name}={getattr(self, name)}: expected >= 0")
+        if self.pairs and self.dataset != "mnist":
+            raise ConfigError(f"data.pairs={self.pairs} on {self.dataset}: pairs of digits are outliers of mnist only")
         if self.outliers and self.dataset != "mnist":
             raise ConfigError(f"data.outliers={self.outliers} on {self.dataset}: non-digit pictures are outliers of mnist only")
         limit = self.train_limit
@@ -415,12 +422,18 @@ def check_keep_prob(name: str, value: float | None) -> None:
         raise ConfigError(f"{name}={value!r}: expected 0 < {name.split('.')[-1]} <= 1 (or None)")
 
 
-def _check_activation(name: str) -> None:
-    """Unknown activation names are refused, using Keras's own registry."""
-    from keras import activations
+# Keras's own activations that the presets use: known without importing Keras (seconds) to build a config.
+_COMMON_ACTIVATIONS = frozenset({"relu", "softmax", "sigmoid", "tanh", "linear", "elu", "gelu", "selu", "swish", "silu"})
 
+
+def _check_activation(name: str) -> None:
+    """Unknown activation names are refused, using Keras's own registry (the common ones are known without it)."""
     if not isinstance(name, str):
         raise ConfigError(f"activation {name!r}: expected a name such as relu or softmax")
+    if name in _COMMON_ACTIVATIONS:
+        return
+    from keras import activations
+
     try:
         activations.get(name)
     except (ValueError, TypeError):

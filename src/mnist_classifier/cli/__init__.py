@@ -8,6 +8,7 @@ into one typer app; :data:`ERRORS` says how each kind of error ends a command.
 from __future__ import annotations
 
 import ctypes
+import inspect
 import sys
 from collections.abc import Callable
 from typing import Annotated
@@ -22,8 +23,26 @@ from mnist_classifier.errors import MnistClassifierError
 
 
 
+def _reflowed(text: str | None) -> str | None:
+    """Help text with each paragraph's single line breaks joined: the terminal wraps it, not the docstring.
+
+    Paragraphs that are lists or laid out (a line starting with ``-``, ``*``, a
+    space or ``\\b``) keep their lines.
+    """
+    if not text:
+        return text
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    laid_out = lambda lines: any(line.startswith(("-", "*", " ", "\b")) for line in lines)  # noqa: E731
+    return "\n\n".join(p if laid_out(p.splitlines()) else " ".join(p.split("\n")) for p in paragraphs)
+
+
 class _PlainHelp:
-    """typer's commands with a ``--help`` that shows no type tag (``<bool>``) beside it, as flags show none."""
+    """typer's commands with their help reflowed (:func:`_reflowed`) and a ``--help`` that shows no type
+    tag (``<bool>``) beside it, as flags show none."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.help = _reflowed(self.help)
 
     def get_help_option(self, ctx):
         option = super().get_help_option(ctx)
@@ -32,8 +51,21 @@ class _PlainHelp:
         return option
 
 
+class _Argument(typer.core.TyperArgument):
+    """A positional argument whose help shows no type tag (``<path>``, ``<list[Path]>``): its name and help say what it is."""
+
+    def display_type_rich(self, ctx) -> str | None:
+        return None
+
+
 class _Command(_PlainHelp, typer.core.TyperCommand):
-    """A command of the app."""
+    """A command of the app; its positional arguments are :class:`_Argument`s."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if type(param) is typer.core.TyperArgument:
+                param.__class__ = _Argument
 
 
 class _Group(_PlainHelp, typer.core.TyperGroup):

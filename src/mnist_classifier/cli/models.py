@@ -151,7 +151,7 @@ def models(
     model: Annotated[
         Optional[Path],
         typer.Argument(
-            metavar="[MODEL]", show_default=False,
+            metavar="MODEL", show_default=False,
             help="A .keras file or a bundled model's name: show its network and record instead of the list.",
         ),
     ] = None,

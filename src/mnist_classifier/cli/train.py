@@ -12,6 +12,9 @@ import typer
 
 from mnist_classifier.cli.common import DataOpt, DatasetOpt, DownloadBars, SetOpt, err, out, print_network, shown
 from mnist_classifier.errors import ConfigError
+from mnist_classifier.presets import DEFAULT_PRESET, PRESETS
+
+PRESET_CHOICES = ", ".join(f"{name} (the default)" if name == DEFAULT_PRESET else name for name in PRESETS)
 
 if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
     import keras
@@ -25,7 +28,7 @@ if TYPE_CHECKING:  # the CLI imports Keras only for the commands that need it
 
 def train(
     preset: Annotated[
-        Optional[str], typer.Option(metavar="NAME", help="notebook, mlp (the default), cnn or cnn-augmented.")
+        Optional[str], typer.Option(metavar="NAME", help=f"{PRESET_CHOICES} (see `docs/configuration.md`).")
     ] = None,
     config: Annotated[Optional[Path], typer.Option("--config", metavar="FILE", help="TOML config file.")] = None,
     set_: SetOpt = None,
