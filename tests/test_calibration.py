@@ -248,6 +248,42 @@ def test_outliers_join_the_training_set_with_uniform_targets(data_env):
         DataConfig(dataset="fashion_mnist", outliers=10)
 
 
+def test_extra_labelled_images_join_the_training_split_only(data_env, tmp_path):
+    from mnist_classifier.config import DataConfig
+    from mnist_classifier.errors import DataError
+    from mnist_classifier.pipeline import prepare_data
+
+    rng = np.random.default_rng(0)
+    extra = tmp_path / "crops.npz"
+    np.savez(extra, x_train=rng.integers(0, 256, (40, 28, 28), dtype=np.uint8), y_train=np.arange(40, dtype=np.uint8) % 10)
+    plain = prepare_data(DataConfig(train_limit=2000, validation_size=500), (784,))
+    data = prepare_data(DataConfig(train_limit=2000, validation_size=500, extra=str(extra)), (784,))
+    assert len(data.train[1]) == len(plain.train[1]) + 40 and data.training_size == 1540
+    np.testing.assert_array_equal(data.train[0][-40:], np.load(extra)["x_train"])
+    np.testing.assert_array_equal(data.validation[0], plain.validation[0])  # never validated or tested on
+    np.testing.assert_array_equal(data.test[0], plain.test[0])
+    assert data.normalization == plain.normalization  # the data set's statistics, as the base model's
+    bad = {
+        "missing.npz": None,
+        "keys.npz": {"x_test": np.zeros((2, 28, 28), np.uint8)},
+        "shape.npz": {"x_train": np.zeros((2, 14, 14), np.uint8), "y_train": np.zeros(2, np.uint8)},
+        "count.npz": {"x_train": np.zeros((3, 28, 28), np.uint8), "y_train": np.zeros(2, np.uint8)},
+        "label.npz": {"x_train": np.zeros((2, 28, 28), np.uint8), "y_train": np.array([1, 12], np.uint8)},
+    }
+    expected = {
+        "missing.npz": "no such file, expected a .npz with x_train, y_train", "keys.npz": "npz without x_train, y_train",
+        "shape.npz": "images of shape (2, 14, 14), expected N×28×28", "count.npz": "3 images but 2 labels",
+        "label.npz": "label 12 out of range",
+    }
+    for name, arrays in bad.items():
+        if arrays is not None:
+            np.savez(tmp_path / name, **arrays)
+        with pytest.raises(DataError) as caught:
+            prepare_data(DataConfig(train_limit=2000, validation_size=500, extra=str(tmp_path / name)), (784,))
+        message = str(caught.value)
+        assert name in message and expected[name] in message and "\n" not in message, message
+
+
 def test_onnx_exports_carry_the_temperature_and_threshold(tiny_model, tmp_path):
     from mnist_classifier.inference.onnx_export import export_onnx
     from mnist_classifier.inference.onnx_runtime import OnnxNetwork

@@ -42,3 +42,27 @@ def test_train_and_test_splits_share_no_font_and_no_picture():
 def test_bad_arguments_are_one_clear_error(call, message):
     with pytest.raises(ConfigError, match=message):
         call()
+
+
+def test_pairs_are_two_digits_framed_as_one_wider_than_a_digit(monkeypatch, mnist_dir):
+    from mnist_classifier.config import DataConfig
+    from mnist_classifier.data.outliers import digit_pairs
+    from mnist_classifier.data.sources import load_dataset
+    from mnist_classifier.pipeline import prepare_data
+
+    monkeypatch.setenv("MNIST_CLASSIFIER_DATA", str(mnist_dir))
+    (images, _), _ = load_dataset("mnist", download=False)
+    pairs = digit_pairs(images[:500], 60, seed=1)
+    assert pairs.shape == (60, 28, 28) and pairs.dtype == np.uint8
+    np.testing.assert_array_equal(pairs, digit_pairs(images[:500], 60, seed=1))
+    widths = [np.ptp(np.nonzero(p)[1]) + 1 for p in pairs]
+    heights = [np.ptp(np.nonzero(p)[0]) + 1 for p in pairs]
+    assert np.median(widths) == 20 and np.median(heights) < 17  # wider than tall: the width is framed to 20 px
+    digits_widths = [np.ptp(np.nonzero(d)[1]) + 1 for d in images[:60]]
+    assert np.median(digits_widths) < 18
+    data = prepare_data(DataConfig(train_limit=2000, validation_size=500, outliers=100, pairs=50), (784,))
+    assert len(data.outliers) == 150 and data.training_size == 1650
+    with pytest.raises(ConfigError, match="data.pairs=-1: expected >= 0"):
+        DataConfig(pairs=-1)
+    with pytest.raises(ConfigError, match="data.pairs=5 on fashion_mnist"):
+        DataConfig(dataset="fashion_mnist", pairs=5)

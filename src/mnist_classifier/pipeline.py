@@ -20,14 +20,15 @@ from mnist_classifier.inference.bundled import BUNDLES, model_path
 from mnist_classifier.calibration import Calibration, calibrate
 from mnist_classifier.config import Config, DataConfig, write_config
 from mnist_classifier.presets import preset, resolve_config
+from mnist_classifier.data.formats import read_npz
 from mnist_classifier.data.sources import Split, read_dataset
 from mnist_classifier.accel.distribute import device_count, distributed, host_share, on_this_host
 from mnist_classifier.data.download import Progress
-from mnist_classifier.errors import ConfigError, ModelFileError, TrainingError
+from mnist_classifier.errors import ConfigError, DataError, ModelFileError, TrainingError
 from mnist_classifier.evaluation import Evaluation, evaluate
 from mnist_classifier.inference.model_info import ModelInfo, read_model_info
 from mnist_classifier.models import build_from_config, copy_weights
-from mnist_classifier.data.outliers import non_digits
+from mnist_classifier.data.outliers import digit_pairs, non_digits
 from mnist_classifier.persistence import load_model, save_model
 from mnist_classifier.inference.predict import open_model
 from mnist_classifier.data.preprocessing import (
@@ -98,13 +99,29 @@ def prepare_data(
     held_out = None
     if config.validation == "holdout":
         (x_train, y_train), held_out = validation_split(x_train, y_train, config.validation_size)
-    norm = Normalization.fit(config.normalize, x_train)  # statistics of the training part only
+    norm = Normalization.fit(config.normalize, x_train)  # statistics of the data set's training part only
+    if config.extra:
+        x_train, y_train = _with_extra(x_train, y_train, Path(config.extra), len(dataset.classes))
     validation = (x_test, y_test) if config.validation == "test" else held_out
-    outliers = non_digits(config.outliers) if config.outliers else None
+    kinds = [non_digits(config.outliers)] if config.outliers else []
+    if config.pairs:
+        kinds.append(digit_pairs(x_train, config.pairs))
+    outliers = np.concatenate(kinds) if kinds else None
     return PreparedData(
         dataset.source, dataset.classes, norm, tuple(input_shape), (x_train, y_train), validation, (x_test, y_test),
         outliers,
     )  # fmt: skip
+
+
+def _with_extra(images: np.ndarray, labels: np.ndarray, path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The training split with the labelled images of ``data.extra`` after it (validation and test never see them)."""
+    arrays = read_npz(path, ("x_train", "y_train"))
+    extra_images, extra_labels = arrays["x_train"], arrays["y_train"]
+    if len(extra_images) != len(extra_labels):
+        raise DataError(f"data.extra={path}: {len(extra_images)} images but {len(extra_labels)} labels")
+    if extra_labels.size and int(extra_labels.max()) >= n_classes:
+        raise DataError(f"data.extra={path}: label {int(extra_labels.max())}, expected 0–{n_classes - 1}")
+    return np.concatenate([images, extra_images]), np.concatenate([labels, extra_labels.astype(labels.dtype)])
 
 
 def train_run(

@@ -69,16 +69,18 @@ def read_idx(path: Path, kind: str | None = None) -> np.ndarray:
     return array
 
 
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """Read a Keras-layout ``.npz`` with x_train, y_train, x_test and y_test."""
+def read_npz(path: Path, keys: tuple[str, ...] = tuple(IDX_FILES)) -> dict[str, np.ndarray]:
+    """Read a Keras-layout ``.npz``: x_train, y_train, x_test and y_test, or just ``keys`` of them."""
+    if not path.is_file():
+        raise DataError(f"{path}: no such file, expected a .npz with {', '.join(keys)}")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a readable .npz (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in IDX_FILES if key not in archive.files]
+            missing = [key for key in keys if key not in archive.files]
             if missing:
                 raise DataError(f"{path}: npz without {', '.join(missing)}")
-            arrays = {key: archive[key] for key in IDX_FILES}
+            arrays = {key: archive[key] for key in keys}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz ({exc})") from None
     for key, array in arrays.items():

@@ -218,3 +218,50 @@ def _noise(rng: np.random.Generator, fonts: tuple[Path, ...]) -> Image.Image:
             pixels += rng.normal(0, 25, pixels.shape)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     return image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
+
+
+def digit_pairs(images: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` pictures of two digits side by side framed as one, N×28×28 uint8: what a reader cuts
+    when it fails to split two touching digits, and what a model should not read as one digit.
+
+    Two random ``images`` (digits, ink bright on black) are cut to their ink, scaled
+    to heights within 15% of each other, set at baselines up to 10% apart and
+    3–25% of the height apart, touching, or overlapping by up to 15%, then framed
+    as the reader frames a digit (:func:`mnist_classifier.inference.images.frame_digit`).
+    """
+    from mnist_classifier.inference.images import frame_digit
+
+    _check(count, "train")
+    rng = np.random.default_rng([seed, 7])
+    pairs = []
+    while len(pairs) < count:
+        left, right = (_ink_box(images[i]) for i in rng.integers(len(images), size=2))
+        if left is None or right is None:
+            continue
+        height = 40
+        parts = [_to_height(part, round(height * rng.uniform(0.85, 1.0))) for part in (left, right)]
+        gap = round(height * rng.choice([rng.uniform(0.03, 0.25), rng.uniform(-0.15, 0.0)]))
+        drop = round(height * rng.uniform(-0.1, 0.1))
+        width = parts[0].shape[1] + max(gap, -min(parts[0].shape[1], parts[1].shape[1]) // 2) + parts[1].shape[1]
+        canvas = np.zeros((height + 2 * abs(drop) + 2, max(width, parts[0].shape[1]) + 2), np.float32)
+        canvas[abs(drop) : abs(drop) + parts[0].shape[0], : parts[0].shape[1]] = parts[0]
+        start = canvas.shape[1] - 2 - parts[1].shape[1]
+        top = abs(drop) + drop
+        region = canvas[top : top + parts[1].shape[0], start : start + parts[1].shape[1]]
+        np.maximum(region, parts[1][: region.shape[0]], out=region)
+        pairs.append(frame_digit(canvas))
+    return np.stack(pairs) if count else _empty()
+
+
+def _ink_box(image: np.ndarray) -> np.ndarray | None:
+    """A digit image cut to its ink (None when it has none)."""
+    rows, cols = np.nonzero(image)
+    if rows.size == 0:
+        return None
+    return image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+
+def _to_height(part: np.ndarray, height: int) -> np.ndarray:
+    """``part`` resized (antialiased) to ``height`` rows, its aspect kept, as float32."""
+    width = max(1, round(part.shape[1] * height / part.shape[0]))
+    return np.asarray(Image.fromarray(part).resize((width, height), Image.Resampling.LANCZOS), np.float32)
