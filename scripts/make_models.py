@@ -9,7 +9,9 @@ Each model is made by ``Bundle.commands``: ``mnist-classifier train --preset P
 --dataset D`` (the CNNs with ``--distribute data-parallel``: the same model, about
 twice as fast on a CPU). A model that fine-tunes another (``Bundle.base``) takes two
 runs: the base preset from random weights, then its own preset starting from that
-run's model (``--set training.init_from=BASE_RUN/model.keras``).
+run's model (``--set training.init_from=BASE_RUN/model.keras``); with
+``Bundle.reader_crops``, ``scripts/reader_crops.py`` then cuts digits from generated
+photos with that model and a third run fine-tunes on them (``data.extra``).
 Then :func:`mnist_classifier.bundled.bundle_run` copies the last run's model, without
 its optimizer state or training-only layers, into
 ``src/mnist_classifier/inference/weights/NAME/`` with its ``metrics.json``, a model card and
@@ -38,6 +40,9 @@ def train(name: str, out: Path) -> Path:
     run_dir: Path | None = None
     for command in BUNDLES[name].commands:
         text = command.replace(BASE_RUN, str(run_dir)) if run_dir is not None else command
+        if text.startswith("python "):  # a script between runs (the reader's crops): it makes no run
+            subprocess.run([sys.executable, *text.split()[1:]], check=True)
+            continue
         preset = text.split("--preset ")[1].split()[0]
         before = set(out.glob("*")) if out.exists() else set()
         executable = Path(sys.executable).with_name("mnist-classifier")

@@ -46,14 +46,20 @@ def test_images(dataset: str = "mnist", path: str | os.PathLike | None = None) -
     return test
 
 
-def mnist_glyph(rng: np.random.Generator, digit: int, height: int, path: str | os.PathLike | None = None) -> Image.Image:
-    """A random MNIST test image of ``digit`` as a pen stroke ``height`` pixels tall.
+def mnist_glyph(
+    rng: np.random.Generator, digit: int, height: int, path: str | os.PathLike | None = None,
+    source: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Image.Image:
+    """A random MNIST test image of ``digit`` (or one of ``source``'s images and labels) as a pen stroke ``height`` pixels tall.
+
+    ``source`` is for building training data (``scripts/reader_crops.py`` passes
+    the training split); the tests and benchmarks leave it unset.
 
     The 28×28 image is upscaled smoothly (bicubic, ×8 at least) and cut at a random
     grey level with a soft edge: a low cut gives a broad felt pen, a high one a fine
     ballpoint.
     """
-    images, labels = test_images("mnist", path)
+    images, labels = source if source is not None else test_images("mnist", path)
     image = Image.fromarray(images[rng.choice(np.flatnonzero(labels == digit))])
     image = ImageOps.expand(image.crop(image.getbbox()), 2)  # room for the blur at the ink's edges
     # Bicubic ×4 then a blur gives smooth level curves; the second scaling keeps them smooth.

@@ -36,7 +36,9 @@ class Bundle:
     """A shipped model: its name, the preset and data set it was trained with, one line about it.
 
     ``base`` names the preset of a first run whose model the preset fine-tunes
-    (None: one run from random weights).
+    (None: one run from random weights). With ``reader_crops``, the fine-tuned model
+    then reads generated photos of MNIST training digits (``scripts/reader_crops.py``)
+    and is fine-tuned once more on the 28×28 inputs the reader cut from them.
     """
 
     name: str
@@ -45,13 +47,22 @@ class Bundle:
     summary: str
     limitations: tuple[str, ...]
     base: str | None = None
+    reader_crops: bool = False
 
     @property
     def commands(self) -> tuple[str, ...]:
-        """The training commands that make it, in order; ``BASE_RUN`` stands for the first run's directory."""
+        """The commands that make it, in order; ``BASE_RUN`` stands for the latest run's directory."""
         if self.base is None:
             return (self._train(self.preset),)
-        return self._train(self.base), f"{self._train(self.preset)} --set training.init_from={BASE_RUN}/model.keras"
+        tuned = f"{self._train(self.preset)} --set training.init_from={BASE_RUN}/model.keras"
+        if not self.reader_crops:
+            return self._train(self.base), tuned
+        crops = f"{BASE_RUN}/reader-crops.npz"
+        return (
+            self._train(self.base), tuned,
+            f"python scripts/reader_crops.py --model {BASE_RUN}/model.keras --out {crops}",
+            f"{tuned} --set data.extra={crops}",
+        )  # fmt: skip
 
     @property
     def command(self) -> str:
@@ -103,10 +114,11 @@ BUNDLES = {
         Bundle(
             "mnist-cnn", "cnn-real", "mnist",
             "Convolutional network for people's pictures: trained with random shifts, rotations and zoom, then "
-            "fine-tuned with pen width, elastic distortion, blur, contrast and non-digit pictures, and averaged "
-            "weight by weight with the model it started from (`training.base_share`); calibrated, and answers "
-            "\"not a digit\" below its threshold.",
-            _READS_DIGITS, base="cnn-augmented",
+            "fine-tuned with pen width, elastic distortion, blur, contrast, non-digit pictures and pairs of "
+            "touching digits, then once more with the digits the reader cut from generated photos of MNIST's "
+            "training digits, each fine-tune averaged weight by weight with the model it started from "
+            "(`training.base_share`); calibrated, and answers \"not a digit\" below its threshold.",
+            _READS_DIGITS, base="cnn-augmented", reader_crops=True,
         ),
         Bundle(
             "fashion-cnn", "cnn", "fashion_mnist", "Convolutional network for Fashion-MNIST's ten kinds of clothing.",
