@@ -116,6 +116,38 @@ def test_ruled_lines_are_taken_out_and_strokes_across_them_kept(reader):
     assert reading.marks == () and "no ink" in reading.reason
 
 
+def test_a_margins_rule_across_ruled_lines_is_no_digit(reader):
+    page = _paper(1200, 1600, (244, 244, 238))
+    draw = ImageDraw.Draw(page)
+    for y in range(120, 1600, 80):
+        draw.line([(0, y), (1200, y + 25)], fill=(150, 170, 215), width=3)
+    draw.line([(160, 0), (185, 1600)], fill=(215, 90, 90), width=4)  # the red rule, through every line
+    _write(draw, SEVEN, (560, 700), 0.45, width=5)  # shorter than the rule's pieces between two lines
+    [answer] = predict_images(reader, [_jpeg(page, quality=85)])
+    assert answer.number == "7", (answer.number, answer.reason)
+
+
+def test_an_underexposed_photo_with_a_dark_table_strip_is_read_as_dark_ink_on_paper(reader):
+    rng = np.random.default_rng(3)
+    page = np.full((1200, 900, 3), (98, 98, 104), np.float32) + rng.normal(0, 4, (1200, 900, 1))
+    page[:, 620:] *= 2.1  # the lamp lights one strip of the page
+    page[:, :110] = np.array((40, 30, 24)) + rng.normal(0, 6, (1200, 110, 1))  # a dark desk along the left border
+    picture = Image.fromarray(np.clip(page, 0, 255).astype(np.uint8))
+    _write(ImageDraw.Draw(picture), FOUR_IN_TWO_STROKES, (300, 300), 1.0, width=7, fill=(40, 40, 50))
+    [answer] = predict_images(reader, [_jpeg(picture, quality=85)])
+    assert answer.number == "4" and not answer.rejected, (answer.number, answer.reason)
+
+
+def test_two_digits_that_touch_are_cut_where_the_judge_reads_both(reader):
+    page = _paper(900, 500)
+    draw = ImageDraw.Draw(page)
+    _write(draw, FIVE_WITH_BAR_APART, (200, 150), 1.2, width=11)
+    _write(draw, FIVE_WITH_BAR_APART, (300, 150), 1.2, width=11)  # the second 5 overlaps the first
+    _write(draw, ZERO, (480, 150), 1.2, width=11)
+    [answer] = predict_images(reader, [_jpeg(page)])
+    assert answer.number == "550", (answer.number, answer.reason)
+
+
 def test_a_number_is_read_left_to_right_with_a_box_per_digit(reader):
     page = _paper(1000, 400)
     draw = ImageDraw.Draw(page)

@@ -43,13 +43,16 @@ MAX_INK_SHARE = 0.3  # ink over more of a photo than that is not writing on pape
 MAX_EVEN_INK_SHARE = 0.7  # a scanned or drawn digit may fill its frame
 EVEN_SHARE = 0.2  # paper whose commonest tone holds this share of the pixels is lit evenly
 EVEN_BORDER = 0.5  # or this share of the pixels along its border (phone photos: 0.1 at most)
+DARKER_THAN_GROUND = 25  # grey levels: light ink on a dark ground has next to nothing darker than the ground
 DARK_GROUND = 0.5  # paper darker than this share of the page's lightest is a table, not paper in shadow
+MIN_STROKE_WINDOW = 0.03  # the paper is seen at the strokes' scale, but over no less than this share of the side
 MIN_CONTRAST = 0.1  # ink at least this much darker than its paper (a share of the paper's brightness)
 SPECK = 0.22  # marks whose longer side is under this share of the tallest mark's height are specks
 LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
 LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
 LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
 STEP = 0.12  # paper this much darker on one side of a long thin mark than on the other: an edge, not a stroke
+STRAY_LINE = 2.5  # a line-like mark this many times longer than the other ink is no digit of theirs
 PHOTO_SPAN = 0.75  # in a photo, marks spanning more of the picture than this are shadows or the page's edge
 MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled lines
 FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape,
@@ -61,7 +64,9 @@ ONE_WIDTH = 1.6  # marks no wider together than this many times their height may
 FAR_LESS_SURE = 0.5  # one digit of all the ink beats one of part of it unless the judge is this much less sure
 NEAR = 0.15  # ink this close to a digit (a share of its height) may be a piece of it
 SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
-JUDGED_SPLIT_WIDTH = 0.95  # or this many, when a model judges each cut
+JUDGED_SPLIT_WIDTH = 0.75  # or this many of its own height, when a model judges each cut
+CUT_CANDIDATES = 3  # columns a judge is shown for each cut
+ONE_DIGIT_WIDTH = 1.15  # a group wider than this many times its height is less likely one digit
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
 CUT_SIDE = 112  # a digit is cut at most this many pixels long before it is framed
 THIN_STROKE = 0.55  # strokes under this share of MNIST's are thickened
@@ -130,15 +135,26 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     if not groups:
         return Reading((), "no ink found: only specks, lines or the page's edge")
     strong = _strong(groups, labels, ink.small)
-    def two_digits(whole: tuple[slice, slice, list[int]], parts: list) -> bool:
-        """Whether the judge is surer of ``parts`` as digits than of ``whole`` as one (yes without a judge)."""
-        cuts = [_cut(picture, ink, labels, group) for group in (whole, *parts)]
-        if judge is None or any(cut is None for cut in cuts):
-            return True
-        sure = judge(np.stack([cut.image for cut in cuts]))
-        return float(np.prod(sure[1:])) >= sure[0]
 
-    groups = _split_wide(strong, labels, two_digits, SPLIT_WIDTH if judge is None else JUDGED_SPLIT_WIDTH)
+    def best_cut(whole: tuple[slice, slice, list[int]], candidates: list[list]) -> int | None:
+        """Which of the ``candidates`` (each a pair of parts) to cut ``whole`` into, or None to keep it whole.
+
+        Without a judge, the first. With one, the pair it is surest of (the
+        product of its two parts' scores), if that beats its score of the whole
+        as one digit, discounted by how much wider than a digit the whole is
+        (``_one_digit_odds``).
+        """
+        if judge is None:
+            return 0
+        cuts = [_cut(picture, ink, labels, group) for group in (whole, *(part for pair in candidates for part in pair))]
+        if any(cut is None for cut in cuts):
+            return None
+        sure = judge(np.stack([cut.image for cut in cuts]))
+        pairs = sure[1:].reshape(len(candidates), 2).prod(axis=1)
+        best = int(np.argmax(pairs))
+        return best if pairs[best] >= sure[0] * _one_digit_odds(whole) else None
+
+    groups = _split_wide(strong, labels, best_cut, judged=judge is not None)
     if len(groups) > MAX_MARKS:
         return Reading((), f"{len(groups)} separate marks: texture, text or a photo, not a number")
     written = [group for group in groups if not _filled(labels, group)]
@@ -179,28 +195,54 @@ def _find_ink(grey: np.ndarray) -> _Ink | None:
         return None
     low, high = _thresholds(strength_small, strongest, even)
     mask = _hysteresis(strength_small, low, high)
-    # Again with the paper seen at the strokes' own scale: a soft shadow's edge is no stroke.
     if not even:
-        paper = np.minimum(paper, _paper(small, 3 * _stroke_width(mask)))
-    strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
+        # Again with the paper seen at the strokes' own scale: a soft shadow's edge is no stroke, and
+        # the paper in a gradient of light is not counted darker than it is. The thresholds are then
+        # set by the writing alone, not by a strip of table or the page's edge along the border.
+        ground = _ground(mask)
+        window = max(3 * _stroke_width(mask & ~ground), MIN_STROKE_WINDOW * max(small.shape))
+        paper = np.minimum(paper, _paper(small, window))
+        strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
+        page = strength_small[~ground] if ground.mean() < 0.5 else strength_small
+        if (rest := float(np.percentile(page, 99.95))) >= MIN_CONTRAST:
+            low, high = _thresholds(page, rest, even)
     mask = _without_lines(_hysteresis(strength_small, low, high))
     full_paper = paper if factor == 1 else _resized_to(paper, grey.shape)
     strength = np.clip((full_paper - grey) / np.maximum(full_paper, floor), 0, 1)
     return _Ink(strength, strength_small, small, even, mask, factor, low)
 
 
+def _ground(mask: np.ndarray) -> np.ndarray:
+    """The marks of ``mask`` that are no writing: over a quarter of the picture long and touching its
+    border (a table, the page's edge) or line-thin (a margin's rule, the page's edge within the picture).
+
+    Marks a few pixels apart count as one (a line the threshold broke), and the
+    result is a little widened.
+    """
+    joined = ndimage.binary_dilation(mask, iterations=2)
+    labels, count = ndimage.label(joined, np.ones((3, 3), bool))
+    areas = np.bincount(labels.ravel(), weights=mask.ravel(), minlength=count + 1)
+    ground = np.zeros(count + 1, bool)
+    for label, box in enumerate(ndimage.find_objects(labels), 1):
+        length = float(np.hypot(box[0].stop - box[0].start, box[1].stop - box[1].start))
+        if length > 0.25 * max(mask.shape) and (_at_border(box, mask.shape) or areas[label] < 0.08 * length * length):
+            ground[label] = True
+    return ground[labels] & joined
+
+
 def _dark_on_light(grey: np.ndarray) -> bool:
     """Whether the ink is darker than the paper.
 
     Light ink is taken only where the ground is dark both at the picture's border
-    and in its commonest tone, and the lightest tones stand far above it (a digit
-    drawn on a screen, MNIST's own pictures); paper, however dimly lit, is lighter
-    than its ink.
+    and in its commonest tone, the lightest tones stand far above it, and hardly
+    anything is darker than it (a digit drawn on a screen, MNIST's own pictures);
+    paper, however dimly lit, is lighter than its ink, and darker ink or a table
+    shows below its tone.
     """
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     mode = int(np.argmax(np.bincount(np.clip(grey, 0, 255).astype(np.uint8).ravel(), minlength=256)))
-    light = float(np.percentile(grey, 99))
-    return not (np.median(border) < 128 and mode < 128 and light > mode + 80)
+    light, dark = np.percentile(grey, (99, 0.5))
+    return not (np.median(border) < 128 and mode < 128 and light > mode + 80 and dark > mode - DARKER_THAN_GROUND)
 
 
 def _resized(grey: np.ndarray, factor: float) -> np.ndarray:
@@ -304,15 +346,16 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
     """
     if min(mask.shape) < MIN_LINED_SIDE:
         return mask
+    found = mask  # both ways' lines are found whole: a margin's rule is not yet cut by the ruled lines
     for axis in (0, 1):
-        oriented = mask if axis == 0 else mask.T
+        oriented = found if axis == 0 else found.T
         angle = _line_angle(oriented)
         if angle is None:
             continue
-        sheared = _shear(oriented, angle)
-        lines = _thin(_long_runs(sheared, LINE_SPAN * sheared.shape[1]), sheared.shape[1])
+        lines = _thin(_long_runs(_shear(oriented, angle), LINE_SPAN * oriented.shape[1]), oriented.shape[1])
         if not lines.any():
             continue
+        sheared = _shear(mask if axis == 0 else mask.T, angle)
         thickness = max(1, int(np.ceil(np.percentile(lines.sum(axis=0)[lines.any(axis=0)], 50))))
         band = ndimage.binary_dilation(lines, np.ones((thickness + 4, 1), bool))  # the line and its blurred edges
         rest = _outside(sheared & ~band, ndimage.binary_dilation(band, np.ones((5, 1), bool)))
@@ -402,6 +445,7 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
         (box, label) for box, label in found
         if not _page_edge(box, int(areas[label]), shape, even) and (even or not _a_step(box, int(areas[label]), ink.tones))
     ]  # fmt: skip
+    found = _without_stray_lines(found, areas, shape)
     if not found:
         return []
     tallest = max(box[0].stop - box[0].start for box, _ in found)
@@ -421,6 +465,29 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
         if near is not None and _gap(near, piece) <= 0.3 * digit:
             groups[groups.index(near)] = _union(near, piece)
     return sorted(groups, key=lambda group: group[1].start)
+
+
+def _without_stray_lines(found: list[tuple[tuple[slice, slice], int]], areas: np.ndarray, shape: tuple[int, int]) -> list:
+    """``found`` without the long thin marks far longer than the rest of the ink: a margin's rule or the
+    piece of a line that the line finder missed, which would otherwise set the size digits are measured by.
+
+    A mark is line-like when its ink is thinner than ``LINE_THICKNESS``-ish (under 8% of
+    its length) and it is over a quarter of the picture long; it goes when it is
+    ``STRAY_LINE`` times longer than the other marks and they hold ink enough (a
+    quarter of its own) to be writing, not specks beside a tall 1.
+    """
+    def length(box: tuple[slice, slice]) -> float:
+        return float(np.hypot(box[0].stop - box[0].start, box[1].stop - box[1].start))
+
+    lines = {label for box, label in found if length(box) > 0.25 * max(shape) and areas[label] / length(box) < 0.08 * length(box)}
+    others = [(box, label) for box, label in found if label not in lines and _side(box) >= 3]
+    if not lines or not others:
+        return found
+    substantial = max(areas[label] for _, label in others)
+    reference = max(_side(box) for box, label in others if areas[label] >= 0.2 * substantial)
+    ink = sum(int(areas[label]) for _, label in others)
+    stray = {label for box, label in found if label in lines and _side(box) > STRAY_LINE * reference and ink >= 0.25 * areas[label]}
+    return [(box, label) for box, label in found if label not in stray]
 
 
 def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
@@ -534,49 +601,85 @@ def _union(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]])
     return rows, cols, a[2] + b[2]
 
 
-def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray, keep: Callable, widest: float) -> list[tuple[slice, slice, list[int]]]:
+def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray, choose: Callable, judged: bool) -> list[tuple[slice, slice, list[int]]]:
     """Groups much wider than a digit cut where the ink is thinnest (touching digits), best effort.
 
-    ``keep(whole, parts)`` says whether a cut is kept (a wide 0 is one digit).
+    ``choose(whole, candidates)`` picks one of the candidate cuts, or None to keep
+    the group whole (a wide 0 is one digit).
     """
-    typical = float(np.median([rows.stop - rows.start for rows, _, _ in groups]))
+    typical = 0.0 if judged else float(np.median([rows.stop - rows.start for rows, _, _ in groups]))
+    widest = JUDGED_SPLIT_WIDTH if judged else SPLIT_WIDTH
     result = []
     for group in groups:
-        result.extend(_split(group, labels, typical, keep, widest))
+        result.extend(_split(group, labels, typical, choose, widest))
     return result
 
 
-def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: float, keep: Callable, widest: float, depth: int = 0) -> list:
-    """``group`` cut in two at its thinnest column near the middle, again for each part still too wide.
+def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: float, choose: Callable, widest: float, depth: int = 0) -> list:
+    """``group`` cut in two where its ink is thinnest, again for each part still too wide.
 
-    Too wide is wider than ``widest`` (``SPLIT_WIDTH``, or ``JUDGED_SPLIT_WIDTH`` when a
-    model judges the cuts) times the taller of its own height and the
-    picture's ``typical`` digit height.
-    A cut is kept only when both parts stand as tall as digits do (a flat part is
-    a stroke of one digit: a 5's bar, a 7's top) and ``keep`` agrees.
+    Too wide is wider than ``widest`` times the taller of its own height and
+    the picture's ``typical`` digit height: ``SPLIT_WIDTH`` and the median
+    height, or, when a model judges each cut, ``JUDGED_SPLIT_WIDTH`` and 0 (two
+    narrow digits that touch, a 1 and a 7, are narrower than one digit is tall).
+    The candidates are the columns of least ink (``_cut_columns``) whose two parts
+    both stand as tall as digits do (a flat part is a stroke of one digit: a 5's
+    bar, a 7's top); ``choose`` picks one or none.
     """
     rows, cols, members = group
     height, width = rows.stop - rows.start, cols.stop - cols.start
     if width <= widest * max(height, typical) or depth > 4:
         return [group]
     ink = np.isin(labels[rows, cols], members)
-    profile = ink.sum(axis=0).astype(float)
+    candidates = []
+    for cut in _cut_columns(ink.sum(axis=0).astype(float)):
+        parts = []
+        for start, stop in ((0, cut), (cut, width)):
+            filled = np.nonzero(ink[:, start:stop].any(axis=1))[0]
+            if filled.size == 0 or filled[-1] + 1 - filled[0] < 0.6 * height:
+                break
+            parts.append((slice(rows.start + filled[0], rows.start + filled[-1] + 1), slice(cols.start + start, cols.start + stop), members))
+        if len(parts) == 2:
+            candidates.append(parts)
+    chosen = choose(group, candidates) if candidates else None
+    if chosen is None:
+        return [group]
+    return [piece for part in candidates[chosen] for piece in _split(part, labels, typical, choose, widest, depth + 1)]
+
+
+def _cut_columns(profile: np.ndarray) -> list[int]:
+    """Up to ``CUT_CANDIDATES`` columns to cut a group at, best first: the least ink, nearest the middle.
+
+    Each is a local minimum of the ink per column between a fifth and four
+    fifths of the width, scored by its ink plus a penalty for its distance from
+    the middle; candidates stand a tenth of the width apart at least.
+    """
+    width = len(profile)
     lo, hi = max(1, round(0.2 * width)), min(width - 1, round(0.8 * width))
     if hi <= lo:
-        return [group]
-    centre = width / 2
-    cost = profile[lo:hi] + 0.15 * np.abs(np.arange(lo, hi) - centre) * profile.max() / width
-    cut = lo + int(np.argmin(cost))
-    parts = []
-    for start, stop in ((0, cut), (cut, width)):
-        filled = np.nonzero(ink[:, start:stop].any(axis=1))[0]
-        if filled.size == 0 or filled[-1] + 1 - filled[0] < 0.6 * height:
-            return [group]
-        part = (slice(rows.start + filled[0], rows.start + filled[-1] + 1), slice(cols.start + start, cols.start + stop), members)
-        parts.append(part)
-    if not keep(group, parts):
-        return [group]
-    return [piece for part in parts for piece in _split(part, labels, typical, keep, widest, depth + 1)]
+        return []
+    columns = np.arange(lo, hi)
+    cost = profile[lo:hi] + 0.15 * np.abs(columns - width / 2) * profile.max() / width
+    chosen: list[int] = []
+    for index in np.argsort(cost, kind="stable"):
+        column = int(columns[index])
+        if all(abs(column - other) >= max(2, 0.1 * width) for other in chosen):
+            chosen.append(column)
+        if len(chosen) == CUT_CANDIDATES:
+            break
+    return chosen
+
+
+def _one_digit_odds(group: tuple[slice, slice, list[int]]) -> float:
+    """How readily a group this wide is one digit, 0 to 1: 1 up to ``ONE_DIGIT_WIDTH`` times its height, less beyond.
+
+    Few digits are wider than they are tall (a 0, a 2 or a 7 drawn wide); two
+    digits side by side are. The judge's score of the whole as one digit is
+    weighed by this before it is compared with a cut's.
+    """
+    rows, cols, _ = group
+    ratio = (cols.stop - cols.start) / max(1, rows.stop - rows.start)
+    return float(min(1.0, (ONE_DIGIT_WIDTH / ratio) ** 2))
 
 
 def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] | None:
