@@ -405,10 +405,20 @@ def _base_note(bundle: Bundle) -> str:
 
 
 def _training_images(data: dict[str, Any]) -> str:
-    """How the run used the 60,000 training images, from its ``[data]`` settings."""
+    """How the run used the 60,000 training images, and what it trained on besides, from its ``[data]`` settings."""
     if data["validation"] == "holdout":
-        return f"the 60,000 training images, {data['validation_size']:,} of them held out for validation"
-    return "all 60,000 training images for training, for the preset's fixed number of epochs"
+        text = f"the 60,000 training images, {data['validation_size']:,} of them held out for validation"
+    else:
+        text = "all 60,000 training images for training, for the preset's fixed number of epochs"
+    extra = [
+        f"{data['outliers']:,} pictures of no digit" if data.get("outliers") else "",
+        f"{data['pairs']:,} pairs of touching training digits framed as one" if data.get("pairs") else "",
+    ]
+    if any(extra):
+        text += "; besides, trained towards the uniform distribution: " + " and ".join(filter(None, extra))
+    if data.get("extra"):
+        text += f"; and the labelled images of `{Path(data['extra']).name}` (`data.extra`) added to the training part"
+    return text
 
 
 def _top_confusions(confusion: list[list[int]], classes: list[str], count: int = 3) -> str:

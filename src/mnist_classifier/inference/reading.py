@@ -64,7 +64,7 @@ ONE_WIDTH = 1.6  # marks no wider together than this many times their height may
 FAR_LESS_SURE = 0.5  # one digit of all the ink beats one of part of it unless the judge is this much less sure
 NEAR = 0.15  # ink this close to a digit (a share of its height) may be a piece of it
 SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
-JUDGED_SPLIT_WIDTH = 0.75  # or this many of its own height, when a model judges each cut
+JUDGED_SPLIT_WIDTH = 0.95  # or this many, when a model judges each cut
 CUT_CANDIDATES = 3  # columns a judge is shown for each cut
 ONE_DIGIT_WIDTH = 1.15  # a group wider than this many times its height is less likely one digit
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
@@ -607,7 +607,7 @@ def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray
     ``choose(whole, candidates)`` picks one of the candidate cuts, or None to keep
     the group whole (a wide 0 is one digit).
     """
-    typical = 0.0 if judged else float(np.median([rows.stop - rows.start for rows, _, _ in groups]))
+    typical = float(np.median([rows.stop - rows.start for rows, _, _ in groups]))
     widest = JUDGED_SPLIT_WIDTH if judged else SPLIT_WIDTH
     result = []
     for group in groups:
@@ -618,10 +618,9 @@ def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray
 def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: float, choose: Callable, widest: float, depth: int = 0) -> list:
     """``group`` cut in two where its ink is thinnest, again for each part still too wide.
 
-    Too wide is wider than ``widest`` times the taller of its own height and
-    the picture's ``typical`` digit height: ``SPLIT_WIDTH`` and the median
-    height, or, when a model judges each cut, ``JUDGED_SPLIT_WIDTH`` and 0 (two
-    narrow digits that touch, a 1 and a 7, are narrower than one digit is tall).
+    Too wide is wider than ``widest`` (``SPLIT_WIDTH``, or ``JUDGED_SPLIT_WIDTH`` when a
+    model judges each cut) times the taller of its own height and the picture's
+    ``typical`` (median) digit height.
     The candidates are the columns of least ink (``_cut_columns``) whose two parts
     both stand as tall as digits do (a flat part is a stroke of one digit: a 5's
     bar, a 7's top); ``choose`` picks one or none.
