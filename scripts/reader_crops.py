@@ -105,7 +105,8 @@ def main() -> None:
             labels.append(y)
             skipped[kind] += not counted
             if done % 200 == 0 or done == len(tasks):
-                print(f"{done}/{len(tasks)} pictures, {sum(map(len, labels))} digits, {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+                seconds = time.perf_counter() - started
+                print(f"{done}/{len(tasks)} pictures, {sum(map(len, labels))} digits, {seconds:.0f} s", file=sys.stderr, flush=True)
     x, y = np.concatenate(images), np.concatenate(labels)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     partial = args.out.with_name(args.out.name + ".partial")

@@ -31,9 +31,12 @@ def _reflowed(text: str | None) -> str | None:
     """
     if not text:
         return text
+
+    def laid_out(paragraph: str) -> bool:
+        return any(line.startswith(("-", "*", " ", "\b")) for line in paragraph.splitlines())
+
     paragraphs = inspect.cleandoc(text).split("\n\n")
-    laid_out = lambda lines: any(line.startswith(("-", "*", " ", "\b")) for line in lines)  # noqa: E731
-    return "\n\n".join(p if laid_out(p.splitlines()) else " ".join(p.split("\n")) for p in paragraphs)
+    return "\n\n".join(p if laid_out(p) else " ".join(p.split("\n")) for p in paragraphs)
 
 
 class _PlainHelp:
@@ -52,7 +55,8 @@ class _PlainHelp:
 
 
 class _Argument(typer.core.TyperArgument):
-    """A positional argument whose help shows no type tag (``<path>``, ``<list[Path]>``): its name and help say what it is."""
+    """A positional argument whose help shows no type tag (``<path>``, ``<list[Path]>``): its name and
+    help say what it is."""
 
     def display_type_rich(self, ctx) -> str | None:
         return None

@@ -467,7 +467,9 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
     return sorted(groups, key=lambda group: group[1].start)
 
 
-def _without_stray_lines(found: list[tuple[tuple[slice, slice], int]], areas: np.ndarray, shape: tuple[int, int]) -> list:
+def _without_stray_lines(
+    found: list[tuple[tuple[slice, slice], int]], areas: np.ndarray, shape: tuple[int, int]
+) -> list[tuple[tuple[slice, slice], int]]:
     """``found`` without the long thin marks far longer than the rest of the ink: a margin's rule or the
     piece of a line that the line finder missed, which would otherwise set the size digits are measured by.
 
@@ -479,14 +481,20 @@ def _without_stray_lines(found: list[tuple[tuple[slice, slice], int]], areas: np
     def length(box: tuple[slice, slice]) -> float:
         return float(np.hypot(box[0].stop - box[0].start, box[1].stop - box[1].start))
 
-    lines = {label for box, label in found if length(box) > 0.25 * max(shape) and areas[label] / length(box) < 0.08 * length(box)}
+    lines = {
+        label for box, label in found
+        if length(box) > 0.25 * max(shape) and areas[label] / length(box) < 0.08 * length(box)
+    }  # fmt: skip
     others = [(box, label) for box, label in found if label not in lines and _side(box) >= 3]
     if not lines or not others:
         return found
     substantial = max(areas[label] for _, label in others)
     reference = max(_side(box) for box, label in others if areas[label] >= 0.2 * substantial)
     ink = sum(int(areas[label]) for _, label in others)
-    stray = {label for box, label in found if label in lines and _side(box) > STRAY_LINE * reference and ink >= 0.25 * areas[label]}
+    stray = {
+        label for box, label in found
+        if label in lines and _side(box) > STRAY_LINE * reference and ink >= 0.25 * areas[label]
+    }  # fmt: skip
     return [(box, label) for box, label in found if label not in stray]
 
 
@@ -637,7 +645,8 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
             filled = np.nonzero(ink[:, start:stop].any(axis=1))[0]
             if filled.size == 0 or filled[-1] + 1 - filled[0] < 0.6 * height:
                 break
-            parts.append((slice(rows.start + filled[0], rows.start + filled[-1] + 1), slice(cols.start + start, cols.start + stop), members))
+            height_rows = slice(rows.start + filled[0], rows.start + filled[-1] + 1)
+            parts.append((height_rows, slice(cols.start + start, cols.start + stop), members))
         if len(parts) == 2:
             candidates.append(parts)
     chosen = choose(group, candidates) if candidates else None
