@@ -58,13 +58,12 @@ class DataConfig:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 _check_positive(f"data.{name}", getattr(self, name))
-        for name in ("outliers", "pairs"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"data.{name}={getattr(self, name)}: expected >= 0")
-        if self.pairs and self.dataset != "mnist":
-            raise ConfigError(f"data.pairs={self.pairs} on {self.dataset}: pairs of digits are outliers of mnist only")
-        if self.outliers and self.dataset != "mnist":
-            raise ConfigError(f"data.outliers={self.outliers} on {self.dataset}: non-digit pictures are outliers of mnist only")
+        for name, what in (("outliers", "non-digit pictures"), ("pairs", "pairs of digits")):
+            value = getattr(self, name)
+            if value < 0:
+                raise ConfigError(f"data.{name}={value}: expected >= 0")
+            if value and self.dataset != "mnist":
+                raise ConfigError(f"data.{name}={value} on {self.dataset}: {what} are outliers of mnist only")
         limit = self.train_limit
         if self.validation == "holdout" and limit is not None and self.validation_size >= limit:
             raise ConfigError(

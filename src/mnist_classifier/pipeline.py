@@ -101,7 +101,7 @@ def prepare_data(
         (x_train, y_train), held_out = validation_split(x_train, y_train, config.validation_size)
     norm = Normalization.fit(config.normalize, x_train)  # statistics of the data set's training part only
     if config.extra:
-        x_train, y_train = _with_extra(x_train, y_train, Path(config.extra), len(dataset.classes))
+        x_train, y_train = _with_extra(x_train, y_train, Path(config.extra))
     validation = (x_test, y_test) if config.validation == "test" else held_out
     kinds = [non_digits(config.outliers)] if config.outliers else []
     if config.pairs:
@@ -113,14 +113,15 @@ def prepare_data(
     )  # fmt: skip
 
 
-def _with_extra(images: np.ndarray, labels: np.ndarray, path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """The training split with the labelled images of ``data.extra`` after it (validation and test never see them)."""
+def _with_extra(images: np.ndarray, labels: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """The training split with the labelled images of ``data.extra`` after it (validation and test never see them).
+
+    ``read_npz`` checks the file, the images' shape and dtype and the labels' range.
+    """
     arrays = read_npz(path, ("x_train", "y_train"))
     extra_images, extra_labels = arrays["x_train"], arrays["y_train"]
     if len(extra_images) != len(extra_labels):
         raise DataError(f"data.extra={path}: {len(extra_images)} images but {len(extra_labels)} labels")
-    if extra_labels.size and int(extra_labels.max()) >= n_classes:
-        raise DataError(f"data.extra={path}: label {int(extra_labels.max())}, expected 0–{n_classes - 1}")
     return np.concatenate([images, extra_images]), np.concatenate([labels, extra_labels.astype(labels.dtype)])
 
 

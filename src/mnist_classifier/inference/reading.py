@@ -52,6 +52,7 @@ LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
 LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
 LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
 STEP = 0.12  # paper this much darker on one side of a long thin mark than on the other: an edge, not a stroke
+LINE_THIN = 0.08  # a mark whose ink is on average under this share of its length thick is line-thin
 STRAY_LINE = 2.5  # a line-like mark this many times longer than the other ink is no digit of theirs
 PHOTO_SPAN = 0.75  # in a photo, marks spanning more of the picture than this are shadows or the page's edge
 MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled lines
@@ -154,7 +155,7 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
         best = int(np.argmax(pairs))
         return best if pairs[best] >= sure[0] * _one_digit_odds(whole) else None
 
-    groups = _split_wide(strong, labels, best_cut, judged=judge is not None)
+    groups = _split_wide(strong, labels, best_cut, SPLIT_WIDTH if judge is None else JUDGED_SPLIT_WIDTH)
     if len(groups) > MAX_MARKS:
         return Reading((), f"{len(groups)} separate marks: texture, text or a photo, not a number")
     written = [group for group in groups if not _filled(labels, group)]
@@ -224,8 +225,7 @@ def _ground(mask: np.ndarray) -> np.ndarray:
     areas = np.bincount(labels.ravel(), weights=mask.ravel(), minlength=count + 1)
     ground = np.zeros(count + 1, bool)
     for label, box in enumerate(ndimage.find_objects(labels), 1):
-        length = float(np.hypot(box[0].stop - box[0].start, box[1].stop - box[1].start))
-        if length > 0.25 * max(mask.shape) and (_at_border(box, mask.shape) or areas[label] < 0.08 * length * length):
+        if _length(box) > 0.25 * max(mask.shape) and (_at_border(box, mask.shape) or _line_thin(box, areas[label])):
             ground[label] = True
     return ground[labels] & joined
 
@@ -473,18 +473,12 @@ def _without_stray_lines(
     """``found`` without the long thin marks far longer than the rest of the ink: a margin's rule or the
     piece of a line that the line finder missed, which would otherwise set the size digits are measured by.
 
-    A mark is line-like when its ink is thinner than ``LINE_THICKNESS``-ish (under 8% of
-    its length) and it is over a quarter of the picture long; it goes when it is
-    ``STRAY_LINE`` times longer than the other marks and they hold ink enough (a
-    quarter of its own) to be writing, not specks beside a tall 1.
+    A mark is line-like when it is line-thin (``_line_thin``) and over a quarter of the
+    picture long; it goes when it is ``STRAY_LINE`` times longer than the other marks
+    and they hold ink enough (a quarter of its own) to be writing, not specks beside a
+    tall 1.
     """
-    def length(box: tuple[slice, slice]) -> float:
-        return float(np.hypot(box[0].stop - box[0].start, box[1].stop - box[1].start))
-
-    lines = {
-        label for box, label in found
-        if length(box) > 0.25 * max(shape) and areas[label] / length(box) < 0.08 * length(box)
-    }  # fmt: skip
+    lines = {label for box, label in found if _length(box) > 0.25 * max(shape) and _line_thin(box, areas[label])}
     others = [(box, label) for box, label in found if label not in lines and _side(box) >= 3]
     if not lines or not others:
         return found
@@ -518,6 +512,17 @@ def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
         return False
     one, other = (float(np.median(side)) for side in sides)
     return abs(one - other) > STEP * max(one, other, 1.0)
+
+
+def _length(box: tuple[slice, slice]) -> float:
+    """A box's diagonal: the length of a straight mark that fills it."""
+    return float(np.hypot(box[0].stop - box[0].start, box[1].stop - box[1].start))
+
+
+def _line_thin(box: tuple[slice, slice], area: float) -> bool:
+    """Whether a mark of ``area`` pixels filling ``box`` is as thin as a line: under ``LINE_THIN`` of its length."""
+    length = _length(box)
+    return area / length < LINE_THIN * length
 
 
 def _side(box: tuple[slice, slice]) -> int:
@@ -555,7 +560,7 @@ def _page_edge(box: tuple[slice, slice], area: int, shape: tuple[int, int], even
         return True  # a digit photographed on paper never spans the picture: a shadow or the page's edge does
     if (at_left_or_right and height > 0.6 * shape[0]) or (at_top_or_bottom and width > 0.6 * shape[1]):
         return True
-    thin = area / length < 0.08 * length
+    thin = _line_thin(box, area)
     long = height > 0.3 * shape[0] or width > 0.3 * shape[1]
     # Half the picture long and line-thin, wherever it lies: the page's edge or a shadow's, never a digit's stroke.
     return thin and (length > 0.5 * max(shape) or long and (at_top_or_bottom or at_left_or_right))
@@ -609,14 +614,13 @@ def _union(a: tuple[slice, slice, list[int]], b: tuple[slice, slice, list[int]])
     return rows, cols, a[2] + b[2]
 
 
-def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray, choose: Callable, judged: bool) -> list[tuple[slice, slice, list[int]]]:
+def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray, choose: Callable, widest: float) -> list[tuple[slice, slice, list[int]]]:
     """Groups much wider than a digit cut where the ink is thinnest (touching digits), best effort.
 
     ``choose(whole, candidates)`` picks one of the candidate cuts, or None to keep
     the group whole (a wide 0 is one digit).
     """
     typical = float(np.median([rows.stop - rows.start for rows, _, _ in groups]))
-    widest = JUDGED_SPLIT_WIDTH if judged else SPLIT_WIDTH
     result = []
     for group in groups:
         result.extend(_split(group, labels, typical, choose, widest))
@@ -658,9 +662,9 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
 def _cut_columns(profile: np.ndarray) -> list[int]:
     """Up to ``CUT_CANDIDATES`` columns to cut a group at, best first: the least ink, nearest the middle.
 
-    Each is a local minimum of the ink per column between a fifth and four
-    fifths of the width, scored by its ink plus a penalty for its distance from
-    the middle; candidates stand a tenth of the width apart at least.
+    Columns between a fifth and four fifths of the width are scored by their ink
+    plus a penalty for their distance from the middle, and taken lowest score
+    first, each a tenth of the width at least from those already taken.
     """
     width = len(profile)
     lo, hi = max(1, round(0.2 * width)), min(width - 1, round(0.8 * width))
