@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mnist_classifier import ModelFileError, build_model, save_model, test_model
-from mnist_classifier.evaluation import confusion_matrix, evaluate, per_class_scores
+from mnist_classifier.evaluation import confusion_matrix, evaluate, per_class_scores, predict_probabilities
 from mnist_classifier.pipeline import evaluate_file
 from mnist_classifier.presets import preset
 from mnist_classifier.config import apply_overrides
@@ -25,6 +25,22 @@ def test_an_uncompiled_model_is_evaluated_too(small_mnist):
     model = build_model(784, [16, 10], ["relu", "softmax"], 0.01, None)
     result = evaluate(model, small_mnist["test"][0], small_mnist["test_labels"], tuple("0123456789"))
     assert result.loss > 0 and 0 <= result.accuracy <= 1 and result.confusion.sum() == 500
+
+
+def test_predictions_come_in_equal_padded_batches_of_one_shape(tiny_model, small_mnist):
+    x = small_mnist["test"][0][:10]
+    shapes = []
+    original = tiny_model.predict
+
+    def predict(inputs, batch_size, verbose):
+        shapes.append((len(inputs), batch_size))
+        return original(inputs, batch_size=batch_size, verbose=verbose)
+
+    tiny_model.predict = predict
+    got = predict_probabilities(tiny_model, x, batch_size=4)  # 3 batches of 4, the last padded with 2 blank images
+    assert shapes == [(12, 4)] and got.shape == (10, 10)
+    np.testing.assert_allclose(got, original(x, batch_size=10, verbose=0), rtol=1e-5, atol=1e-6)
+    assert predict_probabilities(tiny_model, x[:0]).shape == (0, 10)
 
 
 def test_per_class_scores_from_a_confusion_matrix():

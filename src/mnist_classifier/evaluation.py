@@ -65,14 +65,42 @@ def evaluate(
 ) -> Evaluation:
     """Loss, accuracy, per-class precision/recall/F1 and confusion matrix on integer ``labels``.
 
-    One prediction pass, independent of how (or whether) the model was compiled. The
-    loss is Keras's: mean categorical cross-entropy plus the model's weight penalties.
+    One prediction pass (:func:`predict_probabilities`), independent of how (or
+    whether) the model was compiled; then :func:`scores`.
     """
-    probabilities = network.predict(data, batch_size=batch_size, verbose=0)
+    return scores(predict_probabilities(network, data, batch_size), labels, classes, weight_penalty(network))
+
+
+def predict_probabilities(network: keras.Model, inputs: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """``network.predict`` of ``inputs`` in equal batches of at most ``batch_size``, the last one padded.
+
+    One batch shape, so one compiled program, for a set of any size, and the same
+    one for sets whose batch counts divide them alike (5,000 and 10,000 images both
+    go in batches of 1,000).
+    """
+    count = len(inputs)
+    batches = max(1, -(-count // batch_size))
+    size = -(-count // batches) if count else 1
+    padding = batches * size - count
+    if padding:
+        inputs = np.concatenate([inputs, np.zeros((padding, *inputs.shape[1:]), inputs.dtype)])
+    return np.asarray(network.predict(inputs, batch_size=size, verbose=0))[:count]
+
+
+def weight_penalty(network: keras.Model) -> float:
+    """The sum of the model's weight penalties (L2), as Keras adds it to the loss."""
+    return float(sum(keras.ops.convert_to_numpy(loss) for loss in network.losses))
+
+
+def scores(probabilities: np.ndarray, labels: np.ndarray, classes: Sequence[str], penalty: float = 0.0) -> Evaluation:
+    """The :class:`Evaluation` of predicted class ``probabilities`` against integer ``labels``.
+
+    The loss is Keras's: mean categorical cross-entropy plus ``penalty`` (the
+    model's weight penalties).
+    """
     picked = probabilities[np.arange(len(labels)), labels]
     # Keras clips probabilities to [1e-7, 1 - 1e-7] in its cross-entropy.
     cross_entropy = float(-np.mean(np.log(np.clip(picked, 1e-7, 1 - 1e-7))))
-    penalty = float(sum(keras.ops.convert_to_numpy(loss) for loss in network.losses))
     predicted = np.argmax(probabilities, axis=1)
     confusion = confusion_matrix(labels, predicted, len(classes))
     precision, recall, f1 = per_class_scores(confusion)

@@ -25,7 +25,7 @@ from mnist_classifier.data.sources import Split, read_dataset
 from mnist_classifier.accel.distribute import device_count, distributed, host_share, on_this_host
 from mnist_classifier.data.download import Progress
 from mnist_classifier.errors import ConfigError, DataError, ModelFileError, TrainingError
-from mnist_classifier.evaluation import Evaluation, evaluate
+from mnist_classifier.evaluation import Evaluation, evaluate, predict_probabilities, scores, weight_penalty
 from mnist_classifier.inference.model_info import ModelInfo, read_model_info
 from mnist_classifier.models import build_from_config, copy_weights
 from mnist_classifier.data.outliers import digit_pairs, non_digits
@@ -272,8 +272,9 @@ def _fit_and_record(
         what = f"training.init_from={config.training.init_from!r}"
         copy_weights(load_model(base, compile=False), network, what, config.training.base_share)
     with on_this_host(network) as tester:
-        evaluated = evaluate(tester, data.inputs(data.test[0]), data.test[1], data.classes)
-        calibration = calibrate_run(config, tester, data)
+        test_probabilities = predict_probabilities(tester, data.inputs(data.test[0]))
+        evaluated = scores(test_probabilities, data.test[1], data.classes, weight_penalty(tester))
+        calibration = calibrate_run(config, tester, data, test_probabilities)
     metrics = _metrics(config, data, recorder, evaluated, train_seconds, time.perf_counter() - started)
     metrics["calibration"] = calibration.to_dict()
     if base is not None:
@@ -390,22 +391,20 @@ def initial_model(config: Config) -> Path | None:
     return path
 
 
-def calibrate_run(config: Config, network: keras.Model, data: PreparedData) -> Calibration:
+def calibrate_run(
+    config: Config, network: keras.Model, data: PreparedData, test_probabilities: np.ndarray
+) -> Calibration:
     """Temperature and "not a digit" threshold fitted on the held-out validation images, measured on the test images.
 
-    A run whose validation images are the test set, or that has none, keeps T=1
-    and no threshold (nothing may be fitted on the test set).
+    ``test_probabilities`` are the network's for ``data.test``. A run whose
+    validation images are the test set, or that has none, keeps T=1 and no
+    threshold (nothing may be fitted on the test set).
     """
-    test = (_probabilities(network, data, data.test[0]), data.test[1])
+    test = (np.asarray(test_probabilities, np.float64), data.test[1])
     if config.data.validation != "holdout" or data.validation is None:
         return calibrate(None, test)
-    validation = (_probabilities(network, data, data.validation[0]), data.validation[1])
-    return calibrate(validation, test, config.training.reject_share)
-
-
-def _probabilities(network: keras.Model, data: PreparedData, images: np.ndarray) -> np.ndarray:
-    """The network's class probabilities for uint8 images."""
-    return np.asarray(network.predict(data.inputs(images), batch_size=1024, verbose=0), np.float64)
+    probabilities = predict_probabilities(network, data.inputs(data.validation[0]))
+    return calibrate((np.asarray(probabilities, np.float64), data.validation[1]), test, config.training.reject_share)
 
 
 def _describe_base(path: Path) -> dict[str, str]:
