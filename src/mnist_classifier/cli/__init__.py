@@ -131,8 +131,8 @@ def _tune_malloc(arenas: int = 2, mmap_threshold: int = 32 << 20) -> None:
     threshold returns them to the system. It sits at glibc's own ceiling (32 MB),
     with the heap trimmed only past twice that, as glibc's dynamic setting would
     have it: a step's activations (a few MB each) are reused from the heap, where a
-    lower threshold would map and fault them in afresh on every step (a CNN's step
-    spent a third of its time in the kernel with 4 MB).
+    lower threshold would map and fault them in afresh on every step (see
+    benchmarks/README.md).
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
