@@ -183,6 +183,7 @@ def write_report(run_dir: str | Path, data_path: str | None = None) -> Path:
     """Figures, ``report.html`` (self-contained) and ``report.md`` in ``RUN_DIR/report/``; returns the HTML path."""
     from mnist_classifier.inference.predict import open_model
     from mnist_classifier.data.preprocessing import preprocess
+    from mnist_classifier.evaluation import predict_probabilities
     from mnist_classifier.models import network_summary
 
     record = RunRecord.read(run_dir)
@@ -194,7 +195,7 @@ def write_report(run_dir: str | Path, data_path: str | None = None) -> Path:
     images, labels = dataset.test
     limit = data_settings.get("test_limit")
     images, labels = images[:limit], labels[:limit]
-    probabilities = network.predict(preprocess(images, info.normalization, shape), batch_size=1024, verbose=0)
+    probabilities = predict_probabilities(network, preprocess(images, info.normalization, shape))
     figures = {
         "Learning curves": plot_curves(record, out / "curves.png"),
         "Confusion matrix": plot_confusion(record, out / "confusion.png"),

@@ -243,11 +243,12 @@ def non_digits_rejected(network, info, count: int = 500) -> dict[str, float]:
     from mnist_classifier.calibration import calibrated, digit_score
     from mnist_classifier.data.outliers import KINDS, non_digit_kind
     from mnist_classifier.data.preprocessing import preprocess
+    from mnist_classifier.evaluation import predict_probabilities
 
     shares = {}
     for kind in KINDS:
         images = non_digit_kind(kind, count, split="test")
-        probabilities = network.predict(preprocess(images, info.normalization, info.input_shape), verbose=0)
+        probabilities = predict_probabilities(network, preprocess(images, info.normalization, info.input_shape))
         shares[kind] = float(np.mean(digit_score(calibrated(probabilities, info.temperature)) < info.reject_below))
     return shares
 
