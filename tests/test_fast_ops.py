@@ -127,13 +127,15 @@ def test_each_train_model_call_builds_fit_step_anew_with_its_engines_ops(small_m
     assert calls and model.train_function is not plain_step  # not the step traced with Keras's own ops
 
 
-@pytest.mark.parametrize("block, images_on_onednn", [(8, False), (16, True)])
-def test_the_images_convolution_stays_with_xla_where_onednn_has_blocks_of_8(block, images_on_onednn, monkeypatch):
+@pytest.mark.parametrize("block, channels, on_onednn", [
+    (8, 1, False), (8, 8, True), (16, 1, True), (16, 3, True), (16, 4, False), (16, 8, False), (16, 32, True),
+])  # fmt: skip
+def test_onednn_takes_whole_blocks_and_only_an_images_few_channels_on_avx512(block, channels, on_onednn, monkeypatch):
+    # elsewhere oneDNN's kernel gradient of an NCHW input is its reference code, hundreds of times slower than XLA's
     monkeypatch.setattr(fast_ops.onednn, "block", lambda: block)
     monkeypatch.setattr(fast_ops.onednn, "supports", lambda shape, dtype: True)
     monkeypatch.setattr(fast_ops, "_split", lambda: False)
-    assert fast_ops._onednn_takes((3, 3, 1, 16), jnp.float32) is images_on_onednn
-    assert fast_ops._onednn_takes((3, 3, block, 16), jnp.float32)
+    assert fast_ops._onednn_takes((3, 3, channels, 32), jnp.float32) is on_onednn
 
 
 @pytest.mark.parametrize("channels, kind", [(1, "_patch_kernel_grad"), (4, "_patch_kernel_grad"), (5, "_kernel_grad")])

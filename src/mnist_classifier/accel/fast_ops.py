@@ -73,16 +73,25 @@ def _conv(original: Callable) -> Callable:
     return conv
 
 
-def _onednn_takes(kernel_shape: tuple[int, ...], dtype: jax.typing.DTypeLike) -> bool:
-    """Whether oneDNN computes a plain convolution: where it can, but not float32 split over devices (XLA's as fast),
-    nor the images' convolution (fewer channels in than a block) on CPUs with blocks of 8 (AVX2).
+# The most channels of an image (grey 1, colour 3) whose convolution oneDNN computes from NCHW.
+IMAGE_CHANNELS = 3
 
-    There oneDNN 2.x has no compiled kernel gradient for NCHW images and falls back to its
-    reference code (``ref:any``): 3.3-3.6 s for the 1→16 layer at 256 images, the whole rest
-    of the step 0.3 s. XLA's convolution with the matrix-product kernel gradient takes that layer.
+
+def _onednn_takes(kernel_shape: tuple[int, ...], dtype: jax.typing.DTypeLike) -> bool:
+    """Whether oneDNN computes a plain convolution: where it can and has compiled code for it.
+
+    Not float32 split over devices (XLA's is as fast), nor inputs that are not whole
+    blocks of channels, except an image's few channels (up to :data:`IMAGE_CHANNELS`)
+    on CPUs with blocks of 16 (AVX-512). For other such NCHW inputs oneDNN has no
+    compiled kernel gradient and falls back to its reference code (``ref:any``),
+    hundreds of times slower than XLA (see benchmarks/README.md): on AVX2, 3.3-3.6 s
+    for the 1→16 layer at 256 images, the whole rest of the step 0.3 s; on AVX-512,
+    0.6-1.3 s for 4 or 8 channels in at 128 images, where XLA takes 5-15 ms.
     """
-    images_on_avx2 = kernel_shape[2] < onednn.block() == 8
-    return onednn.supports(kernel_shape, dtype) and not images_on_avx2 and not (_split() and dtype == jnp.float32)
+    if not onednn.supports(kernel_shape, dtype) or (_split() and dtype == jnp.float32):
+        return False
+    channels, size = kernel_shape[2], onednn.block()
+    return channels % size == 0 or (size == 16 and channels <= IMAGE_CHANNELS)
 
 
 def convolutions_note(precision: str) -> str | None:
