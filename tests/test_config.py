@@ -123,7 +123,7 @@ def test_bad_assignment_syntax_is_refused():
 
 def test_fast_preset_is_one_epoch_of_a_small_cnn_with_a_holdout():
     config = resolve_config("fast")
-    assert (config.model.architecture, config.model.filters, config.training.epochs) == ("cnn", (8, 32), 1)
+    assert (config.model.architecture, config.model.filters, config.training.epochs) == ("cnn", (16, 32), 1)
     assert config.training.schedule == "one_cycle" and config.data.validation == "holdout"
 
 
