@@ -1,5 +1,8 @@
 """What a network costs to train, counted from its config, and configs the machine cannot hold refused before building."""
 
+import subprocess
+import sys
+
 import pytest
 
 from mnist_classifier import ConfigError, build_model
@@ -45,3 +48,35 @@ def test_the_builders_refuse_before_allocating_anything():
         build_model(784, [10**12, 10], ["relu", "softmax"], 0.0, None)
     with pytest.raises(ConfigError, match=r"filters=\[1000000000\], kernel_size=3"):
         build_cnn([10], ["softmax"], filters=[10**9])
+
+
+RELEASE = """
+import sys, threading
+from mnist_classifier.system import malloc
+
+def rss_mb():
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
+
+malloc.tune()
+kept = []
+def burst():  # 200 MB in 64 KB pieces (under the mmap threshold) on a thread's arena, a small one kept after each MB
+    pieces = []
+    for i in range(3200):
+        pieces.append(bytearray(65536))
+        if i % 16 == 15:
+            kept.append(bytearray(1024))
+    del pieces
+thread = threading.Thread(target=burst)
+thread.start(); thread.join()
+held = rss_mb()
+malloc.release()
+print(held, rss_mb())
+"""
+
+
+def test_release_gives_a_threads_freed_memory_back_to_the_system():
+    # a checkpoint's write on the saver's thread left its arena at its peak, epoch after epoch, until released
+    result = subprocess.run([sys.executable, "-c", RELEASE], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    held, released = map(int, result.stdout.split())
+    assert held - released > 150, f"{held} MB held, {released} MB after release"

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from mnist_classifier.errors import ModelFileError, first_line
+from mnist_classifier.system import malloc
 from mnist_classifier.system.files import atomic_path
 from mnist_classifier.inference.model_info import INFO_ENTRY, ModelInfo, check_archive, check_outputs, read_model_info
 from mnist_classifier.models import allow_jit
@@ -103,6 +104,7 @@ class BackgroundSaver:
         while True:
             with self._changed:
                 if not self._waiting:
+                    malloc.release()  # what writing took, back to the system: its arena would keep its peak
                     self._thread = None
                     self._changed.notify_all()
                     return

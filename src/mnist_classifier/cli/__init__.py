@@ -7,7 +7,6 @@ into one typer app; :data:`ERRORS` says how each kind of error ends a command.
 
 from __future__ import annotations
 
-import ctypes
 import inspect
 import sys
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from mnist_classifier.accel.compilation import enable_compilation_cache
 from mnist_classifier.cli import data, models, runs, serve, train
 from mnist_classifier.cli.common import err, out, shown
 from mnist_classifier.errors import MnistClassifierError
+from mnist_classifier.system import malloc
 
 
 
@@ -82,9 +82,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Train, evaluate and inspect Keras classifiers for MNIST and Fashion-MNIST.",
 )
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameter numbers
-
-
 @app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
@@ -121,31 +118,9 @@ ERRORS: dict[type[BaseException], tuple[Callable[[BaseException], str], int]] = 
 }
 
 
-def _tune_malloc(arenas: int = 2, mmap_threshold: int = 32 << 20) -> None:
-    """Keep glibc's malloc from holding memory it no longer needs, without paying for it on every step.
-
-    XLA compiles on many threads, and each arena keeps its peak: cap the arenas. And
-    glibc raises its mmap threshold after each large free, so the very large buffers
-    that come and go (checkpoints, the data on its way to the device) would stay in
-    the heap and fragment it, growing the process epoch after epoch: a fixed
-    threshold returns them to the system. It sits at glibc's own ceiling (32 MB),
-    with the heap trimmed only past twice that, as glibc's dynamic setting would
-    have it: a step's activations (a few MB each) are reused from the heap, where a
-    lower threshold would map and fault them in afresh on every step (see
-    benchmarks/README.md).
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, arenas)
-        libc.mallopt(M_MMAP_THRESHOLD, mmap_threshold)
-        libc.mallopt(M_TRIM_THRESHOLD, 2 * mmap_threshold)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
 def main() -> None:
     """Entry point: errors become one line on stderr and an exit code, as :data:`ERRORS` says."""
-    _tune_malloc()
+    malloc.tune()
     try:
         code = app(standalone_mode=False)
     except tuple(ERRORS) as exc:
