@@ -12,7 +12,7 @@ TensorFlow, and the compile cache cold vs warm), memory (peak RSS of ``train
 --preset mlp`` and ``evaluate``), cnn (the ``cnn`` preset's epoch time on JAX, and
 in mixed bfloat16, vs the float32 model on the TensorFlow backend), inference
 (predict throughput and single-image latency) and, only when asked for, tta (time
-to 98.0/99.0/99.5% test accuracy of ``fast`` and ``mlp``, ``cnn`` with --tta-cnn:
+to 98.0/99.0/99.5% test accuracy of ``fast``, ``cnn-small`` and ``mlp``, ``cnn`` with --tta-cnn:
 half an hour, and Keras's ``mnist_convnet`` example as the reference).
 
 Each epoch figure is the median of the timed epochs (all but the first, which
@@ -409,7 +409,7 @@ def main() -> None:
     if "inference" in sections:
         inference_section()
     if "tta" in sections:
-        tta_section(["fast", "mlp", *(["cnn"] if args.tta_cnn else [])], tf, data)
+        tta_section(["fast", "cnn-small", "mlp", *(["cnn"] if args.tta_cnn else [])], tf, data)
 
 
 if __name__ == "__main__":

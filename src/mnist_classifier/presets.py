@@ -98,6 +98,19 @@ PRESETS["fast"] = Config(
     optimizer=OptimizerConfig(0.015, 0.7, 0.9),
     training=TrainingConfig(batch_size=128, epochs=1, schedule="one_cycle", label_smoothing=0.1),
 )
+# The cnn network at half its width (16, 32 and 64 filters, two convolutions per block,
+# batch normalization, dropout) for four epochs of fast's schedule at cnn's peak rate:
+# past 99.5% MNIST test accuracy in under 3 minutes from process start on a 2-core
+# AVX-512 CPU (see benchmarks/README.md).
+PRESETS["cnn-small"] = dataclasses.replace(
+    PRESETS["fast"],
+    preset="cnn-small",
+    model=dataclasses.replace(
+        PRESETS["fast"].model, layers=(128, 10), keep_prob=0.5, filters=(16, 32, 64), convs_per_block=2, batch_norm=True
+    ),
+    optimizer=dataclasses.replace(PRESETS["fast"].optimizer, alpha=0.003),
+    training=dataclasses.replace(PRESETS["fast"].training, epochs=4),
+)
 DEFAULT_PRESET = "mlp"
 
 
