@@ -16,7 +16,9 @@ to 98.0/99.0/99.5% test accuracy of ``fast``, ``cnn-small`` and ``mlp``, ``cnn``
 half an hour, and Keras's ``mnist_convnet`` example as the reference).
 
 Each epoch figure is the median of the timed epochs (all but the first, which
-compiles; at least five with the default --epochs) with their min–max.
+compiles; at least five with the default --epochs) with their min–max. The notebook
+epoch with and without its checkpoint is timed in alternated runs (without, with,
+without, with: ten timed epochs each), so that the machine's drift falls on both.
 
 TensorFlow rows run in ``benchmarks/.tfvenv``, created on first use with
 tensorflow-cpu and this package (or pass --tf-python); where it cannot be set up,
@@ -140,12 +142,28 @@ def epoch_times(config) -> list[float]:
     return [entry["time_s"] for entry in history]
 
 
+def alternated_epoch_times(config, key: str, values: Sequence, rounds: int = 2) -> dict:
+    """Epoch seconds of runs of ``config`` with ``key`` at each of ``values``, alternated ``rounds`` times.
+
+    Alternating lets the machine's drift (other work, its clock) fall on every value
+    alike. Each value's list is its first run's epochs (the first compiles, as
+    :func:`steady` expects), then the later runs' epochs after their first.
+    """
+    times: dict = {value: [] for value in values}
+    for _ in range(rounds):
+        for value in values:
+            epochs = epoch_times(apply_overrides(config, {key: value}))
+            times[value] += epochs[1:] if times[value] else epochs
+    return times
+
+
 def notebook_section(data: str, tf: Path | None, epochs: int) -> None:
     """The notebook preset's epoch time vs a hand-written jitted-scan epoch and vs TensorFlow."""
     config = apply_overrides(PRESETS["notebook"], {"data.path": data, "training.epochs": epochs, "training.early_stopping": False})
     # The reference neither checkpoints nor records: compare epochs of training and
     # validation alone, and show the preset's epoch with its best.keras checkpoint apart.
-    ours, with_checkpoint = (epoch_times(apply_overrides(config, {"training.save_best": save})) for save in (False, True))
+    times = alternated_epoch_times(config, "training.save_best", (False, True))
+    ours, with_checkpoint = times[False], times[True]
 
     prepared = prepare_data(config.data, (784,))
     (x, labels), (val_x, val_labels) = prepared.train, prepared.validation
