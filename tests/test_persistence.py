@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import zipfile
 
 import numpy as np
@@ -199,6 +200,18 @@ def test_background_save_equals_a_synchronous_save_with_the_optimizer_state(tiny
     assert background.keys() == now.keys() and any(name.startswith("optimizer") for name in now)
     for name, array in now.items():
         np.testing.assert_array_equal(background[name], array, err_msg=name)
+
+
+def test_background_saves_run_at_the_lowest_cpu_priority_and_training_keeps_its_own(tiny_model, small_mnist, tmp_path):
+    from mnist_classifier.persistence import BackgroundSaver
+
+    tiny_model.fit(*small_mnist["test"], batch_size=500, epochs=1, verbose=0)
+    niceness = []
+    saver = BackgroundSaver(tiny_model)
+    saver.save(tmp_path / "model.keras", after=lambda: niceness.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    saver.close()
+    assert niceness == [19]  # on two cores the write's time was taken from the training's epoch
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) < 19
 
 
 def test_a_failed_background_save_is_raised(tiny_model, small_mnist, tmp_path):

@@ -101,6 +101,7 @@ class BackgroundSaver:
             raise error
 
     def _work(self) -> None:
+        _lowest_priority()
         while True:
             with self._changed:
                 if not self._waiting:
@@ -124,6 +125,17 @@ class BackgroundSaver:
         for variable, value in zip(_state(self._copy), values, strict=True):
             variable.assign(value)
         save_model(self._copy, path, self.info)
+
+
+def _lowest_priority() -> None:
+    """This thread at the lowest CPU priority (nice 19; Linux sets it per thread), so that training's threads come first.
+
+    Elsewhere, or where it is refused, the thread keeps the process's priority.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (OSError, AttributeError):
+        pass
 
 
 def _state(network: keras.Model) -> list:
