@@ -47,7 +47,9 @@ class BackgroundSaver:
     and returns; the thread writes that snapshot to the file, atomically as
     :func:`save_model` does, through a copy of the model rebuilt from its config on
     the first snapshot, so the file is the one a synchronous save would have
-    written at that moment. One write runs at a time; a newer snapshot of a file
+    written at that moment. The thread runs at the lowest CPU priority, so that on a
+    busy machine the write waits for the training rather than the training for the
+    write. One write runs at a time; a newer snapshot of a file
     replaces one of the same file still waiting. A failed write is raised by the
     next :meth:`save` or by :meth:`close`, which waits for every snapshot taken.
 
