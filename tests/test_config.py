@@ -121,6 +121,14 @@ def test_bad_assignment_syntax_is_refused():
         parse_assignment("epochs")
 
 
+def test_cnn_small_preset_is_cnn_at_half_width_on_fasts_schedule():
+    small, cnn, fast = (resolve_config(name) for name in ("cnn-small", "cnn", "fast"))
+    assert small.model.filters == tuple(f // 2 for f in cnn.model.filters) and small.model.convs_per_block == 2
+    assert small.model.batch_norm and small.model.keep_prob == 0.5 and small.training.epochs == 4
+    assert (small.training.schedule, small.training.label_smoothing) == (fast.training.schedule, fast.training.label_smoothing)
+    assert small.optimizer.alpha == cnn.optimizer.alpha and small.data.validation == "holdout"
+
+
 def test_fast_preset_is_one_epoch_of_a_small_cnn_with_a_holdout():
     config = resolve_config("fast")
     assert (config.model.architecture, config.model.filters, config.training.epochs) == ("cnn", (16, 32), 1)
