@@ -8,6 +8,7 @@ as an extra ``mnist_classifier.json`` entry in the ``.keras`` zip: plain
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import zipfile
 from collections.abc import Callable
@@ -132,8 +133,11 @@ class BackgroundSaver:
 def _lowest_priority() -> None:
     """This thread at the lowest CPU priority (nice 19; Linux sets it per thread), so that training's threads come first.
 
-    Elsewhere, or where it is refused, the thread keeps the process's priority.
+    Elsewhere (other systems take the number for a process's), or where it is refused,
+    the thread keeps the process's priority.
     """
+    if not sys.platform.startswith("linux"):
+        return
     try:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
     except (OSError, AttributeError):
