@@ -108,7 +108,6 @@ class BackgroundSaver:
         while True:
             with self._changed:
                 if not self._waiting:
-                    malloc.release()  # what writing took, back to the system: its arena would keep its peak
                     self._thread = None
                     self._changed.notify_all()
                     return
@@ -121,6 +120,7 @@ class BackgroundSaver:
             except BaseException as exc:  # raised on the training thread by save() or close()
                 with self._changed:
                     self._error = self._error or exc
+            malloc.release()  # what the write took, back to the system (its arena would keep its peak), outside the lock save() takes
 
     def _write(self, path: Path, values: list[np.ndarray]) -> None:
         if self._copy is None:

@@ -82,6 +82,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     help="Train, evaluate and inspect Keras classifiers for MNIST and Fashion-MNIST.",
 )
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
