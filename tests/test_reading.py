@@ -6,6 +6,7 @@ The floors are measured on our own generated cases (tests/scenes) with the bundl
 
 import io
 import json
+import zlib
 
 import numpy as np
 import pytest
@@ -114,6 +115,24 @@ def test_ruled_lines_are_taken_out_and_strokes_across_them_kept(reader):
         ImageDraw.Draw(lines_only).line([(0, y), (1200, y + 40)], fill=(150, 170, 215), width=4)
     reading = read_digits(read_picture(_jpeg(lines_only)))
     assert reading.marks == () and "no ink" in reading.reason
+
+
+@pytest.mark.parametrize(
+    "index, why",
+    [
+        (0, "a bold slanted 1 beside the table's edge"),
+        (18, "a thick marker's speckled 5 resting on a ruled line (hollowed when the paper was seen at too fine a scale)"),
+        (27, "a 3 on squared paper"),
+        (37, "a 5 across the margin's rule and a soft shadow, its bottom along a ruled line"),
+        (49, "a 0 in a shadow whose top runs along a ruled line (the line took the top away)"),
+        (54, "a small 2 in a shadow on ruled paper"),
+    ],
+)
+def test_photos_the_reader_once_got_wrong_are_read(reader, index, why):
+    """Cases of benchmarks/pictures.py's "digit photos" (seed 0) that an earlier reader rejected or misread."""
+    picture, digit = photo_of_digit(np.random.default_rng([0, zlib.crc32(b"digit photos"), index]))
+    [answer] = predict_images(reader, [picture])
+    assert answer.number == str(digit) and not answer.rejected, (why, answer.number, answer.reason)
 
 
 def test_a_margins_rule_across_ruled_lines_is_no_digit(reader):

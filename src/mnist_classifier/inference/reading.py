@@ -44,7 +44,7 @@ MAX_EVEN_INK_SHARE = 0.7  # a scanned or drawn digit may fill its frame
 EVEN_SHARE = 0.2  # paper whose commonest tone holds this share of the pixels is lit evenly
 EVEN_BORDER = 0.5  # or this share of the pixels along its border (phone photos: 0.1 at most)
 DARKER_THAN_GROUND = 25  # grey levels: light ink on a dark ground has next to nothing darker than the ground
-DARK_GROUND = 0.5  # paper darker than this share of the page's lightest is a table, not paper in shadow
+DARK_GROUND = 0.35  # paper darker than this share of the page's lightest is a table, not paper in shadow
 MIN_STROKE_WINDOW = 0.03  # the paper is seen at the strokes' scale, but over no less than this share of the side
 MIN_CONTRAST = 0.1  # ink at least this much darker than its paper (a share of the paper's brightness)
 SPECK = 0.22  # marks whose longer side is under this share of the tallest mark's height are specks
@@ -52,6 +52,7 @@ LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
 LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
 LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
 STEP = 0.12  # paper this much darker on one side of a long thin mark than on the other: an edge, not a stroke
+PEN_OVER_LINE = 1.5  # ink this many times stronger than a ruled line at its darkest, on the line, is a pen stroke along it
 LINE_THIN = 0.08  # a mark whose ink is on average under this share of its length thick is line-thin
 STRAY_LINE = 2.5  # a line-like mark this many times longer than the other ink is no digit of theirs
 PHOTO_SPAN = 0.75  # in a photo, marks spanning more of the picture than this are shadows or the page's edge
@@ -201,13 +202,17 @@ def _find_ink(grey: np.ndarray) -> _Ink | None:
         # the paper in a gradient of light is not counted darker than it is. The thresholds are then
         # set by the writing alone, not by a strip of table or the page's edge along the border.
         ground = _ground(mask)
-        window = max(3 * _stroke_width(mask & ~ground), MIN_STROKE_WINDOW * max(small.shape))
+        # The pen's width, measured on its darkest ink: a shadow or a ruled line it touches is fainter.
+        writing = mask & ~ground & (strength_small > 0.7 * strongest)
+        if writing.sum() < 0.05 * mask.sum():  # the writing touches a line or a shadow and went with it
+            writing = _without_lines(mask & (strength_small > 0.7 * strongest))
+        window = max(3 * _stroke_width(writing), MIN_STROKE_WINDOW * max(small.shape))
         paper = np.minimum(paper, _paper(small, window))
         strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
         page = strength_small[~ground] if ground.mean() < 0.5 else strength_small
         if (rest := float(np.percentile(page, 99.95))) >= MIN_CONTRAST:
             low, high = _thresholds(page, rest, even)
-    mask = _without_lines(_hysteresis(strength_small, low, high))
+    mask = _without_lines(_hysteresis(strength_small, low, high), strength_small)
     full_paper = paper if factor == 1 else _resized_to(paper, grey.shape)
     strength = np.clip((full_paper - grey) / np.maximum(full_paper, floor), 0, 1)
     return _Ink(strength, strength_small, small, even, mask, factor, low)
@@ -297,6 +302,7 @@ def _even_paper(small: np.ndarray) -> tuple[bool, float]:
 
 def _stroke_width(mask: np.ndarray) -> float:
     """The typical width of the strokes in ``mask``: the median over its marks of 4 × their mean distance to paper."""
+    mask = ndimage.binary_closing(mask, np.ones((3, 3), bool), iterations=2) | mask  # speckled ink: a stroke's width, not its grain's
     labels, count = ndimage.label(mask, np.ones((3, 3), bool))
     if count == 0:
         return 1.0
@@ -337,12 +343,14 @@ def _hysteresis(strength: np.ndarray, low: float, high: float) -> np.ndarray:
 # --- 2. marks: ruled lines, specks, the page's edge ----------------------------------
 
 
-def _without_lines(mask: np.ndarray) -> np.ndarray:
+def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
     """``mask`` without ruled lines, grid lines or the page's edges (tilted up to 15°).
 
     A line is a thin run of ink (gaps bridged) across at least ``LINE_SPAN`` of
     the picture; strokes that cross it are kept whole, and the broken bits of a
-    line that the threshold left go with it. Small pictures have no lines.
+    line that the threshold left go with it. With the ink's ``strength``, a pen's
+    stroke that runs along a line (the top of a 0 on it) is kept too, where its
+    ink is much darker than the line at its darkest. Small pictures have no lines.
     """
     if min(mask.shape) < MIN_LINED_SIDE:
         return mask
@@ -360,6 +368,9 @@ def _without_lines(mask: np.ndarray) -> np.ndarray:
         band = ndimage.binary_dilation(lines, np.ones((thickness + 4, 1), bool))  # the line and its blurred edges
         rest = _outside(sheared & ~band, ndimage.binary_dilation(band, np.ones((5, 1), bool)))
         crossing = band & sheared & ndimage.binary_closing(rest, np.ones((thickness + 7, 1), bool))
+        if strength is not None:  # a pen's stroke along the line: ink far darker than the ruling's
+            levels = _shear(strength if axis == 0 else strength.T, angle)
+            crossing |= band & sheared & (levels > PEN_OVER_LINE * float(np.percentile(levels[lines], 90)))
         kept = rest | crossing
         cleaned = _shear(kept, angle, inverse=True)
         mask = cleaned if axis == 0 else cleaned.T
