@@ -126,6 +126,8 @@ def test_ruled_lines_are_taken_out_and_strokes_across_them_kept(reader):
         (37, "a 5 across the margin's rule and a soft shadow, its bottom along a ruled line"),
         (49, "a 0 in a shadow whose top runs along a ruled line (the line took the top away)"),
         (54, "a small 2 in a shadow on ruled paper"),
+        (3, "a small 0 on squared paper (its thin grid lines were lost by sampling every third pixel)"),
+        (4, "a 4 on squared paper tilted 6° (a 1° search left the grid in)"),
     ],
 )
 def test_photos_the_reader_once_got_wrong_are_read(reader, index, why):
@@ -133,6 +135,13 @@ def test_photos_the_reader_once_got_wrong_are_read(reader, index, why):
     picture, digit = photo_of_digit(np.random.default_rng([0, zlib.crc32(b"digit photos"), index]))
     [answer] = predict_images(reader, [picture])
     assert answer.number == str(digit) and not answer.rejected, (why, answer.number, answer.reason)
+
+
+def test_a_digit_written_in_pieces_within_a_number_is_joined_by_the_judge(reader):
+    """benchmarks/pictures.py's "drawn numbers" case 31 (seed 0): a 34 whose 3 stands in two pieces, once read 734."""
+    picture, digits = drawn_number(np.random.default_rng([0, zlib.crc32(b"drawn numbers"), 31]))
+    [answer] = predict_images(reader, [picture])
+    assert digits == "34" and answer.number == "34" and not answer.rejected, (answer.number, answer.reason)
 
 
 def test_a_margins_rule_across_ruled_lines_is_no_digit(reader):

@@ -14,7 +14,9 @@ What the best document readers do, in order:
    specks and the page's edge are dropped.
 3. **Digits.** Components that share columns are one digit (a 5 whose bar is
    apart, a 4 in two strokes); a group much wider than a digit is split where
-   its ink is thinnest (digits that touch). Digits are ordered left to right.
+   its ink is thinnest (digits that touch). Digits are ordered left to right;
+   with a model to judge, neighbouring pieces that it reads better as one digit
+   are joined (a digit written in pieces).
 4. **The MNIST recipe.** Each digit is cut from the picture at its working
    resolution, its ink normalized to full strength, thin pen strokes thickened
    towards MNIST's, then framed: the box scaled to 20 pixels, the centre of
@@ -45,6 +47,7 @@ EVEN_SHARE = 0.2  # paper whose commonest tone holds this share of the pixels is
 EVEN_BORDER = 0.5  # or this share of the pixels along its border (phone photos: 0.1 at most)
 DARKER_THAN_GROUND = 25  # grey levels: light ink on a dark ground has next to nothing darker than the ground
 DARK_GROUND = 0.35  # paper darker than this share of the page's lightest is a table, not paper in shadow
+MIN_WRITING = 30  # pixels of dark ink, apart from lines and shadows, that a pen's width is measured on
 MIN_STROKE_WINDOW = 0.03  # the paper is seen at the strokes' scale, but over no less than this share of the side
 MIN_CONTRAST = 0.1  # ink at least this much darker than its paper (a share of the paper's brightness)
 SPECK = 0.22  # marks whose longer side is under this share of the tallest mark's height are specks
@@ -67,6 +70,9 @@ FAR_LESS_SURE = 0.5  # one digit of all the ink beats one of part of it unless t
 NEAR = 0.15  # ink this close to a digit (a share of its height) may be a piece of it
 SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
 JUDGED_SPLIT_WIDTH = 0.95  # or this many, when a model judges each cut
+JOIN_RUN = 3  # at most this many neighbouring pieces are joined into one digit
+SHORT = 0.7  # pieces shorter than this share of the row's typical height are less likely digits of their own
+JOIN_ODDS = 0.9  # pieces joined into one digit are this much less likely than the pieces read apart, a priori
 CUT_CANDIDATES = 3  # columns a judge is shown for each cut
 ONE_DIGIT_WIDTH = 1.15  # a group wider than this many times its height is less likely one digit
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
@@ -161,6 +167,8 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
         return Reading((), f"{len(groups)} separate marks: texture, text or a photo, not a number")
     written = [group for group in groups if not _filled(labels, group)]
     row = _in_a_row(written, labels)
+    if judge is not None and len(row) > 1:
+        row = _joined_by_judge(row, picture, ink, labels, judge)
     whole = _as_one(strong, labels) if judge is not None else None
     if whole is not None and len(row) == 1 and whole[:2] == row[0][:2] and sorted(whole[2]) == sorted(row[0][2]):
         whole = None  # the one digit already read, ink for ink
@@ -203,16 +211,17 @@ def _find_ink(grey: np.ndarray) -> _Ink | None:
         # set by the writing alone, not by a strip of table or the page's edge along the border.
         ground = _ground(mask)
         # The pen's width, measured on its darkest ink: a shadow or a ruled line it touches is fainter.
-        writing = mask & ~ground & (strength_small > 0.7 * strongest)
-        if writing.sum() < 0.05 * mask.sum():  # the writing touches a line or a shadow and went with it
-            writing = _without_lines(mask & (strength_small > 0.7 * strongest))
+        dark = mask & (strength_small > 0.7 * strongest)
+        writing = dark & ~ground
+        if writing.sum() < MIN_WRITING:  # the writing touches a line and went with it: what a line is too thin for
+            writing = ndimage.binary_opening(dark, np.ones((3, 3), bool))
         window = max(3 * _stroke_width(writing), MIN_STROKE_WINDOW * max(small.shape))
         paper = np.minimum(paper, _paper(small, window))
         strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
         page = strength_small[~ground] if ground.mean() < 0.5 else strength_small
         if (rest := float(np.percentile(page, 99.95))) >= MIN_CONTRAST:
             low, high = _thresholds(page, rest, even)
-    mask = _without_lines(_hysteresis(strength_small, low, high), strength_small)
+    mask = _without_lines(_hysteresis(strength_small, low, high), strength_small, fine=not even)
     full_paper = paper if factor == 1 else _resized_to(paper, grey.shape)
     strength = np.clip((full_paper - grey) / np.maximum(full_paper, floor), 0, 1)
     return _Ink(strength, strength_small, small, even, mask, factor, low)
@@ -302,6 +311,10 @@ def _even_paper(small: np.ndarray) -> tuple[bool, float]:
 
 def _stroke_width(mask: np.ndarray) -> float:
     """The typical width of the strokes in ``mask``: the median over its marks of 4 × their mean distance to paper."""
+    rows, cols = np.nonzero(mask)
+    if rows.size == 0:
+        return 1.0
+    mask = np.pad(mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1], 3)  # the ink's box: cheaper
     mask = ndimage.binary_closing(mask, np.ones((3, 3), bool), iterations=2) | mask  # speckled ink: a stroke's width, not its grain's
     labels, count = ndimage.label(mask, np.ones((3, 3), bool))
     if count == 0:
@@ -343,7 +356,7 @@ def _hysteresis(strength: np.ndarray, low: float, high: float) -> np.ndarray:
 # --- 2. marks: ruled lines, specks, the page's edge ----------------------------------
 
 
-def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None) -> np.ndarray:
+def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None, fine: bool = False) -> np.ndarray:
     """``mask`` without ruled lines, grid lines or the page's edges (tilted up to 15°).
 
     A line is a thin run of ink (gaps bridged) across at least ``LINE_SPAN`` of
@@ -351,13 +364,16 @@ def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None) -> np.n
     line that the threshold left go with it. With the ink's ``strength``, a pen's
     stroke that runs along a line (the top of a 0 on it) is kept too, where its
     ink is much darker than the line at its darkest. Small pictures have no lines.
+    ``fine``: angles searched as finely as a photo's long, slightly curved lines
+    need (``_line_angle``); a scan's or a drawing's lines are straight, and its
+    digit may fill the picture, where a finer search would take a long stroke for a line.
     """
     if min(mask.shape) < MIN_LINED_SIDE:
         return mask
     found = mask  # both ways' lines are found whole: a margin's rule is not yet cut by the ruled lines
     for axis in (0, 1):
         oriented = found if axis == 0 else found.T
-        angle = _line_angle(oriented)
+        angle = _line_angle(oriented, fine)
         if angle is None:
             continue
         lines = _thin(_long_runs(_shear(oriented, angle), LINE_SPAN * oriented.shape[1]), oriented.shape[1])
@@ -402,15 +418,23 @@ def _outside(rest: np.ndarray, band: np.ndarray) -> np.ndarray:
     return keep[labels]
 
 
-def _line_angle(mask: np.ndarray) -> float | None:
-    """The tilt (slope) at which ink rows line up as ruled lines, or None when none runs across."""
+def _line_angle(mask: np.ndarray, fine: bool = False) -> float | None:
+    """The tilt (slope) at which ink rows line up as ruled lines, or None when none runs across.
+
+    Tilts are tried 1° apart, or (``fine``) close enough that a line across the
+    picture drifts by at most about two pixels from its sheared row (down to a
+    quarter of a degree on the analysis copy's full width).
+    """
     step = max(1, mask.shape[1] // 256)
-    rows, cols = np.nonzero(mask[::step, ::step])
+    # Each block of step × step pixels with any ink is one inked pixel: a line a pixel thin stays unbroken.
+    pooled = ndimage.maximum_filter(mask, size=step, origin=-(step // 2)) if step > 1 else mask
+    rows, cols = np.nonzero(pooled[::step, ::step])
     width = -(-mask.shape[1] // step)
     if rows.size < LINE_SPAN * width:
         return None
     best, best_slope = 0.0, None
-    for slope in np.tan(np.radians(np.arange(-15, 15.5, 1.0))):
+    spacing = float(np.clip(np.degrees(np.arctan(2 / mask.shape[1])), 0.25, 1.0)) if fine else 1.0
+    for slope in np.tan(np.radians(np.arange(-15, 15 + spacing / 2, spacing))):
         shifted = rows - np.round(cols * slope).astype(int)
         peak = np.bincount(shifted - shifted.min()).max() / width  # ink in the fullest sheared row
         if peak > best:
@@ -732,6 +756,50 @@ def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] 
             members.append(label)
             box = _union(box, (r, c, []))
     return box[0], box[1], members
+
+
+def _joined_by_judge(row: list, picture: Picture, ink: _Ink, labels: np.ndarray, judge: Judge) -> list:
+    """The row's neighbouring pieces joined where the judge reads them better as one digit.
+
+    A digit written in pieces (a 3 whose top stroke stands apart, a 1 with its
+    lead-in, a 0 the threshold broke) is read as several marks, each a poor digit.
+    Every run of up to ``JOIN_RUN`` neighbours no wider together than ``ONE_WIDTH``
+    times their height is a candidate digit; of all the ways to read the row as a
+    sequence of candidates, the one the judge is surest of wins (the product of
+    its scores, a joined candidate's weighed by ``_one_digit_odds`` and
+    ``JOIN_ODDS``, a piece shorter than ``SHORT`` of the row's median height by
+    the square of how much shorter): two digits side by side stay two unless one
+    digit of both is read with more confidence than the two are.
+    """
+    spans = {}
+    for start in range(len(row)):
+        box = row[start]
+        for stop in range(start + 2, min(len(row), start + JOIN_RUN) + 1):
+            box = _union(box, row[stop - 1])
+            if box[1].stop - box[1].start > ONE_WIDTH * (box[0].stop - box[0].start):
+                break
+            spans[start, stop] = box
+    if not spans:
+        return row
+    cuts = {key: _cut(picture, ink, labels, box) for key, box in spans.items()}
+    singles = [_cut(picture, ink, labels, group) for group in row]
+    if any(cut is None for cut in singles):
+        return row
+    keys = [key for key, cut in cuts.items() if cut is not None]
+    sure = judge(np.stack([cut.image for cut in singles] + [cuts[key].image for key in keys]))
+    typical = float(np.median([rows.stop - rows.start for rows, _, _ in row]))
+    # A piece much shorter than the row's digits is seldom a digit of its own (a 1's lead-in, a 5's bar).
+    score = {(i, i + 1): float(sure[i]) * min(1.0, ((row[i][0].stop - row[i][0].start) / (SHORT * typical)) ** 2) for i in range(len(row))}
+    for key, value in zip(keys, sure[len(row) :]):
+        score[key] = float(value) * _one_digit_odds(spans[key]) * JOIN_ODDS
+    best = [(0.0, [])] + [(-np.inf, [])] * len(row)  # best[j]: log-score and spans of the first j pieces
+    for stop in range(1, len(row) + 1):
+        for start in range(max(0, stop - JOIN_RUN), stop):
+            if (start, stop) in score and best[start][0] > -np.inf:
+                total = best[start][0] + np.log(max(score[start, stop], 1e-9))
+                if total > best[stop][0]:
+                    best[stop] = (total, best[start][1] + [(start, stop)])
+    return [row[start] if stop == start + 1 else spans[start, stop] for start, stop in best[-1][1]]
 
 
 def _filled(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
