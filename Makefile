@@ -36,9 +36,13 @@ models: $(BIN)/.installed-test
 # Fashion-MNIST for the tests comes from Debian's package (no internet needed), the
 # page tests drive Debian's Chromium, the shared-study test of tune runs Debian's
 # PostgreSQL, and the oneDNN plugin builds against libdnnl-dev with g++ and cmake.
+# Debian's handwriting fonts write a share of the test pictures' digits (tests/scenes),
+# so that those pictures are the same on every machine.
+HANDWRITING_FONTS = fonts-breip fonts-dkg-handwriting fonts-femkeklaver fonts-rufscript fonts-sjfonts
 test-data:
 	@MISSING=""; \
 	test -d /usr/share/datasets/fashion-mnist || MISSING="$$MISSING dataset-fashion-mnist"; \
+	for font in $(HANDWRITING_FONTS); do dpkg -s $$font >/dev/null 2>&1 || MISSING="$$MISSING $$font"; done; \
 	test -x /usr/bin/chromium || MISSING="$$MISSING chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || MISSING="$$MISSING postgresql"; \
 	test -f /usr/include/oneapi/dnnl/dnnl.hpp || MISSING="$$MISSING libdnnl-dev"; \
