@@ -137,6 +137,13 @@ def test_photos_the_reader_once_got_wrong_are_read(reader, index, why):
     assert answer.number == str(digit) and not answer.rejected, (why, answer.number, answer.reason)
 
 
+def test_the_pages_edge_cut_into_pieces_by_a_grid_is_no_digit(reader):
+    """The docs' hard-shadow figure (photo_of_digit(5)): a 6 on squared paper on a table, once read 16."""
+    picture, digit = photo_of_digit(5)
+    [answer] = predict_images(reader, [picture])
+    assert digit == 6 and answer.number == "6" and not answer.rejected, (answer.number, answer.reason)
+
+
 def test_a_digit_written_in_pieces_within_a_number_is_joined_by_the_judge(reader):
     """benchmarks/pictures.py's "drawn numbers" case 31 (seed 0): a 34 whose 3 stands in two pieces, once read 734."""
     picture, digits = drawn_number(np.random.default_rng([0, zlib.crc32(b"drawn numbers"), 31]))

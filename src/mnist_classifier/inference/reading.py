@@ -55,6 +55,7 @@ LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
 LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
 LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
 STEP = 0.12  # paper this much darker on one side of a long thin mark than on the other: an edge, not a stroke
+STEP_LENGTH = 0.1  # marks at least this share of the picture's shorter side long are checked for being such an edge
 PEN_OVER_LINE = 1.5  # ink this many times stronger than a ruled line at its darkest, on the line, is a pen stroke along it
 LINE_THIN = 0.08  # a mark whose ink is on average under this share of its length thick is line-thin
 STRAY_LINE = 2.5  # a line-like mark this many times longer than the other ink is no digit of theirs
@@ -77,6 +78,8 @@ CUT_CANDIDATES = 3  # columns a judge is shown for each cut
 ONE_DIGIT_WIDTH = 1.15  # a group wider than this many times its height is less likely one digit
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
 CUT_SIDE = 112  # a digit is cut at most this many pixels long before it is framed
+FAINT = 0.45  # in a photo, a digit's ink under this share of its pen's strength, away from it, is no part of it
+PEN_REACH = 2  # pixels (at the cut's resolution) of soft edge kept around the pen's ink
 THIN_STROKE = 0.55  # strokes under this share of MNIST's are thickened
 
 
@@ -499,6 +502,8 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
         near = min(groups, key=lambda group: _gap(group, piece), default=None)
         if near is not None and _gap(near, piece) <= 0.3 * digit:
             groups[groups.index(near)] = _union(near, piece)
+    if not even:  # the page's edge in pieces (a grid's lines cut it) is an edge once its pieces are together
+        groups = [group for group in groups if not _a_step(group[:2], int(areas[group[2]].sum()), ink.tones)] or groups
     return sorted(groups, key=lambda group: group[1].start)
 
 
@@ -536,7 +541,7 @@ def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
     rows, cols = box
     height, width = rows.stop - rows.start, cols.stop - cols.start
     length = float(np.hypot(height, width))
-    if area / length >= 0.1 * length or length < 0.2 * min(tones.shape):
+    if area / length >= 0.1 * length or length < STEP_LENGTH * min(tones.shape):
         return False
     strip = max(4, round(0.03 * min(tones.shape)))
     if height >= width:  # left of it against right of it
@@ -885,10 +890,19 @@ def _cut(picture: Picture, ink: _Ink, labels: np.ndarray, group: tuple[slice, sl
     if not levels.any():
         return None
     if not ink.even:  # pens photographed; a drawing keeps the strokes it was drawn with
-        levels = _mnist_strokes(levels)
+        levels = _mnist_strokes(_pen_only(levels))
     scale = picture.scale
     box = (round(left * scale), round(top * scale), round(right * scale), round(bottom * scale))
     return Mark(frame_digit(levels), box)
+
+
+def _pen_only(levels: np.ndarray) -> np.ndarray:
+    """``levels`` (0-255) without the faint ink that is not near the pen's own: a ruled line's remains,
+    a shadow's or the page's edge that touches the digit. A stroke's soft edges stay (``PEN_REACH`` pixels)."""
+    pen = levels >= FAINT * 255
+    if not pen.any():
+        return levels
+    return np.where(ndimage.binary_dilation(pen, np.ones((3, 3), bool), iterations=PEN_REACH), levels, 0).astype(levels.dtype)
 
 
 def _normalized(levels: np.ndarray, threshold: float, even: bool) -> np.ndarray:
