@@ -151,6 +151,16 @@ def test_a_digit_written_in_pieces_within_a_number_is_joined_by_the_judge(reader
     assert digits == "34" and answer.number == "34" and not answer.rejected, (answer.number, answer.reason)
 
 
+def test_a_small_raised_zero_between_two_digits_stays_a_digit_of_its_own(reader):
+    page = _paper(700, 300)
+    draw = ImageDraw.Draw(page)
+    _write(draw, FOUR_IN_TWO_STROKES, (100, 60), 1.2, width=12)
+    _write(draw, ZERO, (250, 60), 0.7, width=10)  # as some hands and fonts write it: smaller, at the top
+    _write(draw, FOUR_IN_TWO_STROKES, (360, 60), 1.2, width=12)
+    [answer] = predict_images(reader, [_jpeg(page)])
+    assert answer.number == "404", (answer.number, answer.reason)
+
+
 def test_a_margins_rule_across_ruled_lines_is_no_digit(reader):
     page = _paper(1200, 1600, (244, 244, 238))
     draw = ImageDraw.Draw(page)

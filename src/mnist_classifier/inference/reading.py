@@ -72,7 +72,6 @@ NEAR = 0.15  # ink this close to a digit (a share of its height) may be a piece 
 SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
 JUDGED_SPLIT_WIDTH = 0.95  # or this many, when a model judges each cut
 JOIN_RUN = 3  # at most this many neighbouring pieces are joined into one digit
-SHORT = 0.7  # pieces shorter than this share of the row's typical height are less likely digits of their own
 JOIN_ODDS = 0.9  # pieces joined into one digit are this much less likely than the pieces read apart, a priori
 CUT_CANDIDATES = 3  # columns a judge is shown for each cut
 ONE_DIGIT_WIDTH = 1.15  # a group wider than this many times its height is less likely one digit
@@ -772,9 +771,8 @@ def _joined_by_judge(row: list, picture: Picture, ink: _Ink, labels: np.ndarray,
     times their height is a candidate digit; of all the ways to read the row as a
     sequence of candidates, the one the judge is surest of wins (the product of
     its scores, a joined candidate's weighed by ``_one_digit_odds`` and
-    ``JOIN_ODDS``, a piece shorter than ``SHORT`` of the row's median height by
-    the square of how much shorter): two digits side by side stay two unless one
-    digit of both is read with more confidence than the two are.
+    ``JOIN_ODDS``): two digits side by side stay two unless one digit of both is
+    read with more confidence than the two are.
     """
     spans = {}
     for start in range(len(row)):
@@ -792,9 +790,7 @@ def _joined_by_judge(row: list, picture: Picture, ink: _Ink, labels: np.ndarray,
         return row
     keys = [key for key, cut in cuts.items() if cut is not None]
     sure = judge(np.stack([cut.image for cut in singles] + [cuts[key].image for key in keys]))
-    typical = float(np.median([rows.stop - rows.start for rows, _, _ in row]))
-    # A piece much shorter than the row's digits is seldom a digit of its own (a 1's lead-in, a 5's bar).
-    score = {(i, i + 1): float(sure[i]) * min(1.0, ((row[i][0].stop - row[i][0].start) / (SHORT * typical)) ** 2) for i in range(len(row))}
+    score = {(i, i + 1): float(sure[i]) for i in range(len(row))}
     for key, value in zip(keys, sure[len(row) :]):
         score[key] = float(value) * _one_digit_odds(spans[key]) * JOIN_ODDS
     best = [(0.0, [])] + [(-np.inf, [])] * len(row)  # best[j]: log-score and spans of the first j pieces
