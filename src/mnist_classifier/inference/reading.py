@@ -383,9 +383,10 @@ def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None, fine: b
             continue
         sheared = _shear(mask if axis == 0 else mask.T, angle)
         thickness = max(1, int(np.ceil(np.percentile(lines.sum(axis=0)[lines.any(axis=0)], 50))))
-        band = ndimage.binary_dilation(lines, np.ones((thickness + 4, 1), bool))  # the line and its blurred edges
-        rest = _outside(sheared & ~band, ndimage.binary_dilation(band, np.ones((5, 1), bool)))
-        crossing = band & sheared & ndimage.binary_closing(rest, np.ones((thickness + 7, 1), bool))
+        band = _along(ndimage.maximum_filter1d, lines, thickness + 4)  # the line and its blurred edges
+        rest = _outside(sheared & ~band, _along(ndimage.maximum_filter1d, band, 5))
+        closed = _along(ndimage.minimum_filter1d, _along(ndimage.maximum_filter1d, rest, thickness + 7), thickness + 7)
+        crossing = band & sheared & closed
         if strength is not None:  # a pen's stroke along the line: ink far darker than the ruling's
             levels = _shear(strength if axis == 0 else strength.T, angle)
             crossing |= band & sheared & (levels > PEN_OVER_LINE * float(np.percentile(levels[lines], 90)))
@@ -393,6 +394,16 @@ def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None, fine: b
         cleaned = _shear(kept, angle, inverse=True)
         mask = cleaned if axis == 0 else cleaned.T
     return mask
+
+
+def _along(filter1d: Callable, mask: np.ndarray, size: int, axis: int = 0) -> np.ndarray:
+    """``mask`` dilated (``maximum_filter1d``) or eroded (``minimum_filter1d``) by ``size`` pixels along ``axis``
+    (0: down its columns, 1: along its rows).
+
+    The same as a binary dilation or erosion by a bar of ``size`` pixels, beyond
+    the border nothing, at a fraction of the cost.
+    """
+    return filter1d(mask.view(np.uint8), size, axis=axis, mode="constant", cval=0).astype(bool)
 
 
 def _thin(lines: np.ndarray, width: int) -> np.ndarray:
@@ -457,7 +468,7 @@ def _shear(mask: np.ndarray, slope: float, inverse: bool = False) -> np.ndarray:
 def _long_runs(mask: np.ndarray, length: float) -> np.ndarray:
     """The pixels of horizontal runs of ink at least ``length`` long, gaps of up to ``LINE_GAP`` of the width bridged."""
     gap = max(5, round(LINE_GAP * mask.shape[1])) | 1
-    bridged = ndimage.binary_closing(mask, np.ones((1, gap), bool)) | mask
+    bridged = _along(ndimage.minimum_filter1d, _along(ndimage.maximum_filter1d, mask, gap, 1), gap, 1) | mask
     labels, count = ndimage.label(bridged, np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], bool))
     if count == 0:
         return np.zeros_like(mask)
