@@ -776,8 +776,8 @@ def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] 
 def _joined_by_judge(row: list, picture: Picture, ink: _Ink, labels: np.ndarray, judge: Judge) -> list:
     """The row's neighbouring pieces joined where the judge reads them better as one digit.
 
-    A digit written in pieces (a 3 whose top stroke stands apart, a 1 with its
-    lead-in, a 0 the threshold broke) is read as several marks, each a poor digit.
+    A digit written in pieces (a 3 whose top stroke stands apart, a 0 the
+    threshold broke) is read as several marks, each a poor digit.
     Every run of up to ``JOIN_RUN`` neighbours no wider together than ``ONE_WIDTH``
     times their height is a candidate digit; of all the ways to read the row as a
     sequence of candidates, the one the judge is surest of wins (the product of
