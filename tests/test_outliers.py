@@ -10,7 +10,10 @@ from mnist_classifier.data.outliers import KINDS, MIX, font_files, non_digit_kin
 def test_a_mixed_set_has_the_count_asked_for_as_uint8_28x28_pictures():
     images = non_digits(120, seed=3)
     assert images.shape == (120, 28, 28) and images.dtype == np.uint8
-    assert (images.reshape(120, -1).max(axis=1) >= 128).all()  # every one framed: its ink stretched, then resized
+    strongest = images.reshape(120, -1).max(axis=1)
+    # Every one framed: its ink stretched to full strength, then resized to a 20-pixel box. A hairline
+    # script font's strokes (fonts-kristi, say) are averaged down to a third of that by the resize.
+    assert (strongest >= 85).all() and np.median(strongest) == 255, sorted(strongest)[:5]
     np.testing.assert_array_equal(images, non_digits(120, seed=3))
     assert sum(MIX.values()) == pytest.approx(1)
 
