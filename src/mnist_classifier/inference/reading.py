@@ -145,6 +145,15 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     if not groups:
         return Reading((), "no ink found: only specks, lines or the page's edge")
     strong = _strong(groups, labels, ink.small)
+    made: dict[tuple, Mark | None] = {}
+
+    def cut(group: tuple[slice, slice, list[int]]) -> Mark | None:
+        """:func:`_cut` of ``group``, made once: the splitter, the joiner and the answer show the judge the same digits."""
+        rows, cols, members = group
+        key = (rows.start, rows.stop, cols.start, cols.stop, tuple(sorted(set(members))))
+        if key not in made:
+            made[key] = _cut(picture, ink, labels, group)
+        return made[key]
 
     def best_cut(whole: tuple[slice, slice, list[int]], candidates: list[list]) -> int | None:
         """Which of the ``candidates`` (each a pair of parts) to cut ``whole`` into, or None to keep it whole.
@@ -156,7 +165,7 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
         """
         if judge is None:
             return 0
-        cuts = [_cut(picture, ink, labels, group) for group in (whole, *(part for pair in candidates for part in pair))]
+        cuts = [cut(group) for group in (whole, *(part for pair in candidates for part in pair))]
         if any(cut is None for cut in cuts):
             return None
         sure = judge(np.stack([cut.image for cut in cuts]))
@@ -170,12 +179,12 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     written = [group for group in groups if not _filled(labels, group)]
     row = _in_a_row(written, labels)
     if judge is not None and len(row) > 1:
-        row = _joined_by_judge(row, picture, ink, labels, judge)
+        row = _joined_by_judge(row, cut, judge)
     whole = _as_one(strong, labels) if judge is not None else None
     if whole is not None and len(row) == 1 and whole[:2] == row[0][:2] and sorted(whole[2]) == sorted(row[0][2]):
         whole = None  # the one digit already read, ink for ink
-    marks = tuple(mark for group in row if (mark := _cut(picture, ink, labels, group)))
-    one = _cut(picture, ink, labels, whole) if whole is not None else None
+    marks = tuple(mark for group in row if (mark := cut(group)))
+    one = cut(whole) if whole is not None else None
     if one is not None:
         sure = judge(np.stack([one.image, *(mark.image for mark in marks)]))
         # Against one digit, the reading that uses all the ink wins unless the judge is far less sure of it.
@@ -319,8 +328,6 @@ def _stroke_width(mask: np.ndarray) -> float:
     mask = np.pad(mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1], 3)  # the ink's box: cheaper
     mask = ndimage.binary_closing(mask, np.ones((3, 3), bool), iterations=2) | mask  # speckled ink: a stroke's width, not its grain's
     labels, count = ndimage.label(mask, np.ones((3, 3), bool))
-    if count == 0:
-        return 1.0
     distance = ndimage.distance_transform_edt(mask)
     areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
     means = ndimage.mean(distance, labels, np.arange(1, count + 1))
@@ -773,8 +780,10 @@ def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] 
     return box[0], box[1], members
 
 
-def _joined_by_judge(row: list, picture: Picture, ink: _Ink, labels: np.ndarray, judge: Judge) -> list:
+def _joined_by_judge(row: list, cut: Callable, judge: Judge) -> list:
     """The row's neighbouring pieces joined where the judge reads them better as one digit.
+
+    ``cut(group)`` is a group's framed digit (a :class:`Mark`), or None.
 
     A digit written in pieces (a 3 whose top stroke stands apart, a 0 the
     threshold broke) is read as several marks, each a poor digit.
@@ -795,8 +804,8 @@ def _joined_by_judge(row: list, picture: Picture, ink: _Ink, labels: np.ndarray,
             spans[start, stop] = box
     if not spans:
         return row
-    cuts = {key: _cut(picture, ink, labels, box) for key, box in spans.items()}
-    singles = [_cut(picture, ink, labels, group) for group in row]
+    cuts = {key: cut(box) for key, box in spans.items()}
+    singles = [cut(group) for group in row]
     if any(cut is None for cut in singles):
         return row
     keys = [key for key, cut in cuts.items() if cut is not None]
