@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw
 
 from mnist_classifier.inference.images import read_image, read_picture
 from mnist_classifier.inference.predict import Classifier, predict_images
-from mnist_classifier.inference.reading import read_digits
+from mnist_classifier.inference.reading import _thickness, read_digits
 from tests.scenes import drawn_number, non_digit, photo_of_digit, photo_of_number, redrawn_mnist, typed_digit
 
 
@@ -159,6 +159,25 @@ def test_a_small_raised_zero_between_two_digits_stays_a_digit_of_its_own(reader)
     _write(draw, FOUR_IN_TWO_STROKES, (360, 60), 1.2, width=12)
     [answer] = predict_images(reader, [_jpeg(page)])
     assert answer.number == "404", (answer.number, answer.reason)
+
+
+def test_a_line_is_as_thick_as_itself_not_as_all_the_lines_a_column_crosses():
+    lines = np.zeros((200, 300), bool)
+    for top in range(10, 200, 25):  # eight ruled lines, two pixels thick
+        lines[top : top + 2] = True
+    lines[50:90, 100:103] = True  # and a stroke that runs down across one
+    assert _thickness(lines) == 2
+
+
+def test_strokes_just_above_and_below_a_faint_ruled_line_stay_whole(reader):
+    """benchmarks/pictures.py's "number photos" case 10 (seed 0): a faint pencil 788 on ruled paper, once read 88.
+
+    The lines' thickness was taken as all a column's lines together (ten pixels, not two):
+    the band taken out with them held the 7's stem and the 8s' top loops.
+    """
+    picture, digits = photo_of_number(np.random.default_rng([0, zlib.crc32(b"number photos"), 10]))
+    [answer] = predict_images(reader, [picture])
+    assert digits == "788" and answer.number == "788" and not answer.rejected, (answer.number, answer.reason)
 
 
 def test_a_margins_rule_across_ruled_lines_is_no_digit(reader):

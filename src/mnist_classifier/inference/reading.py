@@ -389,7 +389,7 @@ def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None, fine: b
         if not lines.any():
             continue
         sheared = _shear(mask if axis == 0 else mask.T, angle)
-        thickness = max(1, int(np.ceil(np.percentile(lines.sum(axis=0)[lines.any(axis=0)], 50))))
+        thickness = _thickness(lines)
         band = _along(ndimage.maximum_filter1d, lines, thickness + 4)  # the line and its blurred edges
         rest = _outside(sheared & ~band, _along(ndimage.maximum_filter1d, band, 5))
         closed = _along(ndimage.minimum_filter1d, _along(ndimage.maximum_filter1d, rest, thickness + 7), thickness + 7)
@@ -401,6 +401,14 @@ def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None, fine: b
         cleaned = _shear(kept, angle, inverse=True)
         mask = cleaned if axis == 0 else cleaned.T
     return mask
+
+
+def _thickness(lines: np.ndarray) -> int:
+    """How many pixels thick the (horizontal) lines of ``lines`` are: the median, over the columns
+    that cross any, of a column's line pixels over the lines it crosses."""
+    crossed = lines.any(axis=0)
+    starts = (lines & ~np.vstack([np.zeros((1, lines.shape[1]), bool), lines[:-1]])).sum(axis=0)
+    return max(1, int(np.ceil(np.median(lines.sum(axis=0)[crossed] / starts[crossed]))))
 
 
 def _along(filter1d: Callable, mask: np.ndarray, size: int, axis: int = 0) -> np.ndarray:
