@@ -212,6 +212,19 @@ def test_two_digits_that_touch_are_cut_where_the_judge_reads_both(reader):
     assert answer.number == "550", (answer.number, answer.reason)
 
 
+@pytest.mark.parametrize(("number", "first", "second", "advance"), [("77", SEVEN, SEVEN, 60), ("40", FOUR_IN_TWO_STROKES, ZERO, 80), ("71", SEVEN, ONE, 70)])
+def test_two_leaning_digits_that_touch_are_cut_along_their_slant(reader, number, first, second, advance):
+    """Digits written leaning right, each over the foot of the one before: no straight cut parts them
+    (once read 77R, 47 and 7R: a column through the middle took a piece of each)."""
+    lean = lambda strokes: [[(x + 0.45 * (140 - y), y) for x, y in stroke] for stroke in strokes]
+    page = _paper(900, 500)
+    draw = ImageDraw.Draw(page)
+    _write(draw, lean(first), (200, 150), 1.2, width=11)
+    _write(draw, lean(second), (200 + 1.2 * advance, 150), 1.2, width=11)
+    [answer] = predict_images(reader, [_jpeg(page)])
+    assert answer.number == number and not answer.rejected, (answer.number, answer.reason)
+
+
 def test_a_number_is_read_left_to_right_with_a_box_per_digit(reader):
     page = _paper(1000, 400)
     draw = ImageDraw.Draw(page)

@@ -13,10 +13,10 @@ What the best document readers do, in order:
    squared paper are found and taken out (the strokes that cross them stay);
    specks and the page's edge are dropped.
 3. **Digits.** Components that share columns are one digit (a 5 whose bar is
-   apart, a 4 in two strokes); a group much wider than a digit is split where
-   its ink is thinnest (digits that touch). Digits are ordered left to right;
-   with a model to judge, neighbouring pieces that it reads better as one digit
-   are joined (a digit written in pieces).
+   apart, a 4 in two strokes); a group much wider than a digit is split along
+   the path through its least ink, straight or slanted (digits that touch).
+   Digits are ordered left to right; with a model to judge, neighbouring pieces
+   that it reads better as one digit are joined (a digit written in pieces).
 4. **The MNIST recipe.** Each digit is cut from the picture at its working
    resolution, its ink normalized to full strength, thin pen strokes thickened
    towards MNIST's, then framed: the box scaled to 20 pixels, the centre of
@@ -39,7 +39,7 @@ from mnist_classifier.inference.images import INK_FLOOR, Picture, frame_digit
 
 ANALYSIS_SIDE = 768  # longest side of the copy that marks are found on
 PAPER_WINDOW = 1 / 7  # closing window, as a share of the coarse copy's longest side
-ROW_GAP = 2.0  # a number's digits stand at most this many digit heights apart, centre to centre
+ROW_GAP = 1.5  # a number's digits stand at most this many digit heights apart, edge to edge
 MAX_MARKS = 16  # more separate marks than that is texture, text or a photo, not a number
 MAX_INK_SHARE = 0.3  # ink over more of a photo than that is not writing on paper
 MAX_EVEN_INK_SHARE = 0.7  # a scanned or drawn digit may fill its frame
@@ -73,7 +73,8 @@ SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touch
 JUDGED_SPLIT_WIDTH = 0.95  # or this many, when a model judges each cut
 JOIN_RUN = 3  # at most this many neighbouring pieces are joined into one digit
 JOIN_ODDS = 0.9  # pieces joined into one digit are this much less likely than the pieces read apart, a priori
-CUT_CANDIDATES = 3  # columns a judge is shown for each cut
+CUT_CANDIDATES = 3  # cuts a judge is shown for each group too wide
+SEAM_STEP = 0.05  # what a cutting path pays for a step aside, against 1 for each ink pixel it crosses
 ONE_DIGIT_WIDTH = 1.15  # a group wider than this many times its height is less likely one digit
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
 CUT_SIDE = 112  # a digit is cut at most this many pixels long before it is framed
@@ -693,35 +694,86 @@ def _split_wide(groups: list[tuple[slice, slice, list[int]]], labels: np.ndarray
 
 
 def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: float, choose: Callable, widest: float, depth: int = 0) -> list:
-    """``group`` cut in two where its ink is thinnest, again for each part still too wide.
+    """``group`` cut in two along the path through the least ink, again for each part still too wide.
 
     Too wide is wider than ``widest`` (``SPLIT_WIDTH``, or ``JUDGED_SPLIT_WIDTH`` when a
     model judges each cut) times the taller of its own height and the picture's
     ``typical`` (median) digit height.
-    The candidates are the columns of least ink (``_cut_columns``) whose two parts
-    both stand as tall as digits do (a flat part is a stroke of one digit: a 5's
-    bar, a 7's top); ``choose`` picks one or none.
+    The candidates are paths from top to bottom that cross the least ink
+    (``_seams``): straight down between digits that touch, slanted or bent round
+    a digit that leans over its neighbour. Those whose two parts both stand as
+    tall as digits do are kept (a flat part is a stroke of one digit: a 5's bar, a
+    7's top); ``choose`` picks one or none.
+
+    The group's ink is relabelled in ``labels``, one new label for each strip
+    between neighbouring paths, so that every part is a group of labels like any other.
     """
     rows, cols, members = group
     height, width = rows.stop - rows.start, cols.stop - cols.start
     if width <= widest * max(height, typical) or depth > 4:
         return [group]
     ink = np.isin(labels[rows, cols], members)
+    seams = _seams(ink)
+    if not seams:
+        return [group]
+    strips = np.zeros(ink.shape, np.int32)
+    column = np.arange(width)[None, :]
+    for seam in seams:
+        strips += column >= seam[:, None]
+    first = int(labels.max()) + 1
+    labels[rows, cols][ink] = first + strips[ink]
+    members = list(range(first, first + len(seams) + 1))
+    group = (rows, cols, members)
     candidates = []
-    for cut in _cut_columns(ink.sum(axis=0).astype(float)):
+    for k in range(1, len(seams) + 1):
         parts = []
-        for start, stop in ((0, cut), (cut, width)):
-            filled = np.nonzero(ink[:, start:stop].any(axis=1))[0]
+        for part, own in ((ink & (strips < k), members[:k]), (ink & (strips >= k), members[k:])):
+            filled = np.nonzero(part.any(axis=1))[0]
             if filled.size == 0 or filled[-1] + 1 - filled[0] < 0.6 * height:
                 break
-            height_rows = slice(rows.start + filled[0], rows.start + filled[-1] + 1)
-            parts.append((height_rows, slice(cols.start + start, cols.start + stop), members))
+            used = np.nonzero(part.any(axis=0))[0]
+            parts.append((slice(rows.start + filled[0], rows.start + filled[-1] + 1), slice(cols.start + used[0], cols.start + used[-1] + 1), own))
         if len(parts) == 2:
             candidates.append(parts)
     chosen = choose(group, candidates) if candidates else None
     if chosen is None:
         return [group]
     return [piece for part in candidates[chosen] for piece in _split(part, labels, typical, choose, widest, depth + 1)]
+
+
+def _seams(ink: np.ndarray) -> list[np.ndarray]:
+    """Up to ``CUT_CANDIDATES`` paths down through ``ink``, left to right, that do not cross: each a column per row.
+
+    A path keeps to the middle seven tenths of the width, steps at most one
+    column a row and pays 1 for each ink pixel it crosses and ``SEAM_STEP`` for
+    each step aside; where it ends is chosen as ``_cut_columns`` chooses a
+    column, by the cost of the best path ending there.
+    """
+    height, width = ink.shape
+    cost = ink.astype(np.float32)
+    cost[:, : max(1, round(0.15 * width))] = np.inf  # a path round the outside of the ink cuts nothing
+    cost[:, min(width - 1, round(0.85 * width)) :] = np.inf
+    total = cost[0].copy()
+    back = np.zeros((height, width), np.int8)
+    for row in range(1, height):
+        left = np.concatenate([[np.inf], total[:-1]]) + SEAM_STEP
+        right = np.concatenate([total[1:], [np.inf]]) + SEAM_STEP
+        options = np.stack([left, total, right])
+        step = options.argmin(axis=0)
+        total = options[step, np.arange(width)] + cost[row]
+        back[row] = step - 1
+    if not np.isfinite(total).any():  # too narrow to have a middle
+        return []
+    seams = []
+    total = np.minimum(total, float(total[np.isfinite(total)].max()))
+    for end in _cut_columns(total):
+        seam = np.empty(height, np.int64)
+        seam[-1] = end
+        for row in range(height - 1, 0, -1):
+            seam[row - 1] = seam[row] + back[row, seam[row]]
+        seams.append(seam)
+    seams.sort(key=lambda seam: float(seam.mean()))
+    return list(np.maximum.accumulate(np.stack(seams), axis=0)) if seams else []
 
 
 def _cut_columns(profile: np.ndarray) -> list[int]:
@@ -848,12 +900,13 @@ def _strong(groups: list, labels: np.ndarray, strength: np.ndarray) -> list:
     return [group for group, level in zip(groups, levels) if level >= WEAK * strongest]
 
 
-def _adjacent(inliers: np.ndarray, xs: np.ndarray, weights: np.ndarray, gap: float) -> np.ndarray:
-    """Of the ``inliers``, the run of neighbours (no more than ``gap`` apart) that holds the most ink."""
-    order = [i for i in np.argsort(xs) if inliers[i]]
+def _adjacent(inliers: np.ndarray, spans: np.ndarray, weights: np.ndarray, gap: float) -> np.ndarray:
+    """Of the ``inliers``, the run of neighbours that holds the most ink: each starts no more than ``gap``
+    after the run's ink so far ends (``spans``: each group's first and last column)."""
+    order = [i for i in np.argsort(spans.mean(axis=1)) if inliers[i]]
     runs, current = [], [order[0]] if order else []
-    for previous, index in zip(order, order[1:]):
-        if xs[index] - xs[previous] > gap:
+    for index in order[1:]:
+        if spans[index, 0] - spans[current, 1].max() > gap:
             runs.append(current)
             current = []
         current.append(index)
@@ -871,6 +924,7 @@ def _in_a_row(groups: list, labels: np.ndarray) -> list:
     centres = np.array([[(c.start + c.stop) / 2, (r.start + r.stop) / 2] for r, c, _ in groups])
     heights = np.array([r.stop - r.start for r, _, _ in groups], float)
     weights = np.array([np.isin(labels[r, c], m).sum() for r, c, m in groups], float)
+    spans = np.array([[c.start, c.stop] for _, c, _ in groups], float)
     reach = 0.5 * float(np.median(heights))
     best, best_score = np.ones(len(groups), bool), -1.0
     for i in range(len(groups)):
@@ -881,7 +935,7 @@ def _in_a_row(groups: list, labels: np.ndarray) -> list:
             if abs(slope) > 0.3:
                 continue
             off = np.abs(centres[:, 1] - (centres[i, 1] + slope * (centres[:, 0] - centres[i, 0])))
-            inliers = _adjacent(off <= np.maximum(reach, 0.5 * heights), centres[:, 0], weights, ROW_GAP * 2 * reach)
+            inliers = _adjacent(off <= np.maximum(reach, 0.5 * heights), spans, weights, ROW_GAP * 2 * reach)
             score = float(weights[inliers].sum())
             if score > best_score:
                 best, best_score = inliers, score
