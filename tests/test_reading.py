@@ -10,7 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from mnist_classifier.inference.images import read_image, read_picture
 from mnist_classifier.inference.predict import Classifier, predict_images
@@ -178,6 +178,43 @@ def test_strokes_just_above_and_below_a_faint_ruled_line_stay_whole(reader):
     picture, digits = photo_of_number(np.random.default_rng([0, zlib.crc32(b"number photos"), 10]))
     [answer] = predict_images(reader, [picture])
     assert digits == "788" and answer.number == "788" and not answer.rejected, (answer.number, answer.reason)
+
+
+@pytest.mark.parametrize(
+    "table, why",
+    [
+        ((200, 190, 170), "so little ink that the page's 99.95th percentile was paper: no ink found"),
+        ((90, 70, 50), "the faint corner of table, taller than the 7, made it a speck: read 1"),
+    ],
+)
+def test_a_small_digit_on_a_large_page_is_found(reader, table, why):
+    """A 7 under 5% of a 2-Mpixel photo's height, lit unevenly, the table showing past the page's corner."""
+    page = _paper(1600, 1200, (240, 240, 232))
+    draw = ImageDraw.Draw(page)
+    draw.polygon([(1400, 1200), (1600, 1040), (1600, 1200)], fill=table)
+    _write(draw, SEVEN, (700, 550), 0.4, width=6, fill=(25, 25, 30))
+    light = np.linspace(1.0, 0.8, 1600)[None, :, None] * np.linspace(1.0, 0.9, 1200)[:, None, None]
+    noise = np.random.default_rng(0).normal(0, 3, (1200, 1600, 1))
+    blurred = np.asarray(page.filter(ImageFilter.GaussianBlur(1.5)), float)
+    photo = Image.fromarray(np.clip(blurred * light + noise, 0, 255).astype(np.uint8))
+    [answer] = predict_images(reader, [_jpeg(photo)])
+    assert answer.number == "7" and not answer.rejected, (why, answer.number, answer.reason)
+    x0, y0, x1, y1 = answer.digits[0].box
+    assert 690 <= x0 and x1 <= 750 and 540 <= y0 and y1 <= 615
+
+
+def test_an_emoji_smiley_is_not_cut_into_a_1_and_the_rest(reader):
+    """A cut's part must hold some of the ink: a seam just inside a smiley's thin rim made its arc a "1"."""
+    page = _paper(600, 600, (250, 248, 245))
+    draw = ImageDraw.Draw(page)
+    draw.ellipse([100, 100, 500, 500], fill=(250, 200, 40), outline=(200, 140, 20), width=6)
+    draw.ellipse([210, 200, 260, 280], fill=(60, 40, 20))
+    draw.ellipse([340, 200, 390, 280], fill=(60, 40, 20))
+    draw.arc([180, 250, 420, 420], 20, 160, fill=(60, 40, 20), width=16)
+    buffer = io.BytesIO()
+    page.save(buffer, "PNG")
+    [answer] = predict_images(reader, [buffer.getvalue()])
+    assert answer.rejected or answer.number == "", answer.number
 
 
 def test_a_margins_rule_across_ruled_lines_is_no_digit(reader):

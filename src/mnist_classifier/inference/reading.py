@@ -74,6 +74,7 @@ JUDGED_SPLIT_WIDTH = 0.95  # or this many, when a model judges each cut
 JOIN_RUN = 3  # at most this many neighbouring pieces are joined into one digit
 JOIN_ODDS = 0.9  # pieces joined into one digit are this much less likely than the pieces read apart, a priori
 CUT_CANDIDATES = 3  # cuts a judge is shown for each group too wide
+MIN_PART = 0.15  # each part of a cut holds this share of the group's ink at least (a 1 beside an 8 does)
 SEAM_STEP = 0.05  # what a cutting path pays for a step aside, against 1 for each ink pixel it crosses
 ONE_DIGIT_WIDTH = 1.15  # a group wider than this many times its height is less likely one digit
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
@@ -212,7 +213,7 @@ def _find_ink(grey: np.ndarray) -> _Ink | None:
     # Relative to its paper, but darker ground than the page's shadows (a table) is no paper to write on.
     floor = max(8.0, DARK_GROUND * float(np.percentile(paper, 95)))
     strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
-    strongest = float(np.percentile(strength_small, 99.95))
+    strongest = _strongest(strength_small)
     if strongest < MIN_CONTRAST:
         return None
     low, high = _thresholds(strength_small, strongest, even)
@@ -231,12 +232,22 @@ def _find_ink(grey: np.ndarray) -> _Ink | None:
         paper = np.minimum(paper, _paper(small, window))
         strength_small = np.clip((paper - small) / np.maximum(paper, floor), 0, 1)
         page = strength_small[~ground] if ground.mean() < 0.5 else strength_small
-        if (rest := float(np.percentile(page, 99.95))) >= MIN_CONTRAST:
+        if (rest := _strongest(page)) >= MIN_CONTRAST:
             low, high = _thresholds(page, rest, even)
     mask = _without_lines(_hysteresis(strength_small, low, high), strength_small, fine=not even)
     full_paper = paper if factor == 1 else _resized_to(paper, grey.shape)
     strength = np.clip((full_paper - grey) / np.maximum(full_paper, floor), 0, 1)
     return _Ink(strength, strength_small, small, even, mask, factor, low)
+
+
+def _strongest(strength: np.ndarray) -> float:
+    """The strength of the picture's strongest ink: its 99.95th percentile (a few pixels of noise are no
+    ink), or where so little is inked that the percentile is paper (a small digit on a large page),
+    the ``MIN_WRITING``-th strongest pixel."""
+    strongest = float(np.percentile(strength, 99.95))
+    if strongest >= MIN_CONTRAST or strength.size <= MIN_WRITING:
+        return strongest
+    return float(np.partition(strength.ravel(), -MIN_WRITING)[-MIN_WRITING])
 
 
 def _ground(mask: np.ndarray) -> np.ndarray:
@@ -512,14 +523,16 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
     found = _without_stray_lines(found, areas, shape)
     if not found:
         return []
-    tallest = max(box[0].stop - box[0].start for box, _ in found)
+    strong = _written_strongly(found, labels, areas, ink.small)
+    tallest = max(box[0].stop - box[0].start for box, _ in strong)
     big = [(box[0], box[1], [label]) for box, label in found if _side(box) >= SPECK * tallest and _side(box) >= 3]
     if not big:
         return []
     digit = float(np.median([rows.stop - rows.start for rows, _, _ in big if rows.stop - rows.start >= 0.5 * tallest]))
     pieces = [piece for piece in big if piece[0].stop - piece[0].start >= 0.45 * digit]  # digits are never flat
-    if len(pieces) > 3 * MAX_MARKS:
-        raise _NotWriting(f"{len(pieces)} separate marks: texture, text or a photo, not a number")
+    strong_labels = {label for _, label in strong}
+    if (count := sum(1 for piece in pieces if piece[2][0] in strong_labels)) > 3 * MAX_MARKS:
+        raise _NotWriting(f"{count} separate marks: texture, text or a photo, not a number")
     slivers = [] if even else [p for p in pieces if _at_border(p[:2], shape) and min(p[0].stop - p[0].start, p[1].stop - p[1].start) < 0.2 * digit]
     pieces = [p for p in pieces if p not in slivers] or pieces  # the page's edge in pieces
     small = [piece for piece in big if piece not in pieces and (even or not _at_border(piece[:2], shape))]
@@ -531,6 +544,20 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
     if not even:  # the page's edge in pieces (a grid's lines cut it) is an edge once its pieces are together
         groups = [group for group in groups if not _a_step(group[:2], int(areas[group[2]].sum()), ink.tones)] or groups
     return sorted(groups, key=lambda group: group[1].start)
+
+
+def _written_strongly(
+    found: list[tuple[tuple[slice, slice], int]], labels: np.ndarray, areas: np.ndarray, strength: np.ndarray
+) -> list[tuple[tuple[slice, slice], int]]:
+    """Of ``found``, the marks whose ink is ``WEAK`` of the strongest's at least (of those of ``MIN_WRITING``
+    pixels at least), as ``_strong`` has it: what sets the size a digit is measured by, which a faint giant
+    (the page's edge against a table, a shadow's edge) must not set when a small digit is written in pen.
+    """
+    levels = {label: float(np.median(strength[box][labels[box] == label])) for box, label in found}
+    sizable = [levels[label] for _, label in found if areas[label] >= MIN_WRITING]
+    if not sizable:
+        return found
+    return [(box, label) for box, label in found if levels[label] >= WEAK * max(sizable)] or found
 
 
 def _without_stray_lines(
@@ -729,7 +756,7 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
         parts = []
         for part, own in ((ink & (strips < k), members[:k]), (ink & (strips >= k), members[k:])):
             filled = np.nonzero(part.any(axis=1))[0]
-            if filled.size == 0 or filled[-1] + 1 - filled[0] < 0.6 * height:
+            if filled.size == 0 or filled[-1] + 1 - filled[0] < 0.6 * height or part.sum() < MIN_PART * ink.sum():
                 break
             used = np.nonzero(part.any(axis=0))[0]
             parts.append((slice(rows.start + filled[0], rows.start + filled[-1] + 1), slice(cols.start + used[0], cols.start + used[-1] + 1), own))
