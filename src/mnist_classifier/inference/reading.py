@@ -553,7 +553,7 @@ def _written_strongly(
     pixels at least), as ``_strong`` has it: what sets the size a digit is measured by, which a faint giant
     (the page's edge against a table, a shadow's edge) must not set when a small digit is written in pen.
     """
-    levels = {label: float(np.median(strength[box][labels[box] == label])) for box, label in found}
+    levels = {label: _level(strength, labels, (*box, [label])) for box, label in found}
     sizable = [levels[label] for _, label in found if areas[label] >= MIN_WRITING]
     if not sizable:
         return found
@@ -922,9 +922,15 @@ def _filled(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
 
 def _strong(groups: list, labels: np.ndarray, strength: np.ndarray) -> list:
     """The groups written as strongly as the strongest: a pen's strokes, not smudges, shadows or faint ruling."""
-    levels = [float(np.median(strength[rows, cols][np.isin(labels[rows, cols], members)])) for rows, cols, members in groups]
+    levels = [_level(strength, labels, group) for group in groups]
     strongest = max(levels)
     return [group for group, level in zip(groups, levels) if level >= WEAK * strongest]
+
+
+def _level(strength: np.ndarray, labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> float:
+    """How strongly a group is written: the median strength of its own ink."""
+    rows, cols, members = group
+    return float(np.median(strength[rows, cols][np.isin(labels[rows, cols], members)]))
 
 
 def _adjacent(inliers: np.ndarray, spans: np.ndarray, weights: np.ndarray, gap: float) -> np.ndarray:
