@@ -19,7 +19,7 @@ PROBE = """
 import json
 import mnist_classifier, keras, numpy as np
 from mnist_classifier.config import TrainingConfig
-from mnist_classifier.accel.distribute import distributed
+from mnist_classifier.accel.distribute import distributed, host_share
 from mnist_classifier.models import build_model
 from mnist_classifier.training import optimize_model, train_model
 
@@ -31,14 +31,15 @@ class Probe(keras.callbacks.Callback):
         seen.append(sorted(d.id for d in self.model.trainable_variables[0].value.sharding.device_set))
 
 
-x = np.random.default_rng(0).random((256, 784), dtype=np.float32)
-y = np.eye(10, dtype=np.float32)[np.arange(256) % 10]
+x = np.random.default_rng(0).random((257, 784), dtype=np.float32)
+y = np.eye(10, dtype=np.float32)[np.arange(257) % 10]
 with distributed(TrainingConfig(batch_size=64, distribute="data-parallel")) as devices:
     net = build_model(784, (32, 10), ("relu", "softmax"), 0.0, None)
     optimize_model(net, 0.001, 0.9, 0.999)
+    x, y = host_share(x, y)  # the last batch of 257 would hold one image: not two devices' worth
     train_model(net, x, y, 64, 1, callbacks=[Probe()], verbose=False)
     layout = keras.distribution.distribution().get_data_layout((64, 784))
-print(json.dumps({"devices": devices, "variable_devices": seen[-1], "batch_axes": list(layout.axes)}))
+print(json.dumps({"devices": devices, "variable_devices": seen[-1], "batch_axes": list(layout.axes), "samples": len(y)}))
 """
 
 
@@ -85,6 +86,7 @@ def test_training_is_sharded_over_two_devices(monkeypatch):
     assert seen["devices"] == 2
     assert seen["variable_devices"] == [0, 1]  # weights replicated on both devices
     assert seen["batch_axes"] == ["batch", None]  # each batch split along the devices' batch axis
+    assert seen["samples"] == 256  # a whole number for each device, the last batch too
 
 
 def free_port() -> int:

@@ -111,15 +111,16 @@ def device_count() -> int:
 
 
 def host_share(inputs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """This process's equal share of the samples in a multi-host job (all of them on a single host).
+    """This process's equal share of the samples (all of them on a single host), a whole number for each device.
 
     Each process feeds its part of every global batch; equal shares keep the
-    processes in step.
+    processes in step. The batch is split evenly over the devices, the last
+    (short) one too: the fewer than one a device left over at the end are left out.
     """
     hosts = jax.process_count()
-    if hosts == 1:
-        return inputs, labels
-    share = slice(jax.process_index(), len(labels) // hosts * hosts, hosts)
+    whole = hosts * max(1, device_count() // hosts)
+    usable = len(labels) // whole * whole
+    share = slice(jax.process_index(), usable, hosts)
     return inputs[share], labels[share]
 
 
