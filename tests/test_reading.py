@@ -15,7 +15,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from mnist_classifier.inference.images import read_image, read_picture
 from mnist_classifier.inference.predict import Classifier, predict_images
 from mnist_classifier.inference.reading import _thickness, read_digits
-from tests.scenes import drawn_number, non_digit, photo_of_digit, photo_of_number, redrawn_mnist, typed_digit
+from tests.scenes import NON_DIGIT_KINDS, drawn_number, non_digit, photo_of_digit, photo_of_number, redrawn_mnist, typed_digit
 
 
 @pytest.fixture(scope="module")
@@ -228,6 +228,31 @@ def test_a_margins_rule_across_ruled_lines_is_no_digit(reader):
     assert answer.number == "7", (answer.number, answer.reason)
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_a_digit_where_the_light_falls_off_steadily_is_no_edge_of_the_page(reader, side):
+    """A lamp or the lens's vignetting darkens the page across a thin 7 by more than an edge's step;
+    the paper's slope just outside the 7 explains it (it was taken for the page's edge: no ink found)."""
+    page = _paper(1536, 2048, (236, 234, 226))
+    draw = ImageDraw.Draw(page)
+    for y in range(60, 2048, 90):
+        draw.line([(0, y), (1536, y - 160)], fill=(170, 175, 180), width=3)
+    _write(draw, SEVEN, (1150 if side == "left" else 200, 560), 1.6, width=14, fill=(60, 70, 60))
+    x = np.linspace(0, 1, 1536)
+    falloff = 1 - 0.7 * (x**3 if side == "left" else (1 - x) ** 3)
+    light = falloff[None, :, None] * np.linspace(1.0, 0.85, 2048)[:, None, None]
+    noise = np.random.default_rng(0).normal(0, 3, (2048, 1536, 1))
+    blurred = np.asarray(page.filter(ImageFilter.GaussianBlur(1.5)), float)
+    [answer] = predict_images(reader, [_jpeg(Image.fromarray(np.clip(blurred * light + noise, 0, 255).astype(np.uint8)))])
+    assert answer.number == "7" and not answer.rejected, (answer.number, answer.reason)
+
+
+@pytest.mark.parametrize("seed", [3, 20])
+def test_a_rules_piece_a_pixel_wide_on_a_blank_page_is_no_1(reader, seed):
+    """What the line finder leaves of a rule or the page's edge is a pixel wide however long: no pen's stroke."""
+    [answer] = predict_images(reader, [non_digit(np.random.default_rng(seed), "blank")])
+    assert answer.rejected and answer.number == "", answer.number
+
+
 def test_an_underexposed_photo_with_a_dark_table_strip_is_read_as_dark_ink_on_paper(reader):
     rng = np.random.default_rng(3)
     page = np.full((1200, 900, 3), (98, 98, 104), np.float32) + rng.normal(0, 4, (1200, 900, 1))
@@ -297,6 +322,14 @@ def test_floor_on_phone_photos_of_single_digits(reader):
 def test_floor_on_numbers_photographed_and_drawn(reader):
     assert _share_right(reader, [photo_of_number(seed) for seed in range(2000, 2012)]) >= 0.5
     assert _share_right(reader, [drawn_number(seed) for seed in range(3000, 3012)]) >= 0.7
+
+
+def test_floor_on_pictures_with_no_digit(reader):
+    """Four pictures of every kind with no digit (letters, words, clothing, noise, shapes, a smiley, photos,
+    scribbles, blank pages): three in four at least are rejected."""
+    pictures = [non_digit(np.random.default_rng([6000, index]), kind) for kind in NON_DIGIT_KINDS for index in range(4)]
+    answers = [predict_images(reader, [picture])[0] for picture in pictures]
+    assert np.mean([answer.rejected for answer in answers]) >= 0.75
 
 
 def test_clean_digits_keep_reading_as_before(reader):

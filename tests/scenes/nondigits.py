@@ -32,7 +32,7 @@ WORDS = (
 )  # fmt: skip
 assert all(c in LETTERS for word in WORDS for c in word), "a word holds a digit look-alike"
 
-NON_DIGIT_KINDS = ("letters", "words", "clothing", "noise", "shapes", "smiley", "photos", "scribbles")
+NON_DIGIT_KINDS = ("letters", "words", "clothing", "noise", "shapes", "smiley", "photos", "scribbles", "blank")
 # scikit-image's colour photographs (its others hold text, a clock face or test charts).
 PHOTOS_SHIPPED = (
     "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg",
@@ -227,7 +227,18 @@ def _landscape(rng: np.random.Generator) -> Image.Image:
     return picture
 
 
+def _blank(rng: np.random.Generator) -> bytes:
+    """A page with nothing written on it: mostly a phone photo (its tint, ruling, light, shadow and the table
+    around it, as :func:`photograph` makes them), otherwise a plain light picture, PNG or JPEG."""
+    if rng.random() < 0.8:
+        return photograph(rng, lambda height: Image.new("L", (height, height)))
+    height = int(np.exp(rng.uniform(np.log(28), np.log(1200))))
+    tone = tuple(int(v) for v in rng.integers(225, 256, 3))
+    picture = Image.new("RGB", (round(height * rng.uniform(0.7, 1.5)), height), tone)
+    return encode(picture, "JPEG" if rng.random() < 0.5 else "PNG")
+
+
 _MAKERS = {
     "letters": _letters, "words": _words, "clothing": _clothing, "noise": _noise,
-    "shapes": _shapes, "smiley": _smiley, "photos": _photos, "scribbles": _scribbles,
+    "shapes": _shapes, "smiley": _smiley, "photos": _photos, "scribbles": _scribbles, "blank": _blank,
 }  # fmt: skip

@@ -58,6 +58,7 @@ STEP = 0.12  # paper this much darker on one side of a long thin mark than on th
 STEP_LENGTH = 0.1  # marks at least this share of the picture's shorter side long are checked for being such an edge
 PEN_OVER_LINE = 1.5  # ink this many times stronger than a ruled line at its darkest, on the line, is a pen stroke along it
 LINE_THIN = 0.08  # a mark whose ink is on average under this share of its length thick is line-thin
+HAIRLINE = 0.02  # in a photo, a mark under this share of its length thick is a rule's or an edge's piece, not a pen's
 STRAY_LINE = 2.5  # a line-like mark this many times longer than the other ink is no digit of theirs
 PHOTO_SPAN = 0.75  # in a photo, marks spanning more of the picture than this are shadows or the page's edge
 MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled lines
@@ -518,7 +519,8 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
     found = [(box, index + 1) for index, box in enumerate(ndimage.find_objects(labels)) if box is not None]
     found = [
         (box, label) for box, label in found
-        if not _page_edge(box, int(areas[label]), shape, even) and (even or not _a_step(box, int(areas[label]), ink.tones))
+        if not _page_edge(box, int(areas[label]), shape, even)
+        and (even or not (_a_step(box, int(areas[label]), ink.tones) or _hairline(box, int(areas[label]))))
     ]  # fmt: skip
     found = _without_stray_lines(found, areas, shape)
     if not found:
@@ -541,8 +543,9 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
         near = min(groups, key=lambda group: _gap(group, piece), default=None)
         if near is not None and _gap(near, piece) <= 0.3 * digit:
             groups[groups.index(near)] = _union(near, piece)
-    if not even:  # the page's edge in pieces (a grid's lines cut it) is an edge once its pieces are together
+    if not even:  # the page's edge or a rule in pieces (a grid's lines cut it) is one once its pieces are together
         groups = [group for group in groups if not _a_step(group[:2], int(areas[group[2]].sum()), ink.tones)] or groups
+        groups = [group for group in groups if not _hairline(group[:2], int(areas[group[2]].sum()))]
     return sorted(groups, key=lambda group: group[1].start)
 
 
@@ -589,7 +592,9 @@ def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
     """Whether a long thin mark is where the light changes, not a stroke on paper: the page's edge, a shadow's.
 
     Paper is as light on both sides of a pen's stroke; on the two sides of an
-    edge (across the mark's narrower extent) it differs by over ``STEP`` of the lighter.
+    edge (across the mark's narrower extent) it differs by over ``STEP`` of the
+    lighter, more than the light's slope just outside the mark explains (a digit
+    written where a lamp or the lens's vignetting darkens the page steadily is no edge).
     """
     rows, cols = box
     height, width = rows.stop - rows.start, cols.stop - cols.start
@@ -597,14 +602,18 @@ def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
     if area / length >= 0.1 * length or length < STEP_LENGTH * min(tones.shape):
         return False
     strip = max(4, round(0.03 * min(tones.shape)))
-    if height >= width:  # left of it against right of it
-        sides = tones[rows, max(0, cols.start - strip) : cols.start], tones[rows, cols.stop : cols.stop + strip]
-    else:
-        sides = tones[max(0, rows.start - strip) : rows.start, cols], tones[rows.stop : rows.stop + strip, cols]
-    if min(side.size for side in sides) == 0:
+    across = tones if height >= width else tones.T  # left of it against right of it, or above against below
+    along, start, stop = (rows, cols.start, cols.stop) if height >= width else (cols, rows.start, rows.stop)
+    near = across[along, max(0, start - strip) : start], across[along, stop : stop + strip]
+    far = across[along, max(0, start - 2 * strip) : max(0, start - strip)], across[along, stop + strip : stop + 2 * strip]
+    if min(side.size for side in near) == 0:
         return False
-    one, other = (float(np.median(side)) for side in sides)
-    return abs(one - other) > STEP * max(one, other, 1.0)
+    one, other = (float(np.median(side)) for side in near)
+    slope = 0.0
+    if min(side.size for side in far) > 0:  # the light's change a pixel, on both sides outside the mark
+        one_far, other_far = (float(np.median(side)) for side in far)
+        slope = ((one - one_far) + (other_far - other)) / (2 * strip)
+    return abs(other - one - slope * (stop - start + strip)) > STEP * max(one, other, 1.0)
 
 
 def _length(box: tuple[slice, slice]) -> float:
@@ -616,6 +625,17 @@ def _line_thin(box: tuple[slice, slice], area: float) -> bool:
     """Whether a mark of ``area`` pixels filling ``box`` is as thin as a line: under ``LINE_THIN`` of its length."""
     length = _length(box)
     return area / length < LINE_THIN * length
+
+
+def _hairline(box: tuple[slice, slice], area: float) -> bool:
+    """Whether a mark is far thinner than a pen writes a digit that size: under ``HAIRLINE`` of its length.
+
+    What is left of a ruled line, a fold or the page's edge when most of it went
+    with the lines is a pixel wide however long; a pen's stroke is a twentieth of
+    its digit or more, and a curved digit's ink is longer than its box's diagonal.
+    """
+    length = _length(box)
+    return length >= 8 and area / length < HAIRLINE * length
 
 
 def _side(box: tuple[slice, slice]) -> int:
