@@ -284,6 +284,29 @@ def test_extra_labelled_images_join_the_training_split_only(data_env, tmp_path):
         assert name in message and expected[name] in message and "\n" not in message, message
 
 
+def test_an_extra_files_outliers_are_trained_towards_the_uniform_distribution(data_env, tmp_path):
+    from mnist_classifier.config import DataConfig
+    from mnist_classifier.errors import DataError
+    from mnist_classifier.pipeline import prepare_data
+
+    rng = np.random.default_rng(1)
+    extra = tmp_path / "crops.npz"
+    arrays = {
+        "x_train": rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), "y_train": np.arange(20, dtype=np.uint8) % 10,
+        "x_outliers": rng.integers(0, 256, (30, 28, 28), dtype=np.uint8),
+    }  # fmt: skip
+    np.savez(extra, **arrays)
+    data = prepare_data(DataConfig(train_limit=2000, validation_size=500, outliers=50, extra=str(extra)), (784,))
+    assert len(data.train[1]) == 1520 and len(data.outliers) == 80 and data.training_size == 1600
+    np.testing.assert_array_equal(data.outliers[-30:], arrays["x_outliers"])  # after the generated ones
+    images, targets = data.training_set()
+    np.testing.assert_allclose(targets[-30:], 0.1)
+    np.testing.assert_array_equal(images[-30:], arrays["x_outliers"])
+    np.savez(tmp_path / "bad.npz", **{**arrays, "x_outliers": np.zeros((3, 28, 27), np.uint8)})
+    with pytest.raises(DataError, match=r"bad.npz: x_outliers: images of shape \(3, 28, 27\), expected N×28×28"):
+        prepare_data(DataConfig(train_limit=2000, validation_size=500, extra=str(tmp_path / "bad.npz")), (784,))
+
+
 def test_onnx_exports_carry_the_temperature_and_threshold(tiny_model, tmp_path):
     from mnist_classifier.inference.onnx_export import export_onnx
     from mnist_classifier.inference.onnx_runtime import OnnxNetwork

@@ -45,7 +45,8 @@ class DataConfig:
     outliers: int = 0
     # two training digits side by side framed as one (two touching digits cut as one), uniform targets too
     pairs: int = 0
-    # a Keras-layout .npz of more labelled images (x_train, y_train), added to the training split only
+    # a Keras-layout .npz of more labelled images (x_train, y_train), added to the training split only;
+    # its x_outliers, if any, are trained towards the uniform distribution as the outliers are
     extra: str | None = None
 
     def __post_init__(self) -> None:

@@ -100,10 +100,11 @@ def prepare_data(
     if config.validation == "holdout":
         (x_train, y_train), held_out = validation_split(x_train, y_train, config.validation_size)
     norm = Normalization.fit(config.normalize, x_train)  # statistics of the data set's training part only
-    if config.extra:
-        x_train, y_train = _with_extra(x_train, y_train, Path(config.extra))
-    validation = (x_test, y_test) if config.validation == "test" else held_out
     kinds = [non_digits(config.outliers)] if config.outliers else []
+    if config.extra:
+        x_train, y_train, extra_outliers = _with_extra(x_train, y_train, Path(config.extra))
+        kinds.append(extra_outliers)
+    validation = (x_test, y_test) if config.validation == "test" else held_out
     if config.pairs:
         kinds.append(digit_pairs(x_train, config.pairs))
     outliers = np.concatenate(kinds) if kinds else None
@@ -113,16 +114,18 @@ def prepare_data(
     )  # fmt: skip
 
 
-def _with_extra(images: np.ndarray, labels: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The training split with the labelled images of ``data.extra`` after it (validation and test never see them).
+def _with_extra(images: np.ndarray, labels: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The training split with the labelled images of ``data.extra`` after it (validation and test never see them),
+    and the file's ``x_outliers`` (none when it has none): images to train towards the uniform distribution.
 
     ``read_npz`` checks the file, the images' shape and dtype and the labels' range.
     """
-    arrays = read_npz(path, ("x_train", "y_train"))
+    arrays = read_npz(path, ("x_train", "y_train"), optional=("x_outliers",))
     extra_images, extra_labels = arrays["x_train"], arrays["y_train"]
     if len(extra_images) != len(extra_labels):
         raise DataError(f"data.extra={path}: {len(extra_images)} images but {len(extra_labels)} labels")
-    return np.concatenate([images, extra_images]), np.concatenate([labels, extra_labels.astype(labels.dtype)])
+    outliers = arrays.get("x_outliers", np.zeros((0, *images.shape[1:]), np.uint8))
+    return np.concatenate([images, extra_images]), np.concatenate([labels, extra_labels.astype(labels.dtype)]), outliers
 
 
 def train_run(

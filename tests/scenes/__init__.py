@@ -7,7 +7,7 @@ training images.
 
 - :func:`photo_of_digit`: a phone's JPEG of one handwritten digit -> (bytes, digit)
 - :func:`photo_of_number`, :func:`drawn_number`: 2-6 digits photographed or drawn cleanly -> (bytes, "2026")
-- :func:`non_digit`: letters, words, clothing, noise, shapes, a smiley, colour photos, scribbles -> bytes
+- :func:`non_digit`: letters, words, clothing, noise, shapes, a smiley, colour photos, scribbles, blank pages -> bytes
 - clean sets: :func:`redrawn_mnist`, :func:`typed_digit` (one font of :func:`fonts_with_digits`),
   :func:`sklearn_digit` (scikit-learn's 8×8 digits, when it is installed) -> (bytes, digit)
 

@@ -56,7 +56,12 @@ def photograph(rng: np.random.Generator, content: Content, heights: tuple[float,
 
 
 def clean_picture(rng: np.random.Generator, mark: Image.Image, side: int | None = None, fmt: str = "PNG") -> bytes:
-    """``mark`` drawn cleanly: dark ink (black, a fifth blue) on white or near-white paper.
+    """``mark`` drawn cleanly (see :func:`clean_canvas`), encoded as ``fmt``."""
+    return encode(clean_canvas(rng, mark, side)[0], fmt)
+
+
+def clean_canvas(rng: np.random.Generator, mark: Image.Image, side: int | None = None) -> tuple[Image.Image, tuple[int, int]]:
+    """``mark`` drawn cleanly: dark ink (black, a fifth blue) on white or near-white paper; and where its corner is.
 
     With ``side``, the canvas is that square and the mark sits near its centre
     (shifted up to 5%); without, margins of 10-35% of the mark's size surround it.
@@ -73,7 +78,7 @@ def clean_picture(rng: np.random.Generator, mark: Image.Image, side: int | None 
         corner = (round((side - mark.width) / 2 + shift[0]), round((side - mark.height) / 2 + shift[1]))
     canvas = Image.new("RGB", size, paper)
     canvas.paste(mark, corner, mark)
-    return encode(canvas, fmt)
+    return canvas, corner
 
 
 def encode(picture: Image.Image, fmt: str = "PNG", quality: int = 92) -> bytes:

@@ -259,23 +259,35 @@ def writer(rng: np.random.Generator, source: str | None = None) -> Callable[[int
 
 
 def write_number(rng: np.random.Generator, digits: str, height: int, glyph: Callable[[int, int], Image.Image]) -> Image.Image:
-    """``digits`` written in a row ``height`` pixels tall: each from ``glyph(digit, height)``.
+    """``digits`` written in a row ``height`` pixels tall: each from ``glyph(digit, height)`` (see :func:`number_with_boxes`)."""
+    return number_with_boxes(rng, digits, height, glyph)[0]
+
+
+def number_with_boxes(
+    rng: np.random.Generator, digits: str, height: int, glyph: Callable[[int, int], Image.Image], touching: float | None = None
+) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
+    """``digits`` written in a row ``height`` pixels tall, and each digit's box ``(x0, y0, x1, y1)`` in it.
 
     Heights vary by ±10% and baselines by ±6%; gaps run from 4% to 35% of the
     height, except that in a third of the numbers each pair of digits touches or
-    overlaps slightly (up to 12% of the height) with even odds.
+    overlaps slightly (up to 12% of the height) with even odds; ``touching`` sets
+    those odds for every number instead (the same ``rng`` draws are made either way).
     """
     odds = 0.5 if rng.random() < 0.35 else 0.0  # that a pair touches
+    odds = odds if touching is None else touching
     marks = [glyph(int(d), max(4, round(height * rng.uniform(0.9, 1.1)))) for d in digits]
     gaps = np.where(rng.random(len(marks)) < odds, rng.uniform(-0.12, 0.02, len(marks)), rng.uniform(0.04, 0.35, len(marks)))
     drops = rng.uniform(-0.06, 0.06, len(marks)) * height
     canvas = Image.new("L", (sum(m.width for m in marks) + 2 * height, round(height * 1.5)))
-    x = height // 2
+    x, boxes = height // 2, []
     for mark, gap, drop in zip(marks, gaps, drops):
         y = round(height * 1.25 - mark.height + drop)  # bottoms near a common baseline
         canvas.paste(ImageChops.lighter(canvas.crop((x, y, x + mark.width, y + mark.height)), mark), (x, y))
+        inked = mark.getbbox() or (0, 0, mark.width, mark.height)
+        boxes.append((x + inked[0], y + inked[1], x + inked[2], y + inked[3]))
         x += mark.width + round(gap * height)
-    return canvas.crop(canvas.getbbox())
+    left, top, right, bottom = canvas.getbbox() or (0, 0, canvas.width, canvas.height)
+    return canvas.crop((left, top, right, bottom)), [(x0 - left, y0 - top, x1 - left, y1 - top) for x0, y0, x1, y1 in boxes]
 
 
 # --- things that are not digits ----------------------------------------------------------------

@@ -69,8 +69,9 @@ def read_idx(path: Path, kind: str | None = None) -> np.ndarray:
     return array
 
 
-def read_npz(path: Path, keys: tuple[str, ...] = tuple(IDX_FILES)) -> dict[str, np.ndarray]:
-    """Read a Keras-layout ``.npz``: x_train, y_train, x_test and y_test, or just ``keys`` of them."""
+def read_npz(path: Path, keys: tuple[str, ...] = tuple(IDX_FILES), optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Read a Keras-layout ``.npz``: x_train, y_train, x_test and y_test, or just ``keys`` of them,
+    and those of the ``optional`` keys it holds."""
     if not path.is_file():
         raise DataError(f"{path}: no such file, expected a .npz with {', '.join(keys)}")
     if not zipfile.is_zipfile(path):
@@ -80,7 +81,7 @@ def read_npz(path: Path, keys: tuple[str, ...] = tuple(IDX_FILES)) -> dict[str, 
             missing = [key for key in keys if key not in archive.files]
             if missing:
                 raise DataError(f"{path}: npz without {', '.join(missing)}")
-            arrays = {key: archive[key] for key in keys}
+            arrays = {key: archive[key] for key in (*keys, *optional) if key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path}: not a readable .npz ({exc})") from None
     for key, array in arrays.items():
