@@ -10,10 +10,10 @@ Usage (from the project root):
 Each case writes MNIST *training* digits (never the 5,000 that ``validation="holdout"``
 keeps for the temperature and threshold, never a test digit) as a pen stroke into a
 scene of ``tests/scenes``: a phone photo of one digit, a phone photo of a number of
-2–6 digits, a clean drawing of a number, or one of 2–4 digits that all touch. The picture goes through the product's
-reader exactly as a user's upload does (``predict_images`` with the judging model,
-``--model``, default the bundled ``mnist-cnn``), and each 28×28 input the model is
-given becomes a training image labelled with the digit written there, whether or not
+2–6 digits, a clean drawing of a number, or one of 2–4 digits that all touch. The
+picture goes through the product's reader exactly as a user's upload does
+(``predict_images`` with the judging model, ``--model``, default the bundled
+``mnist-cnn``), and each 28×28 input the model is given becomes a training image labelled with the digit written there, whether or not
 the model read it right. A picture read with a different count of digits than were
 written gives no labelled images (its cuts cannot be matched to digits one to one);
 the share is printed. In a clean drawing, where each digit's box is known, a cut
