@@ -418,7 +418,10 @@ def _training_images(data: dict[str, Any]) -> str:
     if any(extra):
         text += "; besides, trained towards the uniform distribution: " + " and ".join(filter(None, extra))
     if data.get("extra"):
-        text += f"; and the labelled images of `{Path(data['extra']).name}` (`data.extra`) added to the training part"
+        text += (
+            f"; and the labelled images of `{Path(data['extra']).name}` (`data.extra`) added to the training part, "
+            "its outliers (`x_outliers`, where it has them) trained towards the uniform distribution too"
+        )
     return text
 
 
