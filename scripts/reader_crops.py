@@ -13,10 +13,10 @@ scene of ``tests/scenes``: a phone photo of one digit, a phone photo of a number
 2–6 digits, a clean drawing of a number, or one of 2–4 digits that all touch. The
 picture goes through the product's reader exactly as a user's upload does
 (``predict_images`` with the judging model, ``--model``, default the bundled
-``mnist-cnn``), and each 28×28 input the model is given becomes a training image labelled with the digit written there, whether or not
-the model read it right. A picture read with a different count of digits than were
-written gives no labelled images (its cuts cannot be matched to digits one to one);
-the share is printed. In a clean drawing, where each digit's box is known, a cut
+``mnist-cnn``), and each 28×28 input the model is given becomes a training image
+labelled with the digit written there, whether or not the model read it right. A
+picture read with a different count of digits than were written gives no labelled
+images (its cuts cannot be matched to digits one to one); the share is printed. In a clean drawing, where each digit's box is known, a cut
 that takes in most of two written digits or more (touching digits the reader failed
 to split, often read with confidence as one: 16 as 6, 45 as 8) becomes an outlier,
 ``x_outliers``, which training takes towards the uniform distribution.
@@ -105,7 +105,7 @@ def _digits_taken_in(box: tuple[int, int, int, int], written: list[tuple[int, in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for kind, default in zip(KINDS, (2000, 1500, 1500, 6000)):
+    for kind, default in zip(KINDS, (2000, 1500, 1500, 0)):
         parser.add_argument(f"--{kind}", type=int, default=default, help=f"pictures of that kind (default {default})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default="mnist-cnn", help="the model that judges the reader's cuts")

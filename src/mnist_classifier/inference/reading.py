@@ -546,7 +546,7 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
     if not even:  # the page's edge or a rule in pieces (a grid's lines cut it) is one once its pieces are together:
         # a step, or a hairline of pieces a pixel or two wide (a digit joined by bits of a grid is no hairline)
         groups = [group for group in groups if not _a_step(group[:2], int(areas[group[2]].sum()), ink.tones)] or groups
-        boxes = dict((label, box) for box, label in found)
+        boxes = {label: box for box, label in found}
         groups = [
             group for group in groups
             if not (_hairline(group[:2], int(areas[group[2]].sum())) and all(areas[label] < 2 * _length(boxes[label]) for label in group[2]))
