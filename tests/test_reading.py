@@ -48,6 +48,9 @@ ONE = [[(50, 5), (50, 135)]]
 FOUR_IN_TWO_STROKES = [[(60, 5), (10, 90), (90, 90)], [(65, 45), (65, 135)]]
 FIVE_WITH_BAR_APART = [[(20, 30), (15, 70), (60, 60), (85, 95), (60, 130), (15, 120)], [(28, 8), (88, 8)]]
 ZERO = [[(50, 5), (85, 30), (90, 90), (50, 135), (12, 100), (10, 40), (50, 5)]]
+# A 2 the pen skipped in three places: its hook's start and its base's end are small pieces, each
+# beside one of the two large ones, which stand side by side until those join them.
+TWO_IN_FOUR_PIECES = [[(22, 32), (30, 16), (46, 8)], [(58, 6), (80, 18), (88, 40), (78, 62), (64, 76)], [(46, 72), (30, 100), (12, 132), (40, 132)], [(54, 132), (92, 132)]]
 
 
 def _jpeg(image: Image.Image, orientation: int | None = None, quality: int = 90) -> bytes:
@@ -295,6 +298,17 @@ def test_an_underexposed_photo_with_a_dark_table_strip_is_read_as_dark_ink_on_pa
     _write(ImageDraw.Draw(picture), FOUR_IN_TWO_STROKES, (300, 300), 1.0, width=7, fill=(40, 40, 50))
     [answer] = predict_images(reader, [_jpeg(picture, quality=85)])
     assert answer.number == "4" and not answer.rejected, (answer.number, answer.reason)
+
+
+def test_a_digit_in_pieces_is_one_once_its_small_pieces_join_its_large_ones():
+    """The ink alone (no judge) groups the 2's four pieces as one digit: its two large pieces overlap
+    once the small ones are with them (the upper half of a 2 was read as a 9 beside a 6)."""
+    page = _paper(700, 400)
+    draw = ImageDraw.Draw(page)
+    _write(draw, TWO_IN_FOUR_PIECES, (150, 120), 1.2, width=11)
+    _write(draw, ZERO, (350, 120), 1.2, width=11)
+    reading = read_digits(read_picture(_jpeg(page)))
+    assert [mark.box[0] < 300 for mark in reading.marks] == [True, False], [mark.box for mark in reading.marks]
 
 
 def test_two_digits_that_touch_are_cut_where_the_judge_reads_both(reader):

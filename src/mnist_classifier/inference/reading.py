@@ -546,6 +546,7 @@ def _keep_marks(labels: np.ndarray, ink: _Ink) -> list[tuple[slice, slice, list[
         near = min(groups, key=lambda group: _gap(group, piece), default=None)
         if near is not None and _gap(near, piece) <= 0.3 * digit:
             groups[groups.index(near)] = _union(near, piece)
+    groups = _group(groups)  # a digit in two pieces may be one only with its small ones
     if not even:  # the page's edge or a rule in pieces (a grid's lines cut it) is one once its pieces are together:
         # a step, or a hairline of pieces a pixel or two wide (a digit joined by bits of a grid is no hairline)
         groups = [group for group in groups if not _a_step(group[:2], int(areas[group[2]].sum()), ink.tones)] or groups
