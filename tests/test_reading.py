@@ -154,6 +154,26 @@ def test_a_digit_written_in_pieces_within_a_number_is_joined_by_the_judge(reader
     assert digits == "34" and answer.number == "34" and not answer.rejected, (answer.number, answer.reason)
 
 
+def _wide_ink_judge(images: np.ndarray) -> np.ndarray:
+    """A judge sure (0.95) of a framed image whose ink is as wide as tall, unsure (0.5) of a narrow one."""
+    sure = []
+    for image in images:
+        rows, cols = np.nonzero(image > 127)
+        sure.append(0.95 if cols.max() - cols.min() >= 0.8 * (rows.max() - rows.min()) else 0.5)
+    return np.array(sure)
+
+
+def test_two_marks_with_bare_paper_between_them_stay_two_however_sure_the_judge_is_of_both_as_one():
+    """A judge surer of two 1s together than of each alone joined them (a 9 and a 4 written a third of
+    their height apart were read as one 9); bare paper between marks makes them two digits."""
+    page = _paper(500, 300)
+    draw = ImageDraw.Draw(page)
+    _write(draw, ONE, (150, 80), 1.0, width=10)
+    _write(draw, ONE, (195, 80), 1.0, width=10)  # 45 pixels of bare paper between strokes 140 tall
+    reading = read_digits(read_picture(_jpeg(page)), _wide_ink_judge)
+    assert len(reading.marks) == 2, [mark.box for mark in reading.marks]
+
+
 def test_a_small_raised_zero_between_two_digits_stays_a_digit_of_its_own(reader):
     page = _paper(700, 300)
     draw = ImageDraw.Draw(page)

@@ -75,6 +75,7 @@ SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touch
 JUDGED_SPLIT_WIDTH = 0.95  # or this many, when a model judges each cut
 JOIN_RUN = 3  # at most this many neighbouring pieces are joined into one digit
 JOIN_ODDS = 0.9  # pieces joined into one digit are this much less likely than the pieces read apart, a priori
+JOIN_GAP = 0.1  # and e times less likely again for each such share of their height of bare paper between them
 CUT_CANDIDATES = 3  # cuts a judge is shown for each group too wide
 MIN_PART = 0.15  # each part of a cut holds this share of the group's ink at least (a 1 beside an 8 does)
 SEAM_STEP = 0.05  # what a cutting path pays for a step aside, against 1 for each ink pixel it crosses
@@ -930,7 +931,7 @@ def _joined_by_judge(row: list, cut: Callable, judge: Judge) -> list:
     sure = judge(np.stack([cut.image for cut in singles] + [cuts[key].image for key in keys]))
     score = {(i, i + 1): float(sure[i]) for i in range(len(row))}
     for key, value in zip(keys, sure[len(row) :]):
-        score[key] = float(value) * _one_digit_odds(spans[key]) * JOIN_ODDS
+        score[key] = float(value) * _one_digit_odds(spans[key]) * JOIN_ODDS * _apart_odds(row[key[0] : key[1]])
     best = [(0.0, [])] + [(-np.inf, [])] * len(row)  # best[j]: log-score and spans of the first j pieces
     for stop in range(1, len(row) + 1):
         for start in range(max(0, stop - JOIN_RUN), stop):
@@ -939,6 +940,21 @@ def _joined_by_judge(row: list, cut: Callable, judge: Judge) -> list:
                 if total > best[stop][0]:
                     best[stop] = (total, best[start][1] + [(start, stop)])
     return [row[start] if stop == start + 1 else spans[start, stop] for start, stop in best[-1][1]]
+
+
+def _apart_odds(pieces: list) -> float:
+    """How readily neighbouring ``pieces`` (left to right) are one digit, given the bare columns between them.
+
+    A digit's pieces overlap or nearly touch (a 4's two strokes cross, a 5's bar
+    lies over its body, a broken stroke's halves are a pen's width apart); two
+    digits stand apart. Each gap costs a factor e per ``JOIN_GAP`` of the pieces' height.
+    """
+    height = max(piece[0].stop for piece in pieces) - min(piece[0].start for piece in pieces)
+    reach, gaps = pieces[0][1].stop, 0
+    for piece in pieces[1:]:
+        gaps += max(0, piece[1].start - reach)
+        reach = max(reach, piece[1].stop)
+    return float(np.exp(-gaps / (JOIN_GAP * max(1, height))))
 
 
 def _filled(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
