@@ -331,6 +331,20 @@ def test_a_digit_in_pieces_is_one_once_its_small_pieces_join_its_large_ones():
     assert [mark.box[0] < 300 for mark in reading.marks] == [True, False], [mark.box for mark in reading.marks]
 
 
+def test_a_page_lit_unevenly_on_a_dark_table_is_dark_ink_on_light_paper(reader):
+    """The table's even black is the picture's commonest tone, the page's light spread over many: the
+    picture looked like light ink on a dark ground and the page was read as a filled shape."""
+    grey = np.full((1200, 1600), 22.0)
+    grey[60:1140, 90:1510] = np.linspace(110, 200, 1600)[None, 90:1510]
+    page = Image.fromarray(grey.astype(np.uint8)).convert("RGB")
+    draw = ImageDraw.Draw(page)
+    for k, digit in enumerate((FOUR_IN_TWO_STROKES, SEVEN, ZERO)):
+        _write(draw, digit, (400 + 250 * k, 420), 1.6, width=22, fill=(50, 52, 85))
+    noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(1.5)), np.float32) + np.random.default_rng(0).normal(0, 3, (1200, 1600, 1))
+    [answer] = predict_images(reader, [_jpeg(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))])
+    assert answer.number == "470" and not answer.rejected, (answer.number, answer.reason)
+
+
 def test_two_digits_that_touch_are_cut_where_the_judge_reads_both(reader):
     page = _paper(900, 500)
     draw = ImageDraw.Draw(page)

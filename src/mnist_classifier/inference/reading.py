@@ -46,6 +46,7 @@ MAX_EVEN_INK_SHARE = 0.7  # a scanned or drawn digit may fill its frame
 EVEN_SHARE = 0.2  # paper whose commonest tone holds this share of the pixels is lit evenly
 EVEN_BORDER = 0.5  # or this share of the pixels along its border (phone photos: 0.1 at most)
 DARKER_THAN_GROUND = 25  # grey levels: light ink on a dark ground has next to nothing darker than the ground
+PAGE_SHARE = 0.5  # light over this share of a picture is paper, not light strokes (MNIST's cover a third at most)
 DARK_GROUND = 0.35  # paper darker than this share of the page's lightest is a table, not paper in shadow
 MIN_WRITING = 30  # pixels of dark ink, apart from lines and shadows, that a pen's width is measured on
 MIN_STROKE_WINDOW = 0.03  # the paper is seen at the strokes' scale, but over no less than this share of the side
@@ -277,12 +278,16 @@ def _dark_on_light(grey: np.ndarray) -> bool:
     and in its commonest tone, the lightest tones stand far above it, and hardly
     anything is darker than it (a digit drawn on a screen, MNIST's own pictures);
     paper, however dimly lit, is lighter than its ink, and darker ink or a table
-    shows below its tone.
+    shows below its tone. A table's dark tone may be the commonest even where the
+    page covers most of the picture (``PAGE_SHARE``): the ink is then dark too.
     """
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     mode = int(np.argmax(np.bincount(np.clip(grey, 0, 255).astype(np.uint8).ravel(), minlength=256)))
     light, dark = np.percentile(grey, (99, 0.5))
-    return not (np.median(border) < 128 and mode < 128 and light > mode + 80 and dark > mode - DARKER_THAN_GROUND)
+    if not (np.median(border) < 128 and mode < 128 and light > mode + 80 and dark > mode - DARKER_THAN_GROUND):
+        return True
+    # A page unevenly lit on a dark table: the table's even tone is the commonest, the page's spread over many.
+    return float((grey > (mode + light) / 2).mean()) > PAGE_SHARE
 
 
 def _resized(grey: np.ndarray, factor: float) -> np.ndarray:
