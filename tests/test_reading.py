@@ -331,6 +331,20 @@ def test_a_digit_in_pieces_is_one_once_its_small_pieces_join_its_large_ones():
     assert [mark.box[0] < 300 for mark in reading.marks] == [True, False], [mark.box for mark in reading.marks]
 
 
+@pytest.mark.parametrize("apart", [40, 80])
+def test_a_pen_stroke_beside_a_shadows_edge_is_no_step_of_the_light(reader, apart):
+    """A red 1 with a shadow's edge just to its right: the paper differs across it as across an edge,
+    but its ink is far darker than the paper on either side (it was dropped: no ink found)."""
+    page = _paper(1200, 1600, (228, 228, 224))
+    ImageDraw.Draw(page).line([(640, 520), (560, 900)], fill=(150, 30, 30), width=24)
+    x = np.arange(1200)[None, :, None]
+    shadow = 1 - 0.45 / (1 + np.exp(-(x - (640 + apart)) / 12.0))
+    shaded = np.asarray(page.filter(ImageFilter.GaussianBlur(2)), np.float32) * shadow
+    noisy = shaded + np.random.default_rng(0).normal(0, 3, (1600, 1200, 1))
+    [answer] = predict_images(reader, [_jpeg(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))])
+    assert answer.number == "1" and not answer.rejected, (answer.number, answer.reason)
+
+
 def test_a_page_lit_unevenly_on_a_dark_table_is_dark_ink_on_light_paper(reader):
     """The table's even black is the picture's commonest tone, the page's light spread over many: the
     picture looked like light ink on a dark ground and the page was read as a filled shape."""

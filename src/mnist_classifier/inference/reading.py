@@ -611,12 +611,14 @@ def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
     Paper is as light on both sides of a pen's stroke; on the two sides of an
     edge (across the mark's narrower extent) it differs by over ``STEP`` of the
     lighter, more than the light's slope just outside the mark explains (a digit
-    written where a lamp or the lens's vignetting darkens the page steadily is no edge).
+    written where a lamp or the lens's vignetting darkens the page steadily is no edge),
+    and a stroke's ink is far darker than the paper on either side, an edge's is not.
+    Marks thicker than line-thin (``LINE_THIN``) are no edge.
     """
     rows, cols = box
     height, width = rows.stop - rows.start, cols.stop - cols.start
     length = float(np.hypot(height, width))
-    if area / length >= max(0.1 * length, 2.0) or length < STEP_LENGTH:  # a 2-pixel mark counts as thin, however short
+    if area / length >= max(LINE_THIN * length, 2.0) or length < STEP_LENGTH:  # a 2-pixel mark counts as thin, however short
         return False
     strip = max(4, round(0.03 * min(tones.shape)))
     across = tones if height >= width else tones.T  # left of it against right of it, or above against below
@@ -626,6 +628,8 @@ def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
     if min(side.size for side in near) == 0:
         return False
     one, other = (float(np.median(side)) for side in near)
+    if min(one, other) - float(np.percentile(tones[rows, cols], 5)) > STEP * max(one, other, 1.0):
+        return False  # ink far darker than the paper on either side: a pen's stroke beside a shadow's edge
     slope = 0.0
     if min(side.size for side in far) > 0:  # the light's change a pixel, on both sides outside the mark
         one_far, other_far = (float(np.median(side)) for side in far)
