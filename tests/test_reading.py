@@ -345,6 +345,17 @@ def test_a_pen_stroke_beside_a_shadows_edge_is_no_step_of_the_light(reader, apar
     assert answer.number == "1" and not answer.rejected, (answer.number, answer.reason)
 
 
+def test_a_thick_digit_photographed_close_up_across_most_of_the_picture_is_read(reader):
+    """A marker's 0 over 80% of the photo's width: a shadow or the page's edge spans a photo in a line,
+    a digit's thick ink does not (it was dropped as the page's edge: no ink found)."""
+    page = _paper(1200, 1600, (236, 230, 200))
+    _write(ImageDraw.Draw(page), ZERO, (170, 180), 9.0, width=100, fill=(40, 38, 30))
+    lit = np.asarray(page.filter(ImageFilter.GaussianBlur(2)), np.float32) * np.linspace(1, 0.8, 1600)[:, None, None]
+    noisy = lit + np.random.default_rng(0).normal(0, 3, (1600, 1200, 1))
+    [answer] = predict_images(reader, [_jpeg(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))])
+    assert answer.number == "0" and not answer.rejected, (answer.number, answer.reason)
+
+
 def test_a_page_lit_unevenly_on_a_dark_table_is_dark_ink_on_light_paper(reader):
     """The table's even black is the picture's commonest tone, the page's light spread over many: the
     picture looked like light ink on a dark ground and the page was read as a filled shape."""

@@ -690,11 +690,11 @@ def _page_edge(box: tuple[slice, slice], area: int, shape: tuple[int, int], even
     length = np.hypot(height, width)
     if even:
         return (at_left_or_right or at_top_or_bottom) and width > 3 * height and area / length < 0.04 * length
-    if height > PHOTO_SPAN * shape[0] or width > PHOTO_SPAN * shape[1]:
-        return True  # a digit photographed on paper never spans the picture: a shadow or the page's edge does
+    thin = _line_thin(box, area)
+    if (height > PHOTO_SPAN * shape[0] or width > PHOTO_SPAN * shape[1]) and (thin or at_top_or_bottom or at_left_or_right):
+        return True  # a digit photographed on paper never spans the picture in a line: a shadow or the page's edge does
     if (at_left_or_right and height > 0.6 * shape[0]) or (at_top_or_bottom and width > 0.6 * shape[1]):
         return True
-    thin = _line_thin(box, area)
     long = height > 0.3 * shape[0] or width > 0.3 * shape[1]
     # Half the picture long and line-thin, wherever it lies: the page's edge or a shadow's, never a digit's stroke.
     return thin and (length > 0.5 * max(shape) or long and (at_top_or_bottom or at_left_or_right))
