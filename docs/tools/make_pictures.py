@@ -30,9 +30,9 @@ CASES = {
     "reading-shadow": ("a number half in shadow", lambda: photo_of_number(2)[0]),
     "reading-squared": ("squared paper, a portrait photo (EXIF orientation)", lambda: photo_of_number(0)[0]),
     "reading-page-edge": ("one digit, the page's edge and a shadow", lambda: photo_of_digit(1)[0]),
-    "reading-noise": ("no digit: noise", lambda: non_digit(1)),
+    "reading-noise": ("no digit: noise", lambda: non_digit(0, "noise")),
     "reading-false-rejection": ("a digit under a hard shadow, rejected", lambda: photo_of_digit(5)[0]),
-    "reading-false-digit": ("no digit: a photo of a thing, read as a digit", lambda: non_digit(0)),
+    "reading-false-digit": ("no digit: a photo of a thing, read as a digit", lambda: non_digit(8, "photos")),
 }
 FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 ORANGE = (208, 88, 42)
