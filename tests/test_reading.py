@@ -14,7 +14,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from mnist_classifier.inference.images import read_image, read_picture
 from mnist_classifier.inference.predict import Classifier, predict_images
-from mnist_classifier.inference.reading import _thickness, read_digits
+from mnist_classifier.inference.reading import Mark, Reading, _thickness, read_digits
 from tests.scenes import NON_DIGIT_KINDS, drawn_number, non_digit, photo_of_digit, photo_of_number, redrawn_mnist, typed_digit
 
 
@@ -466,3 +466,32 @@ def test_cli_reads_a_number_writes_the_inputs_and_says_it_in_one_line(reader, tm
     assert records[1]["rejected"] is True and "no ink" in records[1]["reason"]
     [api] = predict_images(reader, [tmp_path / "number.jpg"])
     assert [d["box"] for d in records[0]["digits"]] == [list(d.box) for d in api.digits]
+
+
+def _rows(*sure: float) -> np.ndarray:
+    """Calibrated rows whose digits are 0, 1, 2, ... each with the given top probability."""
+    rows = np.zeros((len(sure), 10))
+    for index, top in enumerate(sure):
+        rows[index] = (1 - top) / 9
+        rows[index, index % 10] = top
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("sure", "read"),
+    [
+        ((0.999, 0.995, 0.82, 0.998, 0.999), True),  # one hard digit among four sure ones: a number
+        ((0.999, 0.995, 0.70, 0.998, 0.999), False),  # too unsure even so (over 0.2 under the threshold)
+        ((0.999, 0.97, 0.82, 0.998, 0.999), False),  # another is not sure enough
+        ((0.999, 0.995, 0.82, 0.90, 0.999), False),  # two are under the threshold
+        ((0.999, 0.82, 0.998), False),  # three marks are too few to tell a number from three shapes
+    ],
+)
+def test_one_unsure_digit_among_sure_ones_in_a_long_number_is_read(reader, monkeypatch, sure, read):
+    """A 6-digit number once rejected for a slanted 1 at 0.78 while the model was sure of the five others."""
+    marks = tuple(Mark(np.zeros((28, 28), np.uint8), (30 * i, 0, 30 * i + 28, 28)) for i in range(len(sure)))
+    monkeypatch.setattr(reader, "calibrated", lambda images: _rows(*sure))
+    monkeypatch.setattr(reader, "reject_below", 0.94)  # the bundled mnist-cnn's threshold
+    [answer] = reader.answer([Reading(marks)], ["number.png"])
+    assert answer.number == "0123456789"[: len(sure)]
+    assert answer.rejected is not read and (answer.reason is None) is read, (answer.rejected, answer.reason)

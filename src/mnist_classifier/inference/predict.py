@@ -41,6 +41,11 @@ if TYPE_CHECKING:  # Keras is imported only for models that run on it: onnxrunti
     import keras
 
 ImageSource = str | os.PathLike | bytes | np.ndarray
+# A row of this many digits or more is a number even with one digit unsure, within NUMBER_SLACK of the
+# threshold, when the model is at least NUMBER_SURE of every other (a hard digit among sure ones).
+NUMBER_MARKS = 4
+NUMBER_SLACK = 0.2
+NUMBER_SURE = 0.99
 _log = logging.getLogger(__name__)  # with no handler set up, Python prints its warnings alone on stderr
 
 
@@ -221,6 +226,8 @@ class Classifier:
         if not digits:
             return Prediction(source, None, "", 0.0, (), (), "" if self.reads_digits else None, True, reading.reason)
         rejected = [i for i, digit in enumerate(digits) if digit.rejected]
+        if self._one_unsure_in_a_number(digits, rejected):
+            rejected = []
         reason = None
         if rejected:
             which = "the picture" if len(digits) == 1 else f"mark {rejected[0] + 1} of {len(digits)}"
@@ -234,6 +241,15 @@ class Classifier:
             )  # fmt: skip
         probability = float(np.prod([digit.probability for digit in digits]))
         return Prediction(source, None, number or "", probability, (), (), number, bool(rejected), reason, digits)
+
+    def _one_unsure_in_a_number(self, digits: tuple[Digit, ...], rejected: list[int]) -> bool:
+        """Whether the one digit under the threshold is read anyway: a number of ``NUMBER_MARKS`` digits
+        or more, that digit within ``NUMBER_SLACK`` of the threshold, every other at ``NUMBER_SURE`` or over."""
+        if len(digits) < NUMBER_MARKS or len(rejected) != 1 or self.reject_below is None:
+            return False
+        sure = max(NUMBER_SURE, self.reject_below)
+        unsure = digits[rejected[0]].probability
+        return unsure >= self.reject_below - NUMBER_SLACK and all(digit.probability >= sure for digit in digits if not digit.rejected)
 
     def _digit(self, mark: Mark, row: np.ndarray, top_k: int) -> Digit:
         """One mark's answer; rejected when its digit score is under the threshold."""
