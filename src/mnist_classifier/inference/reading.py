@@ -57,7 +57,7 @@ LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
 LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
 LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
 STEP = 0.12  # paper this much darker on one side of a long thin mark than on the other: an edge, not a stroke
-STEP_LENGTH = 8  # pixels: marks at least this long are checked for being such an edge, however short a piece of it
+STEP_LENGTH = 8  # pixels: marks this long or longer are checked for being such an edge (a short piece of one is too)
 PEN_OVER_LINE = 1.5  # ink this many times stronger than a ruled line at its darkest, on the line, is a pen stroke along it
 LINE_THIN = 0.08  # a mark whose ink is on average under this share of its length thick is line-thin
 HAIRLINE = 0.02  # in a photo, a mark under this share of its length thick is a rule's or an edge's piece, not a pen's
@@ -613,12 +613,12 @@ def _a_step(box: tuple[slice, slice], area: int, tones: np.ndarray) -> bool:
     lighter, more than the light's slope just outside the mark explains (a digit
     written where a lamp or the lens's vignetting darkens the page steadily is no edge),
     and a stroke's ink is far darker than the paper on either side, an edge's is not.
-    Marks thicker than line-thin (``LINE_THIN``) are no edge.
+    Marks thicker than line-thin (``LINE_THIN`` of their length, or 2 pixels for a short one) are no edge.
     """
     rows, cols = box
     height, width = rows.stop - rows.start, cols.stop - cols.start
     length = float(np.hypot(height, width))
-    if area / length >= max(LINE_THIN * length, 2.0) or length < STEP_LENGTH:  # a 2-pixel mark counts as thin, however short
+    if area / length >= max(LINE_THIN * length, 2.0) or length < STEP_LENGTH:
         return False
     strip = max(4, round(0.03 * min(tones.shape)))
     across = tones if height >= width else tones.T  # left of it against right of it, or above against below
@@ -918,8 +918,8 @@ def _joined_by_judge(row: list, cut: Callable, judge: Judge) -> list:
     Every run of up to ``JOIN_RUN`` neighbours no wider together than ``ONE_WIDTH``
     times their height is a candidate digit; of all the ways to read the row as a
     sequence of candidates, the one the judge is surest of wins (the product of
-    its scores, a joined candidate's weighed by ``_one_digit_odds`` and
-    ``JOIN_ODDS``): two digits side by side stay two unless one digit of both is
+    its scores, a joined candidate's weighed by ``_one_digit_odds``, ``JOIN_ODDS``
+    and ``_apart_odds``): two digits side by side stay two unless one digit of both is
     read with more confidence than the two are.
     """
     spans = {}
