@@ -62,6 +62,12 @@ def _jpeg(image: Image.Image, orientation: int | None = None, quality: int = 90)
     return buffer.getvalue()
 
 
+def _photo(pixels: np.ndarray) -> bytes:
+    """``pixels`` (H×W×3, 0-255) with a camera's noise (σ 3, the same each time), as a JPEG."""
+    noise = np.random.default_rng(0).normal(0, 3, (*pixels.shape[:2], 1))
+    return _jpeg(Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8)))
+
+
 @pytest.mark.parametrize(("orientation", "stored"), [(6, Image.Transpose.ROTATE_90), (8, Image.Transpose.ROTATE_270), (3, Image.Transpose.ROTATE_180)])
 def test_exif_orientation_is_applied_before_reading(reader, orientation, stored):
     upright = _paper(600, 400)
@@ -217,10 +223,8 @@ def test_a_small_digit_on_a_large_page_is_found(reader, table, why):
     draw.polygon([(1400, 1200), (1600, 1040), (1600, 1200)], fill=table)
     _write(draw, SEVEN, (700, 550), 0.4, width=6, fill=(25, 25, 30))
     light = np.linspace(1.0, 0.8, 1600)[None, :, None] * np.linspace(1.0, 0.9, 1200)[:, None, None]
-    noise = np.random.default_rng(0).normal(0, 3, (1200, 1600, 1))
     blurred = np.asarray(page.filter(ImageFilter.GaussianBlur(1.5)), float)
-    photo = Image.fromarray(np.clip(blurred * light + noise, 0, 255).astype(np.uint8))
-    [answer] = predict_images(reader, [_jpeg(photo)])
+    [answer] = predict_images(reader, [_photo(blurred * light)])
     assert answer.number == "7" and not answer.rejected, (why, answer.number, answer.reason)
     x0, y0, x1, y1 = answer.digits[0].box
     assert 690 <= x0 and x1 <= 750 and 540 <= y0 and y1 <= 615
@@ -263,9 +267,8 @@ def test_a_digit_where_the_light_falls_off_steadily_is_no_edge_of_the_page(reade
     x = np.linspace(0, 1, 1536)
     falloff = 1 - 0.7 * (x**3 if side == "left" else (1 - x) ** 3)
     light = falloff[None, :, None] * np.linspace(1.0, 0.85, 2048)[:, None, None]
-    noise = np.random.default_rng(0).normal(0, 3, (2048, 1536, 1))
     blurred = np.asarray(page.filter(ImageFilter.GaussianBlur(1.5)), float)
-    [answer] = predict_images(reader, [_jpeg(Image.fromarray(np.clip(blurred * light + noise, 0, 255).astype(np.uint8)))])
+    [answer] = predict_images(reader, [_photo(blurred * light)])
     assert answer.number == "7" and not answer.rejected, (answer.number, answer.reason)
 
 
@@ -285,9 +288,7 @@ def _page_on_a_desk(width: int, height: int, dash: tuple[tuple[int, int, int, in
     if dash is not None:
         (x0, y0, x1, y1), pen = dash
         ImageDraw.Draw(picture).line([(x0, y0), (x1, y1)], fill=(70, 65, 60), width=pen)
-    blurred = np.asarray(picture.filter(ImageFilter.GaussianBlur(1.2)), np.float32)
-    noisy = blurred + np.random.default_rng(0).normal(0, 3, (height, width, 1))
-    return _jpeg(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))
+    return _photo(np.asarray(picture.filter(ImageFilter.GaussianBlur(1.2)), np.float32))
 
 
 def test_a_short_piece_of_the_pages_edge_is_no_1(reader):
@@ -340,8 +341,7 @@ def test_a_pen_stroke_beside_a_shadows_edge_is_no_step_of_the_light(reader, apar
     x = np.arange(1200)[None, :, None]
     shadow = 1 - 0.45 / (1 + np.exp(-(x - (640 + apart)) / 12.0))
     shaded = np.asarray(page.filter(ImageFilter.GaussianBlur(2)), np.float32) * shadow
-    noisy = shaded + np.random.default_rng(0).normal(0, 3, (1600, 1200, 1))
-    [answer] = predict_images(reader, [_jpeg(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))])
+    [answer] = predict_images(reader, [_photo(shaded)])
     assert answer.number == "1" and not answer.rejected, (answer.number, answer.reason)
 
 
@@ -351,8 +351,7 @@ def test_a_thick_digit_photographed_close_up_across_most_of_the_picture_is_read(
     page = _paper(1200, 1600, (236, 230, 200))
     _write(ImageDraw.Draw(page), ZERO, (170, 180), 9.0, width=100, fill=(40, 38, 30))
     lit = np.asarray(page.filter(ImageFilter.GaussianBlur(2)), np.float32) * np.linspace(1, 0.8, 1600)[:, None, None]
-    noisy = lit + np.random.default_rng(0).normal(0, 3, (1600, 1200, 1))
-    [answer] = predict_images(reader, [_jpeg(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))])
+    [answer] = predict_images(reader, [_photo(lit)])
     assert answer.number == "0" and not answer.rejected, (answer.number, answer.reason)
 
 
@@ -365,8 +364,7 @@ def test_a_page_lit_unevenly_on_a_dark_table_is_dark_ink_on_light_paper(reader):
     draw = ImageDraw.Draw(page)
     for k, digit in enumerate((FOUR_IN_TWO_STROKES, SEVEN, ZERO)):
         _write(draw, digit, (400 + 250 * k, 420), 1.6, width=22, fill=(50, 52, 85))
-    noisy = np.asarray(page.filter(ImageFilter.GaussianBlur(1.5)), np.float32) + np.random.default_rng(0).normal(0, 3, (1200, 1600, 1))
-    [answer] = predict_images(reader, [_jpeg(Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)))])
+    [answer] = predict_images(reader, [_photo(np.asarray(page.filter(ImageFilter.GaussianBlur(1.5)), np.float32))])
     assert answer.number == "470" and not answer.rejected, (answer.number, answer.reason)
 
 
