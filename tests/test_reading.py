@@ -378,6 +378,24 @@ def test_two_digits_that_touch_are_cut_where_the_judge_reads_both(reader):
     assert answer.number == "550", (answer.number, answer.reason)
 
 
+@pytest.mark.parametrize("side", [60, 200])
+def test_a_1_with_a_long_upstroke_is_not_cut_into_its_stroke_and_its_stem(reader, side):
+    """Delphine's 1 (fonts-sjfonts, which `make test-data` installs) rises from near the foot of its stem: one
+    mark wider than tall and thin where the two strokes meet. A cut there left the upstroke, 61% of the
+    height, as a digit of its own, and read "11"; touching digits stand about as tall as each other."""
+    from pathlib import Path
+
+    from tests.scenes.camera import clean_picture
+    from tests.scenes.glyphs import font_glyph
+
+    font = Path("/usr/share/fonts/truetype/sjfonts/Delphine.ttf")
+    if not font.exists():
+        pytest.skip("fonts-sjfonts is not installed (make test-data installs it)")
+    picture = clean_picture(np.random.default_rng(0), font_glyph("1", font, round(side * 0.6)), side)
+    [answer] = predict_images(reader, [picture])
+    assert len(answer.digits) == 1, (answer.number, answer.reason)
+
+
 @pytest.mark.parametrize(("number", "first", "second", "advance"), [("77", SEVEN, SEVEN, 60), ("40", FOUR_IN_TWO_STROKES, ZERO, 80), ("71", SEVEN, ONE, 70)])
 def test_two_leaning_digits_that_touch_are_cut_along_their_slant(reader, number, first, second, advance):
     """Digits written leaning right, each over the foot of the one before: no straight cut parts them

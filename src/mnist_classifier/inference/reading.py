@@ -79,6 +79,7 @@ JOIN_ODDS = 0.9  # pieces joined into one digit are this much less likely than t
 JOIN_GAP = 0.1  # and e times less likely again for each such share of their height of bare paper between them
 CUT_CANDIDATES = 3  # cuts a judge is shown for each group too wide
 MIN_PART = 0.15  # each part of a cut holds this share of the group's ink at least (a 1 beside an 8 does)
+PART_HEIGHT = 0.7  # and stands this share of its height at least: touching digits are about as tall as each other
 SEAM_STEP = 0.05  # what a cutting path pays for a step aside, against 1 for each ink pixel it crosses
 ONE_DIGIT_WIDTH = 1.15  # a group wider than this many times its height is less likely one digit
 MNIST_STROKE = 2.6  # typical stroke width of an MNIST digit in its 20-pixel box
@@ -769,9 +770,9 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
     ``typical`` (median) digit height.
     The candidates are paths from top to bottom that cross the least ink
     (``_seams``): straight down between digits that touch, slanted or bent round
-    a digit that leans over its neighbour. Those whose two parts both stand as
-    tall as digits do are kept (a flat part is a stroke of one digit: a 5's bar, a
-    7's top); ``choose`` picks one or none.
+    a digit that leans over its neighbour. Those whose two parts both stand
+    ``PART_HEIGHT`` of the group's height are kept (a flat or short part is a stroke
+    of one digit: a 5's bar, a 7's top, a 1's long upstroke); ``choose`` picks one or none.
 
     The group's ink is relabelled in ``labels``, one new label for each strip
     between neighbouring paths, so that every part is a group of labels like any other.
@@ -797,7 +798,7 @@ def _split(group: tuple[slice, slice, list[int]], labels: np.ndarray, typical: f
         parts = []
         for part, own in ((ink & (strips < k), members[:k]), (ink & (strips >= k), members[k:])):
             filled = np.nonzero(part.any(axis=1))[0]
-            if filled.size == 0 or filled[-1] + 1 - filled[0] < 0.6 * height or part.sum() < MIN_PART * ink.sum():
+            if filled.size == 0 or filled[-1] + 1 - filled[0] < PART_HEIGHT * height or part.sum() < MIN_PART * ink.sum():
                 break
             used = np.nonzero(part.any(axis=0))[0]
             parts.append((slice(rows.start + filled[0], rows.start + filled[-1] + 1), slice(cols.start + used[0], cols.start + used[-1] + 1), own))
