@@ -230,6 +230,32 @@ def test_a_small_digit_on_a_large_page_is_found(reader, table, why):
     assert 690 <= x0 and x1 <= 750 and 540 <= y0 and y1 <= 615
 
 
+@pytest.mark.parametrize(("side", "pen"), [(220, 5), (140, 3), (400, 9)])
+def test_a_face_drawn_in_pen_is_a_drawing_not_a_0(reader, side, pen):
+    """A circle round two eyes and a mouth: the model, shown the whole, was sure of a 0 (0.99). No digit
+    holds separate marks inside its loop."""
+    page = _paper(3 * side, 2 * side)
+    draw = ImageDraw.Draw(page)
+    left, top = side, side // 2
+    draw.ellipse([left, top, left + side, top + side], outline=(30, 30, 40), width=pen)
+    for eye in (0.35, 0.65):
+        x, y, r = left + eye * side, top + 0.37 * side, max(2, side // 25)
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=(30, 30, 40))
+    draw.arc([left + 0.25 * side, top + 0.3 * side, left + 0.75 * side, top + 0.75 * side], 20, 160, fill=(30, 30, 40), width=pen)
+    [answer] = predict_images(reader, [_photo(np.asarray(page, np.float32))])
+    assert answer.rejected and "a drawing" in answer.reason, (answer.number, answer.reason)
+
+
+def test_a_0_with_dust_inside_its_loop_is_still_a_0(reader):
+    page = _paper(600, 400)
+    draw = ImageDraw.Draw(page)
+    _write(draw, ZERO, (250, 120), 1.1, width=11)
+    for x, y in ((290, 190), (320, 250)):
+        draw.ellipse([x, y, x + 2, y + 2], fill=(60, 60, 80))  # specks well under a twentieth of its height
+    [answer] = predict_images(reader, [_photo(np.asarray(page, np.float32))])
+    assert answer.number == "0" and not answer.rejected, (answer.number, answer.reason)
+
+
 def test_an_emoji_smiley_is_not_cut_into_a_1_and_the_rest(reader):
     """A cut's part must hold some of the ink: a seam just inside a smiley's thin rim made its arc a "1"."""
     page = _paper(600, 600, (250, 248, 245))

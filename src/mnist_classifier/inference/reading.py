@@ -66,6 +66,7 @@ PHOTO_SPAN = 0.75  # in a photo, marks spanning more of the picture than this ar
 MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled lines
 FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape,
 FILLED_BOX = 0.5  # if its ink also covers this share of its box
+INSIDE_MARK = 0.05  # a mark inside a loop counts (a face's eye) from this share of the loop's height
 WEAK = 0.45  # marks fainter than this share of the strongest mark's ink are smudges, shadows or ruling
 BROKEN_GAP = 0.06  # two pieces this close (a share of their height) and together
 BROKEN_WIDTH = 0.8  # no wider than this share of their height are one digit broken in two
@@ -135,7 +136,7 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     if the judge is surer of it than of all the separate digits together.
 
     Returns a Reading with no marks and a reason when the picture is blank, or
-    shows texture, a photograph or a filled shape rather than written digits.
+    shows texture, a photograph, a filled shape or a drawing (a face) rather than written digits.
     """
     ink = _find_ink(picture.grey)
     if ink is None:
@@ -152,6 +153,9 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     if not groups:
         return Reading((), "no ink found: only specks, lines or the page's edge")
     strong = _strong(groups, labels, ink.small)
+    strong = [group for group in strong if not _drawing(labels, group)]
+    if not strong:
+        return Reading((), "a drawing (marks inside a closed loop, as a face's eyes), not a written digit")
     made: dict[tuple, Mark | None] = {}
 
     def cut(group: tuple[slice, slice, list[int]]) -> Mark | None:
@@ -975,6 +979,33 @@ def _filled(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
     if height < 8 or ink.mean() < FILLED_BOX:
         return False
     return 2 * float(ndimage.distance_transform_edt(np.pad(ink, 1)).max()) > FILLED * height
+
+
+def _drawing(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
+    """Whether a group is a drawing: its largest mark closes a loop round two marks or more.
+
+    A face's eyes and mouth lie inside its outline; no digit holds separate marks
+    in its loop (a 0, 6, 8 or 9 is one stroke round bare paper). Every mark found
+    counts, also those too small or faint to be digits of their own, except those
+    under ``INSIDE_MARK`` of the loop's height (dust).
+    """
+    rows, cols, members = group
+    window = labels[rows, cols]
+    ids, areas = np.unique(window[window > 0], return_counts=True)
+    own = np.isin(ids, members)
+    if len(ids) < 3 or not own.any():
+        return False
+    loop = ids[own][np.argmax(areas[own])]
+    outer = window == loop
+    hole = ndimage.binary_fill_holes(outer) & ~outer
+    inside = 0
+    for member, area in zip(ids, areas):
+        mark = window == member
+        if member == loop or (hole & mark).sum() < 0.9 * area:
+            continue
+        ys, xs = np.nonzero(mark)
+        inside += max(np.ptp(ys), np.ptp(xs)) + 1 >= INSIDE_MARK * (rows.stop - rows.start)
+    return inside >= 2
 
 
 def _strong(groups: list, labels: np.ndarray, strength: np.ndarray) -> list:
