@@ -999,9 +999,9 @@ def _drawing(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
     outer = window == loop
     hole = ndimage.binary_fill_holes(outer) & ~outer
     inside = 0
-    for member, area in zip(ids, areas):
+    for member in np.unique(window[hole & (window > 0)]):  # the marks that reach into the loop, only
         mark = window == member
-        if member == loop or (hole & mark).sum() < 0.9 * area:
+        if (hole & mark).sum() < 0.9 * mark.sum():
             continue
         ys, xs = np.nonzero(mark)
         inside += max(np.ptp(ys), np.ptp(xs)) + 1 >= INSIDE_MARK * (rows.stop - rows.start)
