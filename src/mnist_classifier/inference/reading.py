@@ -945,7 +945,7 @@ def _joined_by_judge(row: list, cut: Callable, judge: Judge) -> list:
     sure = judge(np.stack([cut.image for cut in singles] + [cuts[key].image for key in keys]))
     score = {(i, i + 1): float(sure[i]) for i in range(len(row))}
     for key, value in zip(keys, sure[len(row) :]):
-        score[key] = float(value) * _one_digit_odds(spans[key]) * JOIN_ODDS * _apart_odds(row[key[0] : key[1]])
+        score[key] = float(value) * _one_digit_odds(spans[key]) * JOIN_ODDS * _apart_odds(row[key[0] : key[1]], spans[key])
     best = [(0.0, [])] + [(-np.inf, [])] * len(row)  # best[j]: log-score and spans of the first j pieces
     for stop in range(1, len(row) + 1):
         for start in range(max(0, stop - JOIN_RUN), stop):
@@ -956,14 +956,15 @@ def _joined_by_judge(row: list, cut: Callable, judge: Judge) -> list:
     return [row[start] if stop == start + 1 else spans[start, stop] for start, stop in best[-1][1]]
 
 
-def _apart_odds(pieces: list) -> float:
+def _apart_odds(pieces: list, span: tuple[slice, slice, list[int]]) -> float:
     """How readily neighbouring ``pieces`` (left to right) are one digit, given the bare columns between them.
 
     A digit's pieces overlap or nearly touch (a 4's two strokes cross, a 5's bar
     lies over its body, a broken stroke's halves are a pen's width apart); two
-    digits stand apart. Each gap costs a factor e per ``JOIN_GAP`` of the pieces' height.
+    digits stand apart. Each gap costs a factor e per ``JOIN_GAP`` of the height
+    of ``span``, the pieces' union.
     """
-    height = max(piece[0].stop for piece in pieces) - min(piece[0].start for piece in pieces)
+    height = span[0].stop - span[0].start
     reach, gaps = pieces[0][1].stop, 0
     for piece in pieces[1:]:
         gaps += max(0, piece[1].start - reach)
