@@ -67,6 +67,7 @@ MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled line
 FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape,
 FILLED_BOX = 0.5  # if its ink also covers this share of its box
 INSIDE_MARK = 0.05  # a mark inside a loop counts (a face's eye) from this share of the loop's height
+CROSSINGS = 7  # a line across a digit meets its ink 4 times at most (an 8 drawn twice: 5); a spiral's, more
 WEAK = 0.45  # marks fainter than this share of the strongest mark's ink are smudges, shadows or ruling
 BROKEN_GAP = 0.06  # two pieces this close (a share of their height) and together
 BROKEN_WIDTH = 0.8  # no wider than this share of their height are one digit broken in two
@@ -153,9 +154,10 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     if not groups:
         return Reading((), "no ink found: only specks, lines or the page's edge")
     strong = _strong(groups, labels, ink.small)
-    strong = [group for group in strong if not _drawing(labels, group)]
-    if not strong:
-        return Reading((), "a drawing (marks inside a closed loop, as a face's eyes), not a written digit")
+    refusals = [_not_a_digit(labels, group) for group in strong]
+    if all(refusals):
+        return Reading((), refusals[0])
+    strong = [group for group, refusal in zip(strong, refusals) if not refusal]
     made: dict[tuple, Mark | None] = {}
 
     def cut(group: tuple[slice, slice, list[int]]) -> Mark | None:
@@ -1007,6 +1009,34 @@ def _drawing(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
         ys, xs = np.nonzero(mark)
         inside += max(np.ptp(ys), np.ptp(xs)) + 1 >= INSIDE_MARK * (rows.stop - rows.start)
     return inside >= 2
+
+
+def _not_a_digit(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> str | None:
+    """Why a group of marks is no digit, before any model is asked (a drawing, a scribble); None when it may be one."""
+    if _drawing(labels, group):
+        return "a drawing (marks inside a closed loop, as a face's eyes), not a written digit"
+    if _scribble(labels, group):
+        return "a scribble (lines across it meet its ink more often than a digit's), not a written digit"
+    return None
+
+
+def _scribble(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
+    """Whether a group is a scribble: lines across it meet its ink ``CROSSINGS`` times or more.
+
+    A vertical line through a digit meets its ink three times at most (an 8, a 3),
+    a horizontal one twice; a spiral, hatching or a tangle is met many times. The
+    count is the 90th percentile over the columns and over the rows, the rows' taken
+    per digit height of width (touching digits in a row add up), so that a speck
+    or a broken stroke in a few lines does not count.
+    """
+    rows, cols, members = group
+    ink = np.isin(labels[rows, cols], members)
+    height, width = ink.shape
+    counts = []
+    for lines, per in ((ink.T, 1.0), (ink, max(1.0, width / height))):
+        starts = (np.diff(lines.astype(np.int8), axis=1) == 1).sum(axis=1) + lines[:, 0]
+        counts.append(float(np.percentile(starts, 90)) / per)
+    return max(counts) >= CROSSINGS
 
 
 def _strong(groups: list, labels: np.ndarray, strength: np.ndarray) -> list:
