@@ -45,6 +45,8 @@ class DataConfig:
     outliers: int = 0
     # two training digits side by side framed as one (two touching digits cut as one), uniform targets too
     pairs: int = 0
+    # 1s with a flag (a third with a foot too) drawn on the training split's own 1s (mnist only), labelled 1
+    flagged_ones: int = 0
     # a Keras-layout .npz of more labelled images (x_train, y_train), added to the training split only;
     # its x_outliers, if any, are trained towards the uniform distribution as the outliers are
     extra: str | None = None
@@ -59,12 +61,12 @@ class DataConfig:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 _check_positive(f"data.{name}", getattr(self, name))
-        for name, what in (("outliers", "non-digit pictures"), ("pairs", "pairs of digits")):
+        for name, what in (("outliers", "non-digit pictures"), ("pairs", "pairs of digits"), ("flagged_ones", "flagged 1s")):
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"data.{name}={value}: expected >= 0")
             if value and self.dataset != "mnist":
-                raise ConfigError(f"data.{name}={value} on {self.dataset}: {what} are outliers of mnist only")
+                raise ConfigError(f"data.{name}={value} on {self.dataset}: {what} are made for mnist only")
         limit = self.train_limit
         if self.validation == "holdout" and limit is not None and self.validation_size >= limit:
             raise ConfigError(

@@ -28,6 +28,7 @@ from mnist_classifier.errors import ConfigError, DataError, ModelFileError, Trai
 from mnist_classifier.evaluation import Evaluation, evaluate, predict_probabilities, scores, weight_penalty
 from mnist_classifier.inference.model_info import ModelInfo, read_model_info
 from mnist_classifier.models import build_from_config, copy_weights
+from mnist_classifier.data.forms import flagged_ones
 from mnist_classifier.data.outliers import digit_pairs, non_digits
 from mnist_classifier.persistence import load_model, save_model
 from mnist_classifier.inference.predict import open_model
@@ -101,6 +102,9 @@ def prepare_data(
         (x_train, y_train), held_out = validation_split(x_train, y_train, config.validation_size)
     norm = Normalization.fit(config.normalize, x_train)  # statistics of the data set's training part only
     kinds = [non_digits(config.outliers)] if config.outliers else []
+    if config.flagged_ones:
+        ones = flagged_ones(x_train, y_train, config.flagged_ones)
+        x_train, y_train = np.concatenate([x_train, ones]), np.concatenate([y_train, np.ones(len(ones), y_train.dtype)])
     if config.extra:
         x_train, y_train, extra_outliers = _with_extra(x_train, y_train, Path(config.extra))
         kinds.append(extra_outliers)

@@ -235,11 +235,11 @@ def digit_pairs(images: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng([seed, 7])
     pairs = []
     while len(pairs) < count:
-        left, right = (_ink_box(images[i]) for i in rng.integers(len(images), size=2))
+        left, right = (ink_box(images[i]) for i in rng.integers(len(images), size=2))
         if left is None or right is None:
             continue
         height = 40
-        parts = [_to_height(part, round(height * rng.uniform(0.85, 1.0))) for part in (left, right)]
+        parts = [to_height(part, round(height * rng.uniform(0.85, 1.0))) for part in (left, right)]
         gap = round(height * rng.choice([rng.uniform(0.03, 0.25), rng.uniform(-0.15, 0.0)]))
         drop = round(height * rng.uniform(-0.1, 0.1))
         width = parts[0].shape[1] + max(gap, -min(parts[0].shape[1], parts[1].shape[1]) // 2) + parts[1].shape[1]
@@ -253,7 +253,7 @@ def digit_pairs(images: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
     return np.stack(pairs) if count else _empty()
 
 
-def _ink_box(image: np.ndarray) -> np.ndarray | None:
+def ink_box(image: np.ndarray) -> np.ndarray | None:
     """A digit image cut to its ink (None when it has none)."""
     rows, cols = np.nonzero(image)
     if rows.size == 0:
@@ -261,7 +261,7 @@ def _ink_box(image: np.ndarray) -> np.ndarray | None:
     return image[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
 
 
-def _to_height(part: np.ndarray, height: int) -> np.ndarray:
+def to_height(part: np.ndarray, height: int) -> np.ndarray:
     """``part`` resized (antialiased) to ``height`` rows, its aspect kept, as float32."""
     width = max(1, round(part.shape[1] * height / part.shape[0]))
     return np.asarray(Image.fromarray(part).resize((width, height), Image.Resampling.LANCZOS), np.float32)
