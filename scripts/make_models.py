@@ -11,7 +11,8 @@ twice as fast on a CPU). A model that fine-tunes another (``Bundle.base``) takes
 runs: the base preset from random weights, then its own preset starting from that
 run's model (``--set training.init_from=BASE_RUN/model.keras``); with
 ``Bundle.reader_crops``, ``scripts/reader_crops.py`` then cuts digits from generated
-photos with that model and a third run fine-tunes on them (``data.extra``).
+photos with that model (into the runs' folder, ``RUNS_DIR``) and a third run
+fine-tunes on them (``data.extra``); ``Bundle.last_tune`` adds a fourth, with more settings.
 Then :func:`mnist_classifier.bundled.bundle_run` copies the last run's model, without
 its optimizer state or training-only layers, into
 ``src/mnist_classifier/inference/weights/NAME/`` with its ``metrics.json``, a model card and
@@ -32,7 +33,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mnist_classifier.inference.bundled import BASE_RUN, BUNDLES, bundle_run, refresh_bundle
+from mnist_classifier.inference.bundled import BASE_RUN, BUNDLES, RUNS_DIR, bundle_run, refresh_bundle
 
 
 def train(name: str, out: Path) -> Path:
@@ -40,6 +41,7 @@ def train(name: str, out: Path) -> Path:
     run_dir: Path | None = None
     for command in BUNDLES[name].commands:
         text = command.replace(BASE_RUN, str(run_dir)) if run_dir is not None else command
+        text = text.replace(RUNS_DIR, str(out))
         if text.startswith("python "):  # a script between runs (the reader's crops): it makes no run
             subprocess.run([sys.executable, *text.split()[1:]], check=True)
             continue

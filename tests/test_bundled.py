@@ -130,3 +130,17 @@ def test_bundling_a_run_drops_the_optimizer_and_writes_metrics_a_card_and_its_ch
     assert "## People's pictures" in card and "| digit photos | 40 | 75.0% | 20.0% |" in card
     with pytest.raises(ModelFileError, match="mnist-cnn is the cnn-real preset on mnist"):
         bundle_run(run_dir, "mnist-cnn", root=tmp_path)
+
+
+@pytest.mark.parametrize("name", BUNDLES)
+def test_each_bundle_recipe_reads_only_files_an_earlier_step_wrote(name):
+    """A fine-tune's ``data.extra`` is the file a script before it wrote, in the runs' folder that every step
+    shares (not in one run's directory: ``BASE_RUN`` moves on with each run)."""
+    written = []
+    for command in BUNDLES[name].commands:
+        for setting in command.split(" --set ")[1:]:
+            key, value = setting.split("=", 1)
+            if key == "data.extra":
+                assert value in written and "BASE_RUN" not in value, (command, written)
+        if command.startswith("python "):
+            written.append(command.split("--out ")[1].split()[0])
