@@ -120,3 +120,35 @@ def test_a_turned_phone_jpeg_is_read_upright(tmp_path, orientation, stored):
     grey = read_image(tmp_path / "photo.jpg")
     assert grey.shape == (200, 300)
     assert grey[10, 10] < 40 and grey[10, 290] > 215 and grey[190, 10] > 215 and grey[190, 290] > 215
+
+
+def _small_digit() -> np.ndarray:
+    """An 8×8 picture of a 0, dark on light, in a few grey tones (as an 8×8 scan holds one)."""
+    small = np.full((8, 8), 255, np.uint8)
+    small[1:7, 2] = small[1:7, 5] = 40
+    small[1, 3:5] = small[6, 3:5] = 90
+    small[2:6, 3] = 200
+    return small
+
+
+@pytest.mark.parametrize(("side", "fmt"), [(64, "PNG"), (100, "PNG"), (173, "PNG"), (250, "JPEG"), (91, "JPEG")])
+def test_a_picture_enlarged_by_repeating_pixels_is_enlarged_smoothly_instead(side, fmt):
+    small = _small_digit()
+    blocky = Image.fromarray(small).resize((side, side), Image.Resampling.NEAREST)
+    grey = read_image(_encode(blocky, fmt, **({"quality": 80} if fmt == "JPEG" else {})))
+    smooth = np.asarray(Image.fromarray(small).resize((side, side), Image.Resampling.BICUBIC), np.float32)
+    restored = images_module.unpixelated(grey).astype(np.float32)
+    assert np.abs(restored - smooth).mean() < 4 < np.abs(grey - smooth).mean(), (np.abs(restored - smooth).mean(), np.abs(grey - smooth).mean())
+
+
+def test_pictures_not_enlarged_by_repeating_pixels_are_left_as_they_are():
+    rng = np.random.default_rng(0)
+    smooth = np.asarray(Image.fromarray(_small_digit()).resize((120, 120), Image.Resampling.BICUBIC))
+    bar = np.asarray(_stroke_on_paper())  # two edges across, two down: no grid of cells
+    noise = rng.integers(0, 256, (200, 300), dtype=np.uint8)
+    ruled = np.full((300, 300), 250, np.uint8)
+    ruled[::20] = ruled[:, ::20] = 120  # squared paper's lines, a pixel wide
+    ruled[100:200, 148:153] = 0  # and a stroke across them
+    nearly = np.asarray(Image.fromarray(_small_digit()).resize((16, 16), Image.Resampling.NEAREST))  # 2× is too little
+    for grey in (smooth, bar, noise, ruled, nearly, np.full((50, 50), 7, np.uint8)):
+        assert images_module.unpixelated(grey) is grey

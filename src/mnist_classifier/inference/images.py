@@ -28,10 +28,16 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 MAX_FILE_BYTES = 20 * 2**20
 MAX_PIXELS = 40_000_000
 DIGIT_BOX = 20  # MNIST: the ink's longer side, in pixels
+FRAMED_SLACK = 2  # pixels: a 28×28 digit whose ink box is this close to DIGIT_BOX is framed already
+DARK_RING = 0.2  # a framed digit's outermost pixels average under this share of full ink (MNIST's: 0.04 at most)
 INK_FLOOR = 0.15  # after stretching the ink to 0-255, fainter pixels are background
 MIN_INK_CONTRAST = 24  # grey levels between paper and the darkest ink, at least
 ORIENTATION = 0x0112  # the EXIF tag a camera records its orientation in
 WORKING_SIDE = 1600  # a JPEG is decoded at the smallest scale whose longer side keeps at least this
+CELL_LINES = 512  # rows (and columns) sampled for the edges of an enlarged picture's cells
+MIN_CELL = 3  # pixels: a picture enlarged less than this is left as it is
+CELL_FIT = 1.5  # pixels: every edge within this of the grid of cells
+BLOCKY_ERROR = 0.03  # mean difference from its cells repeated, as a share of the picture's tonal range
 
 
 @dataclass(frozen=True)
@@ -169,6 +175,23 @@ def frame_digit(ink_level: np.ndarray) -> np.ndarray:
     return _place(patch, offset)
 
 
+def is_framed(image: np.ndarray) -> bool:
+    """Whether a 28×28 uint8 image is a digit as MNIST frames one: light ink on a dark ground (its outermost
+    pixels dark on average), the ink's box ``DIGIT_BOX`` pixels on its longer side, give or take ``FRAMED_SLACK``.
+
+    Every MNIST digit is; a picture of a digit that fills its 28 pixels, or dark on
+    light, is not (the reader frames it first).
+    """
+    if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        return False
+    ring = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
+    rows, cols = np.nonzero(image.max(axis=1)), np.nonzero(image.max(axis=0))
+    if ring.mean() > DARK_RING * 255 or not rows[0].size:
+        return False
+    side = max(np.ptp(rows[0]), np.ptp(cols[0])) + 1
+    return abs(int(side) - DIGIT_BOX) <= FRAMED_SLACK
+
+
 def to_item(grey: np.ndarray, label: str = "image") -> np.ndarray:
     """A Fashion-MNIST-style 28×28 uint8 item: longer side 28 px, centred by its box."""
     patch = _scaled_box(ink(grey, label), IMAGE_SIZE)
@@ -195,6 +218,71 @@ def _place(patch: np.ndarray, offset: np.ndarray) -> np.ndarray:
     cols = slice(max(left, 0), min(left + patch.shape[1], IMAGE_SIZE))
     frame[rows, cols] = patch[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
     return np.round(frame).astype(np.uint8)
+
+
+def unpixelated(grey: np.ndarray) -> np.ndarray:
+    """``grey`` (uint8) as it was before it was enlarged by repeating pixels, enlarged smoothly instead.
+
+    A small picture blown up by nearest neighbour (a thumbnail, an 8×8 scan, pixel
+    art; JPEG-compressed too) is a grid of flat cells whose stair-stepped edges a
+    model trained on smooth strokes has never seen. Such a picture is found by its
+    edges: the columns (and rows) where its tone jumps by a quarter of its range
+    or more fall on a regular grid of cells ``MIN_CELL`` pixels or more apart, and
+    the picture differs from its cells' centres repeated by under ``BLOCKY_ERROR``
+    of its range. It comes back the same size, its cells enlarged bicubically;
+    any other picture comes back unchanged.
+    """
+    height, width = grey.shape
+    spread = int(grey.max()) - int(grey.min())
+    if min(height, width) < 2 * MIN_CELL or spread == 0:
+        return grey
+    for cell_x in _cells(_edges(grey, spread), width):
+        for cell_y in _cells(_edges(grey.T, spread), height):
+            xs, ys = _centres(*cell_x, width), _centres(*cell_y, height)
+            small = grey[np.ix_(ys, xs)]
+            nearest_x = np.searchsorted((xs[:-1] + xs[1:]) / 2, np.arange(width))
+            nearest_y = np.searchsorted((ys[:-1] + ys[1:]) / 2, np.arange(height))
+            error = np.abs(small[np.ix_(nearest_y, nearest_x)].astype(np.int16) - grey).mean()
+            if error <= BLOCKY_ERROR * spread:
+                return np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
+    return grey
+
+
+def _edges(grey: np.ndarray, spread: int) -> np.ndarray:
+    """The columns where ``grey``'s tone jumps by a quarter of ``spread`` in any of ``CELL_LINES`` sampled rows:
+    each run of neighbouring such columns (a JPEG's ringing) as one edge, at its strongest jump."""
+    rows = grey[:: max(1, grey.shape[0] // CELL_LINES)].astype(np.int16)
+    jumps = np.abs(np.diff(rows, axis=1)).max(axis=0)
+    columns = np.flatnonzero(jumps > spread / 4)
+    if columns.size == 0:
+        return columns
+    runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
+    return np.array([run[np.argmax(jumps[run])] + 1 for run in runs])
+
+
+def _cells(edges: np.ndarray, length: int) -> list[tuple[float, float]]:
+    """Up to three grids (cell size, offset) that put every one of ``edges`` within ``CELL_FIT`` of a cell's
+    edge, the closest fit first: cell sizes near the smallest gaps between edges (a cell's, or a run of cells')."""
+    if edges.size < 3 or edges.size > length / MIN_CELL:
+        return []
+    fits = []
+    for gap in sorted({int(gap) for gap in np.diff(edges) if gap >= MIN_CELL})[:3]:
+        for size in np.linspace(max(gap - 0.5, MIN_CELL), gap + 1, 31):
+            steps = np.round((edges - edges[0]) / size)
+            offset = float(np.mean(edges - steps * size))
+            misfit = float(np.abs(edges - offset - steps * size).max())
+            if misfit <= CELL_FIT:
+                fits.append((misfit, float(size), offset))
+    return [(size, offset) for _, size, offset in sorted(fits)[:3]]
+
+
+def _centres(size: float, offset: float, length: int) -> np.ndarray:
+    """The pixel at the centre of each cell of the grid (``size``, ``offset``) that lies at least half inside ``length``."""
+    first = offset - np.floor(offset / size) * size
+    edges = np.unique(np.clip(np.concatenate([[0.0], np.arange(first, length, size), [length]]), 0, length))
+    low, high = edges[:-1], edges[1:]
+    inside = high - low >= size / 2
+    return np.floor((low + high)[inside] / 2).astype(int)
 
 
 def image_paths(path: Path) -> list[Path]:

@@ -2,7 +2,8 @@
 
 What the best document readers do, in order:
 
-1. **Paper and ink.** The paper's brightness is estimated locally, on a small copy
+1. **Paper and ink.** A small picture enlarged by repeating its pixels is enlarged
+   smoothly instead (:func:`~mnist_classifier.inference.images.unpixelated`). The paper's brightness is estimated locally, on a small copy
    of the picture (a morphological closing wipes out strokes and keeps the light,
    however unevenly it falls, and keeps a shadow's edge sharp); ink is what is
    darker than the paper around it, relative to it. Light ink on dark paper is
@@ -35,7 +36,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from mnist_classifier.inference.images import INK_FLOOR, Picture, frame_digit
+from mnist_classifier.inference.images import INK_FLOOR, Picture, frame_digit, unpixelated
 
 ANALYSIS_SIDE = 768  # longest side of the copy that marks are found on
 PAPER_WINDOW = 1 / 7  # closing window, as a share of the coarse copy's longest side
@@ -139,7 +140,7 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     Returns a Reading with no marks and a reason when the picture is blank, or
     shows texture, a photograph, a filled shape or a drawing (a face) rather than written digits.
     """
-    ink = _find_ink(picture.grey)
+    ink = _find_ink(unpixelated(picture.grey))
     if ink is None:
         return Reading((), "no ink found: a blank or nearly uniform picture")
     labels, count = ndimage.label(ink.mask, np.ones((3, 3), bool))
