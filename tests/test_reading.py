@@ -538,6 +538,35 @@ def test_clean_digits_keep_reading_as_before(reader):
     assert _share_right(reader, [typed_digit(seed) for seed in range(5000, 5030)]) >= 0.85
 
 
+def test_floor_on_other_writers_8x8_digits_enlarged_blocky_or_smooth(reader):
+    """scikit-learn's 8×8 digits (another set's writers), every tenth, as PNGs of 64-256 px enlarged by repeating
+    pixels or smoothly, dark on light or light on dark: read right and not rejected."""
+    pytest.importorskip("sklearn")
+    from tests.scenes import sklearn_digit
+
+    rng = np.random.default_rng(7)
+    assert _share_right(reader, [sklearn_digit(rng, index) for index in range(0, 1797, 10)]) >= 0.93
+
+
+def test_a_28x28_array_is_taken_as_it_is_only_when_framed_as_mnist_frames_its_digits(reader, mnist_dir):
+    from mnist_classifier.data.sources import load_dataset
+
+    _, (images, labels) = load_dataset("mnist", mnist_dir, download=False)
+    digit, label = images[3], labels[3]
+    [mark] = reader.read(digit).marks
+    np.testing.assert_array_equal(mark.image, digit)  # MNIST's own: as it is
+    rows, cols = np.nonzero(digit)
+    filling = np.asarray(Image.fromarray(digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]).resize((28, 28)))
+    for picture in (filling, 255 - filling, 255 - digit):  # filling its frame, or dark on light: a picture to frame
+        [mark] = reader.read(picture).marks
+        side = max(np.ptp(np.nonzero(mark.image)[0]), np.ptp(np.nonzero(mark.image)[1])) + 1
+        assert 19 <= side <= 21 and mark.image[0].max() == 0
+        [answer] = predict_images(reader, [picture])
+        assert answer.label == label and not answer.rejected
+    [answer] = predict_images(reader, [np.zeros((28, 28), np.uint8)])
+    assert answer.rejected and answer.reason.startswith("no ink found")
+
+
 def test_cli_reads_a_number_writes_the_inputs_and_says_it_in_one_line(reader, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

@@ -24,7 +24,7 @@ from mnist_classifier.calibration import calibrated, digit_score
 from mnist_classifier.data.sources import DATASETS
 from mnist_classifier.errors import ConfigError, ImageError, ModelFileError
 from mnist_classifier.data.formats import IMAGE_SIZE
-from mnist_classifier.inference.images import Picture, read_picture, to_item
+from mnist_classifier.inference.images import Picture, is_framed, read_picture, to_item
 from mnist_classifier.inference.model_info import ModelInfo, check_archive, read_model_info
 from mnist_classifier.inference.onnx_runtime import (
     RUNTIMES,
@@ -166,15 +166,17 @@ class Classifier:
     def read(self, source: ImageSource, name: str | None = None, max_pixels: int | None = None) -> Reading:
         """What the model is to be shown of one picture: its digits (or its one item) as 28×28 inputs.
 
-        A 28×28 array is taken as an input already framed; other arrays are
-        greyscale pictures. Raises ImageError for a file that cannot be read.
+        A 28×28 array is taken as an input already framed: any for an item model,
+        for a digit model one framed as MNIST frames its digits (light ink on black,
+        its box 20 px; :func:`~mnist_classifier.inference.images.is_framed`). Other
+        arrays are greyscale pictures. Raises ImageError for a file that cannot be read.
         """
         label = name or _describe(source, 0)
         if isinstance(source, np.ndarray):
             if source.ndim != 2:
                 raise ConfigError(f"{label}: array of shape {source.shape}, expected a 2-D greyscale image")
             pixels = _as_pixels(source, label)
-            if pixels.shape == (IMAGE_SIZE, IMAGE_SIZE):
+            if pixels.shape == (IMAGE_SIZE, IMAGE_SIZE) and (not self.reads_digits or is_framed(pixels)):
                 return Reading((Mark(pixels, (0, 0, IMAGE_SIZE, IMAGE_SIZE)),))
             picture = Picture(pixels, 1.0, (pixels.shape[1], pixels.shape[0]))
         else:
@@ -353,8 +355,9 @@ def predict_images(
     """Read the digits (or the item) in image files, their bytes, or greyscale arrays with a saved model.
 
     A digit model finds every digit of a picture (paper lit unevenly, photos,
-    whole numbers) and frames each as MNIST frames its digits; a 28×28 array is
-    taken as one digit already framed. Raises ImageError naming the first image
+    whole numbers) and frames each as MNIST frames its digits; a 28×28 array
+    framed that way already (light ink on black, its box 20 px) is taken as one
+    digit as it is. Raises ImageError naming the first image
     that cannot be read.
 
     Example:
