@@ -1,4 +1,4 @@
-"""Digit forms MNIST's writers seldom use, made from its own digits: the flagged 1."""
+"""Digit forms MNIST's writers seldom use, and digits as small pictures hold them, made from its own digits."""
 
 import numpy as np
 import pytest
@@ -60,5 +60,50 @@ def test_flagged_ones_are_mnists_ones_with_a_flag_at_the_top(monkeypatch, mnist_
     ],
 )
 def test_bad_flagged_ones_settings_are_one_clear_error(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
+
+
+def test_low_resolution_digits_are_mnists_digits_read_from_small_pictures(monkeypatch, mnist_dir):
+    """Soft, uneven strokes framed as the reader frames a digit, labelled with the digit they were made of."""
+    from mnist_classifier.config import DataConfig
+    from mnist_classifier.data.forms import low_resolution
+    from mnist_classifier.data.sources import load_dataset
+    from mnist_classifier.pipeline import prepare_data
+
+    (images, labels), _ = load_dataset("mnist", mnist_dir, download=False)
+    images, labels = images[:2000], labels[:2000]
+    small, digits = low_resolution(images, labels, 60, seed=1)
+    assert small.shape == (60, 28, 28) and small.dtype == np.uint8 and digits.shape == (60,)
+    np.testing.assert_array_equal(small, low_resolution(images, labels, 60, seed=1)[0])
+    assert len(set(digits.tolist())) >= 8  # random digits of every kind, not one class
+    sides = [max(np.ptp(np.nonzero(image)[0]), np.ptp(np.nonzero(image)[1])) + 1 for image in small]
+    assert np.median(sides) in (19, 20, 21)  # framed as MNIST frames a digit
+    # Softer than MNIST's: more of their ink is in half tones.
+    def half_tones(batch):
+        return np.mean([((x > 30) & (x < 200)).sum() / max((x > 30).sum(), 1) for x in batch])
+    assert half_tones(small) > half_tones(images[:60]) + 0.05, (half_tones(small), half_tones(images[:60]))
+
+    monkeypatch.setenv("MNIST_CLASSIFIER_DATA", str(mnist_dir))
+    data = prepare_data(DataConfig(train_limit=1000, validation_size=500, low_resolution=20), (784,))
+    x_train, y_train = data.train
+    assert len(y_train) == 520 and x_train.shape == (520, 28, 28)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: __import__("mnist_classifier.config").config.DataConfig(low_resolution=-2), "data.low_resolution=-2: expected >= 0"),
+        (
+            lambda: __import__("mnist_classifier.config").config.DataConfig(dataset="fashion_mnist", low_resolution=5),
+            "data.low_resolution=5 on fashion_mnist: low-resolution digits are made for mnist only",
+        ),
+        (
+            lambda: __import__("mnist_classifier.data.forms").data.forms.low_resolution(np.zeros((4, 28, 28), np.uint8), np.arange(4), 2.5),
+            r"count=2.5: expected a whole number >= 0",
+        ),
+    ],
+)
+def test_bad_low_resolution_settings_are_one_clear_error(make, message):
     with pytest.raises(ConfigError, match=message):
         make()

@@ -47,6 +47,8 @@ class DataConfig:
     pairs: int = 0
     # 1s with a flag (a third with a foot too) drawn on the training split's own 1s (mnist only), labelled 1
     flagged_ones: int = 0
+    # training digits shown at 6-14 px and enlarged again, as the reader reads them (mnist only), labelled
+    low_resolution: int = 0
     # a Keras-layout .npz of more labelled images (x_train, y_train), added to the training split only;
     # its x_outliers, if any, are trained towards the uniform distribution as the outliers are
     extra: str | None = None
@@ -61,7 +63,10 @@ class DataConfig:
         for name in ("train_limit", "test_limit"):
             if getattr(self, name) is not None:
                 _check_positive(f"data.{name}", getattr(self, name))
-        for name, what in (("outliers", "non-digit pictures"), ("pairs", "pairs of digits"), ("flagged_ones", "flagged 1s")):
+        for name, what in (
+            ("outliers", "non-digit pictures"), ("pairs", "pairs of digits"), ("flagged_ones", "flagged 1s"),
+            ("low_resolution", "low-resolution digits"),
+        ):
             value = getattr(self, name)
             if value < 0:
                 raise ConfigError(f"data.{name}={value}: expected >= 0")

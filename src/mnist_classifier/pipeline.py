@@ -28,7 +28,7 @@ from mnist_classifier.errors import ConfigError, DataError, ModelFileError, Trai
 from mnist_classifier.evaluation import Evaluation, evaluate, predict_probabilities, scores, weight_penalty
 from mnist_classifier.inference.model_info import ModelInfo, read_model_info
 from mnist_classifier.models import build_from_config, copy_weights
-from mnist_classifier.data.forms import flagged_ones
+from mnist_classifier.data.forms import flagged_ones, low_resolution
 from mnist_classifier.data.outliers import digit_pairs, non_digits
 from mnist_classifier.persistence import load_model, save_model
 from mnist_classifier.inference.predict import open_model
@@ -105,6 +105,9 @@ def prepare_data(
     if config.flagged_ones:
         ones = flagged_ones(x_train, y_train, config.flagged_ones)
         x_train, y_train = np.concatenate([x_train, ones]), np.concatenate([y_train, np.ones(len(ones), y_train.dtype)])
+    if config.low_resolution:
+        small, digits = low_resolution(x_train, y_train, config.low_resolution)
+        x_train, y_train = np.concatenate([x_train, small]), np.concatenate([y_train, digits])
     if config.extra:
         x_train, y_train, extra_outliers = _with_extra(x_train, y_train, Path(config.extra))
         kinds.append(extra_outliers)

@@ -1,4 +1,5 @@
-"""Digits as people write them where MNIST's writers did not, made from MNIST's own digits.
+"""Digits as people write them where MNIST's writers did not, and as small pictures hold them, made from
+MNIST's own digits.
 
 MNIST's writers (American Census employees and students) wrote a 1 as a bare stroke.
 Much of the world, and most type, gives it a flag from the top of the stem down to the
@@ -6,8 +7,14 @@ left, and often a foot; a model that has seen only bare strokes reads such a 1 a
 :func:`flagged_ones` draws that flag (and the foot) onto MNIST's own 1s, in their own
 pen, so that the model learns the form without learning a font.
 
+A digit scanned or photographed at a few pixels (an 8×8 scan, a thumbnail) and enlarged
+again has soft, uneven strokes that MNIST's 20-pixel digits never show:
+:func:`low_resolution` makes such pictures of MNIST's digits and reads them as a user's
+upload is read.
+
 Example:
     >>> ones = flagged_ones(x_train, y_train, 4000, seed=0)   # 4000×28×28 uint8, all 1s
+    >>> small, digits = low_resolution(x_train, y_train, 4000, seed=0)   # 4000×28×28 uint8 and their labels
 """
 
 from __future__ import annotations
@@ -26,6 +33,12 @@ UPSTROKE = (45.0, 0.7)  # flags this steep (degrees) or steeper may run this sha
 SLANT = 20.0  # degrees from the vertical: 1s slanted further are not used (a slanted stem under a flag is a 7)
 FOOT_SHARE = 1 / 3  # of the 1s get a foot across the bottom of the stem
 FOOT_HALF = (0.12, 0.25)  # of the height, each side of the stem
+SMALL_SIDE = (6, 14)  # pixels: the longer side of a digit's box at low resolution
+SMALL_MARGIN = (0.0, 0.25)  # of that side: the paper around it in the small picture
+TONES = (17, 256)  # grey levels of the small picture (an 8x8 scan's counts 0-16, or 8-bit)
+ENLARGED = (64, 256)  # pixels: the longer side it is enlarged to again
+WHOLE = 0.8  # of the enlarged digit's ink box, each way: the reader's mark spans at least this much of it
+ENLARGE = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR, Image.Resampling.LANCZOS, Image.Resampling.NEAREST)
 
 
 def flagged_ones(images: np.ndarray, labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
@@ -90,3 +103,72 @@ def _with_flag(stem: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         for x, y in (start, stop):  # round ends, as a pen leaves them
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=level)
     return np.maximum(canvas, np.asarray(pen, np.float32))
+
+
+def low_resolution(images: np.ndarray, labels: np.ndarray, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` random digits of ``images`` as the reader reads them from a small picture enlarged again:
+    N×28×28 uint8 and their ``labels``.
+
+    Each digit (ink bright on black), half the time made black and white first (an
+    old scanner's bitmap), is reduced by area averaging until its box's longer side
+    is 6–14 pixels, with up to a quarter of that side of paper around it, its tones
+    quantized to 17 levels (an 8×8 scan's counts 0–16) or 256; that small picture is
+    enlarged to 64–256 pixels bicubically, bilinearly, with Lanczos's filter or by
+    repeating pixels, shown dark on light or light on dark, and read as an upload is
+    (:func:`mnist_classifier.inference.reading.read_digits`). A digit it does not
+    read as one mark spanning most of its ink (``WHOLE``) is drawn again. The same arguments give the same pictures.
+    """
+    from mnist_classifier.inference.images import Picture
+    from mnist_classifier.inference.reading import read_digits
+
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+        raise ConfigError(f"count={count!r}: expected a whole number >= 0")
+    if count and not len(images):
+        raise ConfigError("low-resolution digits need training digits; there are none")
+    rng = np.random.default_rng([seed, 14])
+    made, digits = [], []
+    while len(made) < count:
+        index = int(rng.integers(len(images)))
+        small = _small_picture(images[index], rng)
+        if small is None:
+            continue
+        side = int(rng.integers(ENLARGED[0], ENLARGED[1] + 1))
+        scale = side / max(small.shape)
+        size = (max(1, round(small.shape[1] * scale)), max(1, round(small.shape[0] * scale)))
+        enlarged = np.asarray(Image.fromarray(small).resize(size, ENLARGE[int(rng.integers(len(ENLARGE)))]))
+        grey = enlarged if rng.random() < 0.5 else 255 - enlarged
+        reading = read_digits(Picture(grey, 1.0, (grey.shape[1], grey.shape[0])))
+        if len(reading.marks) == 1 and _whole(reading.marks[0].box, enlarged):
+            made.append(reading.marks[0].image)
+            digits.append(labels[index])
+    if not count:
+        return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.asarray(labels).dtype)
+    return np.stack(made), np.asarray(digits, np.asarray(labels).dtype)
+
+
+def _whole(box: tuple[int, int, int, int], enlarged: np.ndarray) -> bool:
+    """Whether a mark's ``box`` (x0, y0, x1, y1) spans ``WHOLE`` of the box of ``enlarged``'s ink (bright on black) each way."""
+    rows, cols = np.nonzero(enlarged > 64)
+    if rows.size == 0:
+        return False
+    x0, y0, x1, y1 = box
+    return x1 - x0 >= WHOLE * (cols.max() - cols.min() + 1) and y1 - y0 >= WHOLE * (rows.max() - rows.min() + 1)
+
+
+def _small_picture(image: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """One digit (28×28, bright on black) as a small uint8 picture, bright on black: see :func:`low_resolution`."""
+    box = ink_box(image)
+    if box is None:
+        return None
+    box = box.astype(np.float32)
+    if rng.random() < 0.5:
+        box = np.where(box > 127, 255, 0).astype(np.float32)
+    side = int(rng.integers(SMALL_SIDE[0], SMALL_SIDE[1] + 1))
+    scale = side / max(box.shape)
+    size = (max(1, round(box.shape[1] * scale)), max(1, round(box.shape[0] * scale)))
+    small = np.asarray(Image.fromarray(box, "F").resize(size, Image.Resampling.BOX), np.float32)
+    margin = round(side * rng.uniform(*SMALL_MARGIN))
+    small = np.pad(small, margin)
+    tones = TONES[int(rng.integers(len(TONES)))] - 1
+    quantized = np.round(np.clip(small, 0, 255) * tones / 255) * (255 / tones)
+    return np.round(quantized).astype(np.uint8)
