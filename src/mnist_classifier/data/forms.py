@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from mnist_classifier.data.outliers import ink_box, to_height
 from mnist_classifier.errors import ConfigError
@@ -33,6 +34,9 @@ UPSTROKE = (45.0, 0.7)  # flags this steep (degrees) or steeper may run this sha
 SLANT = 20.0  # degrees from the vertical: 1s slanted further are not used (a slanted stem under a flag is a 7)
 FOOT_SHARE = 1 / 3  # of the 1s get a foot across the bottom of the stem
 FOOT_HALF = (0.12, 0.25)  # of the height, each side of the stem
+BOLD_SHARE = 1 / 3  # of the 1s are made bold first, as a marker or a bold typeface writes them
+BOLD = (0.03, 0.07)  # of the height: the pen widened by this much each side
+BOLD_SLANT = 10.0  # degrees from the vertical: only 1s standing this straight are made bold (as type stands)
 SMALL_SIDE = (6, 14)  # pixels: the longer side of a digit's box at low resolution
 SMALL_MARGIN = (0.0, 0.25)  # of that side: the paper around it in the small picture
 TONES = (17, 256)  # grey levels of the small picture (an 8x8 scan's counts 0-16, or 8-bit)
@@ -50,7 +54,9 @@ def flagged_ones(images: np.ndarray, labels: np.ndarray, count: int, seed: int =
     25–70° under the horizontal and at least 20° from the stem: 15–40% of the height
     long, or up to 70% for a stroke steeper than 45° (the long upstroke of a
     continental 1). A 7's bar is longer, near level, over a slanted stem; these stay
-    1s. A third get a foot across the bottom of the stem as well. Each is framed as the reader frames a
+    1s. A third are made bold first (the pen widened by 3–10% of the height each side,
+    the flag then as wide: a marker's or a bold typeface's 1, its beak short and heavy),
+    and a third get a foot across the bottom of the stem. Each is framed as the reader frames a
     digit (:func:`mnist_classifier.inference.images.frame_digit`). The same arguments
     give the same pictures.
     """
@@ -71,20 +77,37 @@ def flagged_ones(images: np.ndarray, labels: np.ndarray, count: int, seed: int =
     return np.stack(made) if count else np.zeros((0, 28, 28), np.uint8)
 
 
-def _with_flag(stem: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
-    """A 1's ink levels (float32, cut to its ink) on a larger canvas, with a flag drawn on, and a foot a third
-    of the time; None for a 1 slanted more than ``SLANT``."""
-    pad = HEIGHT
-    canvas = np.zeros((stem.shape[0] + 2 * pad, stem.shape[1] + 2 * pad), np.float32)
-    canvas[pad : pad + stem.shape[0], pad : pad + stem.shape[1]] = stem
-    ink = canvas > 0.5 * canvas.max()
+def _ends(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The (x, y) of the top and of the bottom of a 1's stem: the middle of its ink in its top and bottom rows."""
     rows, cols = np.nonzero(ink)
     end = 0.04 * HEIGHT  # the rows that make a stroke's end
     top = np.array([cols[rows <= rows.min() + end].mean(), rows.min()])
     bottom = np.array([cols[rows >= rows.max() - end].mean(), rows.max()])
+    return top, bottom
+
+
+def _slant(canvas: np.ndarray) -> float:
+    """How far a 1's stem leans from the vertical, in degrees (> 0: leaning right, as "/")."""
+    top, bottom = _ends(canvas > 0.5 * canvas.max())
+    return float(np.degrees(np.arctan2(top[0] - bottom[0], bottom[1] - top[1])))
+
+
+def _with_flag(stem: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+    """A 1's ink levels (float32, cut to its ink) on a larger canvas, made bold a third of the time, with a flag
+    drawn on, and a foot a third of the time; None for a 1 slanted more than ``SLANT``."""
+    pad = HEIGHT
+    canvas = np.zeros((stem.shape[0] + 2 * pad, stem.shape[1] + 2 * pad), np.float32)
+    canvas[pad : pad + stem.shape[0], pad : pad + stem.shape[1]] = stem
+    if rng.random() < BOLD_SHARE and abs(_slant(canvas)) <= BOLD_SLANT:
+        radius = HEIGHT * rng.uniform(*BOLD)
+        size = 2 * int(radius) + 1
+        disc = np.hypot(*np.mgrid[-(size // 2) : size // 2 + 1, -(size // 2) : size // 2 + 1]) <= radius
+        canvas = ndimage.grey_dilation(canvas, footprint=disc)
+    ink = canvas > 0.5 * canvas.max()
+    top, bottom = _ends(ink)
     width = max(2.0, ink.sum() / HEIGHT * rng.uniform(0.8, 1.1))  # a stroke's area over its length
     level = int(np.percentile(canvas[ink], 90))
-    slant = np.degrees(np.arctan2(top[0] - bottom[0], bottom[1] - top[1]))  # > 0: leaning right, as "/"
+    slant = _slant(canvas)
     if abs(slant) > SLANT:
         return None
     degrees = rng.uniform(FLAG_SLOPE[0], min(FLAG_SLOPE[1], 90 - FLAG_TURN - slant))
