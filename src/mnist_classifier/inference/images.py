@@ -38,6 +38,7 @@ CELL_LINES = 512  # rows (and columns) sampled for the edges of an enlarged pict
 MIN_CELL = 3  # pixels: a picture enlarged less than this is left as it is
 CELL_FIT = 1.5  # pixels: every edge within this of the grid of cells
 BLOCKY_ERROR = 0.03  # mean difference from its cells repeated, as a share of the picture's tonal range
+FLAT_CELLS = 0.1  # tone changes within cells, on average, under this share of those across the cells' edges
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,9 @@ def unpixelated(grey: np.ndarray) -> np.ndarray:
     edges: the columns (and rows) where its tone jumps by a quarter of its range
     or more fall on a regular grid of cells ``MIN_CELL`` pixels or more apart, and
     the picture differs from its cells' centres repeated by under ``BLOCKY_ERROR``
-    of its range. It comes back the same size, its cells enlarged bicubically;
+    of its range, and its tone hardly changes within the cells (``FLAT_CELLS``)
+    beside how it changes across their edges: a photo's or a drawing's paper
+    changes as much anywhere, a page's few strokes have edges anywhere. It comes back the same size, its cells enlarged bicubically;
     any other picture comes back unchanged.
     """
     height, width = grey.shape
@@ -243,7 +246,7 @@ def unpixelated(grey: np.ndarray) -> np.ndarray:
             nearest_x = np.searchsorted((xs[:-1] + xs[1:]) / 2, np.arange(width))
             nearest_y = np.searchsorted((ys[:-1] + ys[1:]) / 2, np.arange(height))
             error = np.abs(small[np.ix_(nearest_y, nearest_x)].astype(np.int16) - grey).mean()
-            if error <= BLOCKY_ERROR * spread:
+            if error <= BLOCKY_ERROR * spread and _flat_cells(grey, cell_x) and _flat_cells(grey.T, cell_y):
                 return np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
     return grey
 
@@ -258,6 +261,20 @@ def _edges(grey: np.ndarray, spread: int) -> np.ndarray:
         return columns
     runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
     return np.array([run[np.argmax(jumps[run])] + 1 for run in runs])
+
+
+def _flat_cells(grey: np.ndarray, cell: tuple[float, float]) -> bool:
+    """Whether ``grey``'s tone changes along its rows within the cells of the grid ``cell`` (size, offset),
+    two pixels or more from their edges (a JPEG's ringing), under ``FLAT_CELLS`` of how it changes across them."""
+    size, offset = cell
+    rows = grey[:: max(1, grey.shape[0] // CELL_LINES)].astype(np.int16)
+    jumps = np.abs(np.diff(rows, axis=1)).mean(axis=0)  # between column j and j + 1
+    edges = np.arange(offset - np.floor(offset / size) * size, grey.shape[1], size)
+    distance = np.abs(np.arange(1, grey.shape[1])[:, None] - edges[None, :]).min(axis=1)  # to the nearest edge
+    across, within = jumps[distance <= 1], jumps[distance >= 2.5]
+    if across.size == 0 or within.size == 0:
+        return False
+    return float(within.mean()) <= FLAT_CELLS * float(across.mean())
 
 
 def _cells(edges: np.ndarray, length: int) -> list[tuple[float, float]]:
