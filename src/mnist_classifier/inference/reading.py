@@ -55,6 +55,7 @@ MIN_CONTRAST = 0.1  # ink at least this much darker than its paper (a share of t
 TINY = 0.02  # in a photo, ink under this share of the picture's longer side is a speck, not a digit
 SPECK = 0.22  # marks whose longer side is under this share of the tallest mark's height are specks
 LINE_SPAN = 0.4  # a ruled line runs across at least this share of the picture
+EVEN_LINE_SPAN = 0.85  # of a scan or a drawing, where nothing hides it: a digit's bar may span half its frame
 LINE_GAP = 0.02  # gaps in a line of up to this share of the picture's width are bridged
 LINE_THICKNESS = 0.035  # a line is at most this share of its length thick
 STEP = 0.12  # paper this much darker on one side of a long thin mark than on the other: an edge, not a stroke
@@ -73,6 +74,7 @@ WEAK = 0.45  # marks fainter than this share of the strongest mark's ink are smu
 BROKEN_GAP = 0.06  # two pieces this close (a share of their height) and together
 BROKEN_WIDTH = 0.8  # no wider than this share of their height are one digit broken in two
 ONE_WIDTH = 1.6  # marks no wider together than this many times their height may be one digit
+BARE_GAP = 0.25  # unless bare paper this share of their height wide stands between two of them (a 9 beside a 4)
 FAR_LESS_SURE = 0.5  # one digit of all the ink beats one of part of it unless the judge is this much less sure
 NEAR = 0.15  # ink this close to a digit (a share of its height) may be a piece of it
 SPLIT_WIDTH = 1.15  # a group wider than this many digit heights is split (touching digits)
@@ -397,7 +399,8 @@ def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None, fine: b
     """``mask`` without ruled lines, grid lines or the page's edges (tilted up to 15°).
 
     A line is a thin run of ink (gaps bridged) across at least ``LINE_SPAN`` of
-    the picture; strokes that cross it are kept whole, and the broken bits of a
+    the picture, and in a scan or a drawing (not ``fine``), where nothing hides it,
+    one piece across ``EVEN_LINE_SPAN`` of it (a digit's bar may span half its frame); strokes that cross it are kept whole, and the broken bits of a
     line that the threshold left go with it. With the ink's ``strength``, a pen's
     stroke that runs along a line (the top of a 0 on it) is kept too, where its
     ink is much darker than the line at its darkest. Small pictures have no lines.
@@ -413,7 +416,8 @@ def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None, fine: b
         angle = _line_angle(oriented, fine)
         if angle is None:
             continue
-        lines = _thin(_long_runs(_shear(oriented, angle), LINE_SPAN * oriented.shape[1]), oriented.shape[1])
+        span = 0 if fine else EVEN_LINE_SPAN * oriented.shape[1]  # a photo's line may be in pieces
+        lines = _thin(_long_runs(_shear(oriented, angle), LINE_SPAN * oriented.shape[1]), span)
         if not lines.any():
             continue
         sheared = _shear(mask if axis == 0 else mask.T, angle)
@@ -449,8 +453,9 @@ def _along(filter1d: Callable, mask: np.ndarray, size: int, axis: int = 0) -> np
     return filter1d(mask.view(np.uint8), size, axis=axis, mode="constant", cval=0).astype(bool)
 
 
-def _thin(lines: np.ndarray, width: int) -> np.ndarray:
-    """The line pixels that belong to thin lines: a digit's long stroke is thick beside a ruled line."""
+def _thin(lines: np.ndarray, span: float) -> np.ndarray:
+    """The line pixels that belong to thin lines, each one piece ``span`` pixels long or longer: a digit's long
+    stroke is thick beside a ruled line, and a digit's bar is shorter than a line across a scan."""
     labels, count = ndimage.label(lines, np.ones((3, 3), bool))
     if count == 0:
         return lines
@@ -458,7 +463,7 @@ def _thin(lines: np.ndarray, width: int) -> np.ndarray:
     extents = np.zeros(count + 1)
     for index, box in enumerate(ndimage.find_objects(labels), 1):
         extents[index] = box[1].stop - box[1].start
-    thin = areas <= np.maximum(extents, 1) * np.maximum(3.0, LINE_THICKNESS * extents)
+    thin = (areas <= np.maximum(extents, 1) * np.maximum(3.0, LINE_THICKNESS * extents)) & (extents >= span)
     thin[0] = False
     return thin[labels]
 
@@ -888,7 +893,8 @@ def _one_digit_odds(group: tuple[slice, slice, list[int]]) -> float:
 
 
 def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] | None:
-    """All of ``groups`` and the ink near them as one digit, when together they are no wider than a digit may be.
+    """All of ``groups`` and the ink near them as one digit, when together they are no wider than a digit may be
+    and no column of bare paper ``BARE_GAP`` of their height wide stands between them.
 
     The ink near them is every mark that lies wholly within ``NEAR`` of their
     height of their box (a stroke's broken-off end, a 9's tail): what a digit in
@@ -901,7 +907,7 @@ def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] 
         box = _union(box, group)
     rows, cols, _ = box
     height = rows.stop - rows.start
-    if cols.stop - cols.start > ONE_WIDTH * height:
+    if cols.stop - cols.start > ONE_WIDTH * height or _bare_gap(groups) > BARE_GAP * height:
         return None
     reach = round(NEAR * height)
     top, bottom, left, right = rows.start - reach, rows.stop + reach, cols.start - reach, cols.stop + reach
@@ -914,6 +920,15 @@ def _as_one(groups: list, labels: np.ndarray) -> tuple[slice, slice, list[int]] 
             members.append(label)
             box = _union(box, (r, c, []))
     return box[0], box[1], members
+
+
+def _bare_gap(groups: list) -> int:
+    """The widest run of columns between ``groups`` that none of them reaches: bare paper between marks."""
+    spans = sorted((cols.start, cols.stop) for _, cols, _ in groups)
+    widest, reached = 0, spans[0][1]
+    for start, stop in spans[1:]:
+        widest, reached = max(widest, start - reached), max(reached, stop)
+    return widest
 
 
 def _joined_by_judge(row: list, cut: Callable, judge: Judge) -> list:
