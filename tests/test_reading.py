@@ -63,6 +63,12 @@ def _jpeg(image: Image.Image, orientation: int | None = None, quality: int = 90)
     return buffer.getvalue()
 
 
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
 def _photo(pixels: np.ndarray) -> bytes:
     """``pixels`` (H×W×3, 0-255) with a camera's noise (σ 3, the same each time), as a JPEG."""
     noise = np.random.default_rng(0).normal(0, 3, (*pixels.shape[:2], 1))
@@ -565,6 +571,22 @@ def test_a_28x28_array_is_taken_as_it_is_only_when_framed_as_mnist_frames_its_di
         assert answer.label == label and not answer.rejected
     [answer] = predict_images(reader, [np.zeros((28, 28), np.uint8)])
     assert answer.rejected and answer.reason.startswith("no ink found")
+
+
+@pytest.mark.parametrize(("side", "pen"), [(120, 2), (300, 4)])
+def test_a_thin_4s_bar_across_half_a_clean_picture_is_no_ruled_line(reader, side, pen):
+    """A light typeface's 4 lost its bar (and a 1 its flag) as a ruled line: in a scan or a drawing a line
+    runs across it."""
+    page = Image.new("L", (side, side), 255)
+    draw = ImageDraw.Draw(page)
+    s = side / 100
+    for stroke in ([(55 * s, 20 * s), (22 * s, 65 * s)], [(22 * s, 65 * s), (72 * s, 65 * s)], [(55 * s, 20 * s), (55 * s, 82 * s)]):
+        draw.line(stroke, fill=0, width=pen)
+    [mark] = read_digits(read_picture(_png(page))).marks
+    bar = max(int((row > 100).sum()) for row in mark.image)
+    assert bar >= 10, bar  # the bar is in the input: 10 pixels or more of one row
+    [answer] = predict_images(reader, [_png(page)])
+    assert answer.label == 4
 
 
 def test_cli_reads_a_number_writes_the_inputs_and_says_it_in_one_line(reader, tmp_path, monkeypatch):
