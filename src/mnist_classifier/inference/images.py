@@ -239,39 +239,47 @@ def unpixelated(grey: np.ndarray) -> np.ndarray:
     spread = int(grey.max()) - int(grey.min())
     if min(height, width) < 2 * MIN_CELL or spread == 0:
         return grey
-    for cell_x in _cells(_edges(grey, spread), width):
-        for cell_y in _cells(_edges(grey.T, spread), height):
+    jumps = _jumps(grey)
+    across = [cell for cell in _cells(_edges(jumps, spread), width) if _flat_cells(jumps, cell)]  # cheap: sampled rows
+    jumps = _jumps(grey.T) if across else np.zeros((1, 1))
+    down = [cell for cell in _cells(_edges(jumps, spread), height) if _flat_cells(jumps, cell)] if across else []
+    for cell_x in across:
+        for cell_y in down:
             xs, ys = _centres(*cell_x, width), _centres(*cell_y, height)
             small = grey[np.ix_(ys, xs)]
             nearest_x = np.searchsorted((xs[:-1] + xs[1:]) / 2, np.arange(width))
             nearest_y = np.searchsorted((ys[:-1] + ys[1:]) / 2, np.arange(height))
             error = np.abs(small[np.ix_(nearest_y, nearest_x)].astype(np.int16) - grey).mean()
-            if error <= BLOCKY_ERROR * spread and _flat_cells(grey, cell_x) and _flat_cells(grey.T, cell_y):
+            if error <= BLOCKY_ERROR * spread:
                 return np.asarray(Image.fromarray(small).resize((width, height), Image.Resampling.BICUBIC))
     return grey
 
 
-def _edges(grey: np.ndarray, spread: int) -> np.ndarray:
-    """The columns where ``grey``'s tone jumps by a quarter of ``spread`` in any of ``CELL_LINES`` sampled rows:
-    each run of neighbouring such columns (a JPEG's ringing) as one edge, at its strongest jump."""
+def _jumps(grey: np.ndarray) -> np.ndarray:
+    """How much the tone changes between each column of ``grey`` and the next, in ``CELL_LINES`` sampled rows."""
     rows = grey[:: max(1, grey.shape[0] // CELL_LINES)].astype(np.int16)
-    jumps = np.abs(np.diff(rows, axis=1)).max(axis=0)
-    columns = np.flatnonzero(jumps > spread / 4)
+    return np.abs(np.diff(rows, axis=1))
+
+
+def _edges(jumps: np.ndarray, spread: int) -> np.ndarray:
+    """The columns where the tone jumps (``_jumps``) by a quarter of ``spread`` in any sampled row: each run of
+    neighbouring such columns (a JPEG's ringing) as one edge, at its strongest jump."""
+    strongest = jumps.max(axis=0)
+    columns = np.flatnonzero(strongest > spread / 4)
     if columns.size == 0:
         return columns
     runs = np.split(columns, np.flatnonzero(np.diff(columns) > 1) + 1)
-    return np.array([run[np.argmax(jumps[run])] + 1 for run in runs])
+    return np.array([run[np.argmax(strongest[run])] + 1 for run in runs])
 
 
-def _flat_cells(grey: np.ndarray, cell: tuple[float, float]) -> bool:
-    """Whether ``grey``'s tone changes along its rows within the cells of the grid ``cell`` (size, offset),
-    two pixels or more from their edges (a JPEG's ringing), under ``FLAT_CELLS`` of how it changes across them."""
+def _flat_cells(jumps: np.ndarray, cell: tuple[float, float]) -> bool:
+    """Whether the tone changes (``_jumps``) within the cells of the grid ``cell`` (size, offset), two pixels or
+    more from their edges (a JPEG's ringing), are under ``FLAT_CELLS`` of those across them, on average."""
     size, offset = cell
-    rows = grey[:: max(1, grey.shape[0] // CELL_LINES)].astype(np.int16)
-    jumps = np.abs(np.diff(rows, axis=1)).mean(axis=0)  # between column j and j + 1
-    edges = np.arange(offset - np.floor(offset / size) * size, grey.shape[1], size)
-    distance = np.abs(np.arange(1, grey.shape[1])[:, None] - edges[None, :]).min(axis=1)  # to the nearest edge
-    across, within = jumps[distance <= 1], jumps[distance >= 2.5]
+    position = np.arange(1, jumps.shape[1] + 1) - offset  # jump j is between columns j and j + 1
+    distance = np.abs(position - np.round(position / size) * size)  # to the nearest edge of a cell
+    mean = jumps.mean(axis=0)
+    across, within = mean[distance <= 1], mean[distance >= 2.5]
     if across.size == 0 or within.size == 0:
         return False
     return float(within.mean()) <= FLAT_CELLS * float(across.mean())
