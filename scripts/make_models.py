@@ -12,7 +12,7 @@ runs: the base preset from random weights, then its own preset starting from tha
 run's model (``--set training.init_from=BASE_RUN/model.keras``); with
 ``Bundle.reader_crops``, ``scripts/reader_crops.py`` then cuts digits from generated
 photos with that model (into the runs' folder, ``RUNS_DIR``) and a third run
-fine-tunes on them (``data.extra``); ``Bundle.last_tune`` adds a fourth, with more settings.
+fine-tunes on them (``data.extra``); each of ``Bundle.tunes`` adds one more, with more settings (and, with its ``crops``, fresh crops cut first).
 Then :func:`mnist_classifier.bundled.bundle_run` copies the last run's model, without
 its optimizer state or training-only layers, into
 ``src/mnist_classifier/inference/weights/NAME/`` with its ``metrics.json``, a model card and

@@ -33,6 +33,19 @@ RUNS_DIR = "RUNS_DIR"  # in a command: the folder every run is written to (files
 
 
 @dataclass(frozen=True)
+class Tune:
+    """One fine-tune more of a bundle, from the run before it, on the reader's crops: its ``settings`` (``key=value``).
+
+    With ``crops`` (arguments of ``scripts/reader_crops.py``, such as ``--photos 800``),
+    fresh crops are cut first with the model before it, and this tune and those after it
+    train on them; without, on the latest crops.
+    """
+
+    settings: tuple[str, ...]
+    crops: str | None = None
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A shipped model: its name, the preset and data set it was trained with, one line about it.
 
@@ -40,8 +53,7 @@ class Bundle:
     (None: one run from random weights). With ``reader_crops``, the fine-tuned model
     then reads generated photos of MNIST training digits (``scripts/reader_crops.py``)
     and is fine-tuned once more on the 28×28 inputs the reader cut from them.
-    ``last_tune`` holds the settings (``key=value``) of one fine-tune more, with the
-    reader's crops too (none: no such run).
+    ``tunes`` are fine-tunes more after that, in order (:class:`Tune`).
     """
 
     name: str
@@ -51,7 +63,7 @@ class Bundle:
     limitations: tuple[str, ...]
     base: str | None = None
     reader_crops: bool = False
-    last_tune: tuple[str, ...] = ()
+    tunes: tuple[Tune, ...] = ()
 
     @property
     def commands(self) -> tuple[str, ...]:
@@ -67,9 +79,14 @@ class Bundle:
             f"python scripts/reader_crops.py --model {BASE_RUN}/model.keras --out {crops}",
             f"{tuned} --set data.extra={crops}",
         )  # fmt: skip
-        if not self.last_tune:
-            return commands
-        return (*commands, " --set ".join((commands[-1], *self.last_tune)))
+        cut = 1
+        for tune in self.tunes:
+            if tune.crops is not None:
+                cut += 1
+                crops = f"{RUNS_DIR}/reader-crops-{cut}.npz"
+                commands += (f"python scripts/reader_crops.py --model {BASE_RUN}/model.keras {tune.crops} --out {crops}",)
+            commands += (" --set ".join((f"{tuned} --set data.extra={crops}", *tune.settings)),)
+        return commands
 
     @property
     def command(self) -> str:
@@ -108,7 +125,8 @@ _READS_DIGITS = (
     "can still pass as a digit, and a few real digits (the share above) are rejected.",
     "Trained on MNIST's writers (US Census employees and high-school students), and on their 1s with a flag "
     "drawn on: other forms, such as a crossed 7, a closed 4 or a type designer's 1 with a long beak, are "
-    "rarer in it, and a flagged 1 in a sans-serif font may still be read as a 7 or not as a digit.",
+    "rarer in it; a 1 in a light or bold sans-serif typeface is still read as a 7, or not as a digit, "
+    "one time in ten.",
 )
 _ARTICLES = (
     "Expects one article of clothing, centred on a plain background and seen from the front, as in Zalando's "
@@ -126,11 +144,20 @@ BUNDLES = {
             "fine-tuned with pen width, elastic distortion, blur, contrast, non-digit pictures and pairs of "
             "touching digits, then once more with the digits the reader cut from generated photos of MNIST's "
             "training digits, then once more, gently, with 1s given a flag and a foot as much of the world "
-            "writes them (`data.flagged_ones`), each fine-tune averaged weight by weight with the model it "
-            "started from (`training.base_share`); calibrated, and answers \"not a digit\" below its threshold.",
+            "writes them (`data.flagged_ones`), then once more with bold 1s too and digits shown at a few pixels "
+            "and enlarged again (`data.low_resolution`: small scans, thumbnails), each fine-tune averaged weight "
+            "by weight with the model it started from (`training.base_share`); calibrated, and answers "
+            "\"not a digit\" below its threshold.",
             _READS_DIGITS, base="cnn-augmented", reader_crops=True,
-            last_tune=(
-                "data.flagged_ones=15000", "optimizer.alpha=0.0001", "training.epochs=2", "training.base_share=0.6",
+            tunes=(
+                Tune(("data.flagged_ones=15000", "optimizer.alpha=0.0001", "training.epochs=2", "training.base_share=0.6")),
+                Tune(
+                    (
+                        "data.flagged_ones=15000", "data.low_resolution=10000", "optimizer.alpha=0.0001",
+                        "training.epochs=2", "training.base_share=0.7",
+                    ),
+                    crops="--photos 800 --numbers 600 --drawn 600",
+                ),
             ),
         ),
         Bundle(
@@ -431,7 +458,9 @@ def _training_images(data: dict[str, Any]) -> str:
     if any(extra):
         text += "; besides, trained towards the uniform distribution: " + " and ".join(filter(None, extra))
     if data.get("flagged_ones"):
-        text += f"; {data['flagged_ones']:,} of its 1s with a flag (a third with a foot too) drawn on, added as 1s"
+        text += f"; {data['flagged_ones']:,} of its 1s with a flag (a third made bold, a third with a foot) drawn on, added as 1s"
+    if data.get("low_resolution"):
+        text += f"; {data['low_resolution']:,} of its digits shown at 6-14 pixels and enlarged again, as the reader reads them"
     if data.get("extra"):
         text += (
             f"; and the labelled images of `{Path(data['extra']).name}` (`data.extra`) added to the training part, "
