@@ -589,6 +589,26 @@ def test_a_thin_4s_bar_across_half_a_clean_picture_is_no_ruled_line(reader, side
     assert answer.label == 4
 
 
+def test_a_digit_in_a_bold_marker_among_written_ones_is_one_of_them(reader):
+    """A digit so bold that a wide disc fits in its ink counts as a filled shape; in line with digits written in
+    strokes, as tall as they are, it is one of them (a bold 3 at the end of 8033 was dropped, and 803 read)."""
+    from tests.scenes.glyphs import font_glyph, handwriting_fonts
+
+    [font] = [path for path in handwriting_fonts() if path.name == "dkg.ttf"]  # Debian's fonts-dkg-handwriting
+
+    def page(digits) -> bytes:
+        paper = Image.new("L", (900, 300), 250)
+        x = 100
+        for digit, weight in digits:
+            glyph = font_glyph(digit, font, 150, weight=weight)
+            paper.paste(0, (x, 70), glyph)
+            x += glyph.width + 25
+        return _png(paper)
+
+    [answer] = predict_images(reader, [page([("8", 0.03), ("0", 0.03), ("3", 0.03), ("3", 0.18)])])
+    assert answer.number == "8033" and not answer.rejected, (answer.number, answer.reason)
+
+
 def test_cli_reads_a_number_writes_the_inputs_and_says_it_in_one_line(reader, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 

@@ -68,6 +68,7 @@ PHOTO_SPAN = 0.75  # in a photo, marks spanning more of the picture than this ar
 MIN_LINED_SIDE = 96  # pictures smaller than this (in pixels) have no ruled lines
 FILLED = 0.5  # a mark whose widest inscribed disc is over this share of its height is a filled shape,
 FILLED_BOX = 0.5  # if its ink also covers this share of its box
+BOLD_HEIGHT = 0.3  # unless it stands in line with digits written in strokes, within this share of their height
 INSIDE_MARK = 0.05  # a mark inside a loop counts (a face's eye) from this share of the loop's height
 CROSSINGS = 7  # a line across a digit meets its ink 4 times at most (an 8 drawn twice: 5); a spiral's, more
 WEAK = 0.45  # marks fainter than this share of the strongest mark's ink are smudges, shadows or ruling
@@ -192,7 +193,7 @@ def read_digits(picture: Picture, judge: Judge | None = None) -> Reading:
     groups = _split_wide(strong, labels, best_cut, SPLIT_WIDTH if judge is None else JUDGED_SPLIT_WIDTH)
     if len(groups) > MAX_MARKS:
         return Reading((), f"{len(groups)} separate marks: texture, text or a photo, not a number")
-    written = [group for group in groups if not _filled(labels, group)]
+    written = _bold_in_a_row(groups, [not _filled(labels, group) for group in groups])
     row = _in_a_row(written, labels)
     if judge is not None and len(row) > 1:
         row = _joined_by_judge(row, cut, judge)
@@ -998,6 +999,25 @@ def _filled(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
     if height < 8 or ink.mean() < FILLED_BOX:
         return False
     return 2 * float(ndimage.distance_transform_edt(np.pad(ink, 1)).max()) > FILLED * height
+
+
+def _bold_in_a_row(groups: list, strokes: list[bool]) -> list:
+    """The groups written in strokes, and the filled ones among them that stand in line with those (a digit
+    written in a bold marker, beside others): as tall as the strokes' median, give or take ``BOLD_HEIGHT``,
+    and overlapping their rows by half its height. Alone, or out of line, a filled group is a shape."""
+    written = [group for group, stroke in zip(groups, strokes) if stroke]
+    if not written or all(strokes):
+        return written
+    height = float(np.median([rows.stop - rows.start for rows, _, _ in written]))
+    top, bottom = min(rows.start for rows, _, _ in written), max(rows.stop for rows, _, _ in written)
+    kept = []
+    for group, stroke in zip(groups, strokes):
+        rows = group[0]
+        tall = rows.stop - rows.start
+        in_line = min(rows.stop, bottom) - max(rows.start, top) >= 0.5 * tall
+        if stroke or (in_line and abs(tall - height) <= BOLD_HEIGHT * height):
+            kept.append(group)
+    return kept
 
 
 def _drawing(labels: np.ndarray, group: tuple[slice, slice, list[int]]) -> bool:
