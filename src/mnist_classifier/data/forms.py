@@ -54,7 +54,7 @@ def flagged_ones(images: np.ndarray, labels: np.ndarray, count: int, seed: int =
     25–70° under the horizontal and at least 20° from the stem: 15–40% of the height
     long, or up to 70% for a stroke steeper than 45° (the long upstroke of a
     continental 1). A 7's bar is longer, near level, over a slanted stem; these stay
-    1s. A third are made bold first (the pen widened by 3–10% of the height each side,
+    1s. A third are made bold first (the pen widened by 3–7% of the height each side,
     the flag then as wide: a marker's or a bold typeface's 1, its beak short and heavy),
     and a third get a foot across the bottom of the stem. Each is framed as the reader frames a
     digit (:func:`mnist_classifier.inference.images.frame_digit`). The same arguments
@@ -86,9 +86,9 @@ def _ends(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return top, bottom
 
 
-def _slant(canvas: np.ndarray) -> float:
-    """How far a 1's stem leans from the vertical, in degrees (> 0: leaning right, as "/")."""
-    top, bottom = _ends(canvas > 0.5 * canvas.max())
+def _slant(top: np.ndarray, bottom: np.ndarray) -> float:
+    """How far a 1's stem from ``top`` to ``bottom`` (:func:`_ends`) leans from the vertical, in degrees
+    (> 0: leaning right, as "/")."""
     return float(np.degrees(np.arctan2(top[0] - bottom[0], bottom[1] - top[1])))
 
 
@@ -98,7 +98,7 @@ def _with_flag(stem: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     pad = HEIGHT
     canvas = np.zeros((stem.shape[0] + 2 * pad, stem.shape[1] + 2 * pad), np.float32)
     canvas[pad : pad + stem.shape[0], pad : pad + stem.shape[1]] = stem
-    if rng.random() < BOLD_SHARE and abs(_slant(canvas)) <= BOLD_SLANT:
+    if rng.random() < BOLD_SHARE and abs(_slant(*_ends(canvas > 0.5 * canvas.max()))) <= BOLD_SLANT:
         radius = HEIGHT * rng.uniform(*BOLD)
         size = 2 * int(radius) + 1
         disc = np.hypot(*np.mgrid[-(size // 2) : size // 2 + 1, -(size // 2) : size // 2 + 1]) <= radius
@@ -107,7 +107,7 @@ def _with_flag(stem: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
     top, bottom = _ends(ink)
     width = max(2.0, ink.sum() / HEIGHT * rng.uniform(0.8, 1.1))  # a stroke's area over its length
     level = int(np.percentile(canvas[ink], 90))
-    slant = _slant(canvas)
+    slant = _slant(top, bottom)
     if abs(slant) > SLANT:
         return None
     degrees = rng.uniform(FLAG_SLOPE[0], min(FLAG_SLOPE[1], 90 - FLAG_TURN - slant))
@@ -139,7 +139,8 @@ def low_resolution(images: np.ndarray, labels: np.ndarray, count: int, seed: int
     enlarged to 64–256 pixels bicubically, bilinearly, with Lanczos's filter or by
     repeating pixels, shown dark on light or light on dark, and read as an upload is
     (:func:`mnist_classifier.inference.reading.read_digits`). A digit it does not
-    read as one mark spanning most of its ink (``WHOLE``) is drawn again. The same arguments give the same pictures.
+    read as one mark spanning most of its ink (``WHOLE``) is drawn again. The same
+    arguments give the same pictures.
     """
     from mnist_classifier.inference.images import Picture
     from mnist_classifier.inference.reading import read_digits
@@ -148,6 +149,8 @@ def low_resolution(images: np.ndarray, labels: np.ndarray, count: int, seed: int
         raise ConfigError(f"count={count!r}: expected a whole number >= 0")
     if count and not len(images):
         raise ConfigError("low-resolution digits need training digits; there are none")
+    if not count:
+        return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.asarray(labels).dtype)
     rng = np.random.default_rng([seed, 14])
     made, digits = [], []
     while len(made) < count:
@@ -156,17 +159,19 @@ def low_resolution(images: np.ndarray, labels: np.ndarray, count: int, seed: int
         if small is None:
             continue
         side = int(rng.integers(ENLARGED[0], ENLARGED[1] + 1))
-        scale = side / max(small.shape)
-        size = (max(1, round(small.shape[1] * scale)), max(1, round(small.shape[0] * scale)))
-        enlarged = np.asarray(Image.fromarray(small).resize(size, ENLARGE[int(rng.integers(len(ENLARGE)))]))
+        enlarged = _to_side(Image.fromarray(small), side, ENLARGE[int(rng.integers(len(ENLARGE)))])
         grey = enlarged if rng.random() < 0.5 else 255 - enlarged
         reading = read_digits(Picture(grey, 1.0, (grey.shape[1], grey.shape[0])))
         if len(reading.marks) == 1 and _whole(reading.marks[0].box, enlarged):
             made.append(reading.marks[0].image)
             digits.append(labels[index])
-    if not count:
-        return np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.asarray(labels).dtype)
     return np.stack(made), np.asarray(digits, np.asarray(labels).dtype)
+
+
+def _to_side(image: Image.Image, side: int, resample: Image.Resampling) -> np.ndarray:
+    """``image`` resized with ``resample`` so that its longer side is ``side`` pixels, its aspect kept, as an array."""
+    scale = side / max(image.size)
+    return np.asarray(image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), resample))
 
 
 def _whole(box: tuple[int, int, int, int], enlarged: np.ndarray) -> bool:
@@ -187,9 +192,7 @@ def _small_picture(image: np.ndarray, rng: np.random.Generator) -> np.ndarray | 
     if rng.random() < 0.5:
         box = np.where(box > 127, 255, 0).astype(np.float32)
     side = int(rng.integers(SMALL_SIDE[0], SMALL_SIDE[1] + 1))
-    scale = side / max(box.shape)
-    size = (max(1, round(box.shape[1] * scale)), max(1, round(box.shape[0] * scale)))
-    small = np.asarray(Image.fromarray(box, "F").resize(size, Image.Resampling.BOX), np.float32)
+    small = _to_side(Image.fromarray(box, "F"), side, Image.Resampling.BOX)
     margin = round(side * rng.uniform(*SMALL_MARGIN))
     small = np.pad(small, margin)
     tones = TONES[int(rng.integers(len(TONES)))] - 1

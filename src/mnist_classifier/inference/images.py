@@ -186,10 +186,10 @@ def is_framed(image: np.ndarray) -> bool:
     if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
         return False
     ring = np.concatenate([image[0], image[-1], image[1:-1, 0], image[1:-1, -1]])
-    rows, cols = np.nonzero(image.max(axis=1)), np.nonzero(image.max(axis=0))
-    if ring.mean() > DARK_RING * 255 or not rows[0].size:
+    rows, cols = np.flatnonzero(image.max(axis=1)), np.flatnonzero(image.max(axis=0))
+    if ring.mean() > DARK_RING * 255 or not rows.size:
         return False
-    side = max(np.ptp(rows[0]), np.ptp(cols[0])) + 1
+    side = max(np.ptp(rows), np.ptp(cols)) + 1
     return abs(int(side) - DIGIT_BOX) <= FRAMED_SLACK
 
 
@@ -232,8 +232,9 @@ def unpixelated(grey: np.ndarray) -> np.ndarray:
     the picture differs from its cells' centres repeated by under ``BLOCKY_ERROR``
     of its range, and its tone hardly changes within the cells (``FLAT_CELLS``)
     beside how it changes across their edges: a photo's or a drawing's paper
-    changes as much anywhere, a page's few strokes have edges anywhere. It comes back the same size, its cells enlarged bicubically;
-    any other picture comes back unchanged.
+    changes as much anywhere, a page's few strokes have edges anywhere. It comes
+    back the same size, its cells enlarged bicubically; any other picture comes
+    back unchanged.
     """
     height, width = grey.shape
     spread = int(grey.max()) - int(grey.min())
@@ -241,8 +242,10 @@ def unpixelated(grey: np.ndarray) -> np.ndarray:
         return grey
     jumps = _jumps(grey)
     across = [cell for cell in _cells(_edges(jumps, spread), width) if _flat_cells(jumps, cell)]  # cheap: sampled rows
-    jumps = _jumps(grey.T) if across else np.zeros((1, 1))
-    down = [cell for cell in _cells(_edges(jumps, spread), height) if _flat_cells(jumps, cell)] if across else []
+    if not across:
+        return grey
+    jumps = _jumps(grey.T)
+    down = [cell for cell in _cells(_edges(jumps, spread), height) if _flat_cells(jumps, cell)]
     for cell_x in across:
         for cell_y in down:
             xs, ys = _centres(*cell_x, width), _centres(*cell_y, height)

@@ -3,11 +3,11 @@
 What the best document readers do, in order:
 
 1. **Paper and ink.** A small picture enlarged by repeating its pixels is enlarged
-   smoothly instead (:func:`~mnist_classifier.inference.images.unpixelated`). The paper's brightness is estimated locally, on a small copy
-   of the picture (a morphological closing wipes out strokes and keeps the light,
-   however unevenly it falls, and keeps a shadow's edge sharp); ink is what is
-   darker than the paper around it, relative to it. Light ink on dark paper is
-   inverted first.
+   smoothly instead (:func:`~mnist_classifier.inference.images.unpixelated`). The
+   paper's brightness is estimated locally, on a small copy of the picture (a
+   morphological closing wipes out strokes and keeps the light, however unevenly
+   it falls, and keeps a shadow's edge sharp); ink is what is darker than the
+   paper around it, relative to it. Light ink on dark paper is inverted first.
 2. **Marks.** Ink is thresholded with hysteresis (faint stroke ends join strong
    ink; faint marks alone do not count) and labelled into connected components
    on a reduced copy (at most ``ANALYSIS_SIDE`` pixels long). Ruled lines and
@@ -401,8 +401,9 @@ def _without_lines(mask: np.ndarray, strength: np.ndarray | None = None, fine: b
 
     A line is a thin run of ink (gaps bridged) across at least ``LINE_SPAN`` of
     the picture, and in a scan or a drawing (not ``fine``), where nothing hides it,
-    one piece across ``EVEN_LINE_SPAN`` of it (a digit's bar may span half its frame); strokes that cross it are kept whole, and the broken bits of a
-    line that the threshold left go with it. With the ink's ``strength``, a pen's
+    one piece across ``EVEN_LINE_SPAN`` of it (a digit's bar may span half its
+    frame); strokes that cross it are kept whole, and the broken bits of a line
+    that the threshold left go with it. With the ink's ``strength``, a pen's
     stroke that runs along a line (the top of a 0 on it) is kept too, where its
     ink is much darker than the line at its darkest. Small pictures have no lines.
     ``fine``: angles searched as finely as a photo's long, slightly curved lines
